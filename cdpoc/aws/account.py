@@ -1,0 +1,57 @@
+"""Facts about the account and region a run needs before planning: identity, zones, tagged leftovers."""
+
+from __future__ import annotations
+
+from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors
+from cdpoc.errors import ConfigError
+
+
+def account_id(run: AwsRun) -> str:
+    def lookup() -> str:
+        with aws_errors("asking STS who we are"):
+            return str(run.client("sts").get_caller_identity()["Account"])
+
+    return run.memo("account", lookup)
+
+
+def resolve_zones(run: AwsRun, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The configured zones, checked against the region; or the region's first two available ones."""
+    with aws_errors(f"listing availability zones of {run.region}"):
+        zones = run.client("ec2").describe_availability_zones(
+            Filters=[
+                {"Name": "state", "Values": ["available"]},
+                {"Name": "zone-type", "Values": ["availability-zone"]},
+            ]
+        )["AvailabilityZones"]
+    available = sorted(z["ZoneName"] for z in zones)
+    if wanted:
+        unknown = [z for z in wanted if z not in available]
+        if unknown:
+            raise ConfigError(
+                f"availability_zones: {', '.join(unknown)} not available in {run.region}",
+                f"Use two of: {', '.join(available)} (or leave the setting empty).",
+            )
+        return wanted
+    if len(available) < 2:
+        raise ConfigError(f"region {run.region} has fewer than two available zones: {', '.join(available) or 'none'}")
+    return tuple(available[:2])
+
+
+def tagged_arns(run: AwsRun) -> list[str]:
+    """ARNs the Resource Groups Tagging API still lists with the stack's tag (it also lists some deleted ones)."""
+    arns: list[str] = []
+    with aws_errors("scanning for resources tagged with the stack"):
+        paginator = run.client("resourcegroupstaggingapi").get_paginator("get_resources")
+        for page in paginator.paginate(TagFilters=[{"Key": STACK_TAG, "Values": [run.stack]}]):
+            arns.extend(m["ResourceARN"] for m in page["ResourceTagMappingList"])
+    return arns
+
+
+def arn_type(arn: str) -> str:
+    """'arn:aws:ec2:us-east-1:123:subnet/subnet-1' -> 'ec2:subnet'."""
+    parts = arn.split(":", 5)
+    if len(parts) < 6:
+        return ""
+    resource = parts[5]
+    kind = resource.split("/", 1)[0] if "/" in resource else resource.split(":", 1)[0]
+    return f"{parts[2]}:{kind}"

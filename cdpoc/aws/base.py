@@ -1,0 +1,228 @@
+"""What every AWS area module shares: the run's clients and tags, error codes, waits, the handler base."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import botocore.exceptions
+
+from cdpoc.aws.clients import ClientFactory
+from cdpoc.errors import AccessError, AwsError, Cancelled, WaitTimeout
+from cdpoc.model import Change, Observed, Resource
+
+STACK_TAG = "cdpoc:stack"
+COMPONENT_TAG = "cdpoc:component"
+
+T = TypeVar("T")
+
+
+class DependencyViolation(AwsError):
+    """AWS refused a delete because something still uses the resource; the sweeper retries it."""
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def is_error(exc: BaseException, *codes: str) -> bool:
+    code = error_code(exc)
+    return bool(code) and any(code == c or (c.endswith("*") and code.startswith(c[:-1])) for c in codes)
+
+
+@contextmanager
+def aws_errors(what: str) -> Iterator[None]:
+    """Turn botocore failures into cdpoc errors that say what was being done."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code == "DependencyViolation" or code.endswith("InUse") or code == "ResourceInUse":
+            raise DependencyViolation(f"{what}: {code}: {message}") from exc
+        if code in {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException"}:
+            raise AwsError(
+                f"{what}: not allowed ({code}): {message}", "The credentials in use lack this permission."
+            ) from exc
+        if code in {
+            "AuthFailure",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "SignatureDoesNotMatch",
+        }:
+            raise AccessError(
+                f"{what}: AWS refused the credentials ({code}): {message}",
+                "Refresh or correct your credentials.",
+            ) from exc
+        raise AwsError(f"{what}: {code}: {message}") from exc
+    except botocore.exceptions.NoCredentialsError:
+        raise AccessError(f"{what}: no AWS credentials found", "Configure credentials or pass --profile.") from None
+    except botocore.exceptions.EndpointConnectionError as exc:
+        raise AccessError(
+            f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'the endpoint')}",
+            "Check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is up.",
+        ) from None
+
+
+@dataclass
+class Waits:
+    """Time limits (seconds) for things that become ready, or go away, asynchronously."""
+
+    default: float = 300.0
+    nat_gateway: float = 900.0
+    poll_initial: float = 2.0
+    poll_max: float = 15.0
+
+
+@dataclass
+class AwsRun:
+    """Everything an AWS module needs for one run: clients, the stack's identity and tags, waits."""
+
+    clients: ClientFactory
+    stack: str
+    zones: tuple[str, ...] = ()
+    extra_tags: Mapping[str, str] = field(default_factory=dict)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    waits: Waits = field(default_factory=Waits)
+    sleep: Callable[[float], None] | None = None
+    _memo: dict[str, Any] = field(default_factory=dict)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self, service: str) -> Any:
+        return self.clients.client(service)
+
+    @property
+    def region(self) -> str:
+        return self.clients.region
+
+    def tags(self, component: str, name: str = "") -> list[dict[str, str]]:
+        tags = {**self.extra_tags, STACK_TAG: self.stack, COMPONENT_TAG: component}
+        if name:
+            tags["Name"] = name
+        return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+    def ec2_tag_specs(self, resource_type: str, res: Resource) -> list[dict[str, Any]]:
+        return [{"ResourceType": resource_type, "Tags": self.tags(res.key, res.name)}]
+
+    def stack_filter(self) -> list[dict[str, Any]]:
+        return [{"Name": f"tag:{STACK_TAG}", "Values": [self.stack]}]
+
+    def client_token(self, res: Resource, *parts: str) -> str:
+        """A deterministic idempotency token; parts (e.g. the parent's id) make it new after a teardown."""
+        digest = hashlib.sha256("/".join((self.stack, res.key, *parts)).encode()).hexdigest()
+        return f"cdpoc-{digest[:58]}"
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """Cache one discovery call per run (e.g. all of the stack's subnets), shared by all handlers."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._memo_lock:
+            self._memo.setdefault(key, value)
+            return self._memo[key]
+
+    def forget(self) -> None:
+        with self._memo_lock:
+            self._memo.clear()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, but wake and stop at once when the run is cancelled."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+            if self.cancel.is_set():
+                raise Cancelled("interrupted")
+            return
+        if self.cancel.wait(seconds):
+            raise Cancelled("interrupted")
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("interrupted")
+
+    def wait_until(self, what: str, ready: Callable[[], bool], timeout: float | None = None) -> None:
+        """Poll `ready` with jittered, growing pauses until it is true, or raise WaitTimeout naming `what`."""
+        limit = self.waits.default if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        delay = self.waits.poll_initial
+        while True:
+            self.check_cancelled()
+            if ready():
+                return
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"timed out after {limit:.0f}s waiting for {what}",
+                    "Re-run the command to keep waiting; it resumes where it stopped.",
+                )
+            self.pause(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.8, 1.2))
+            delay = min(delay * 1.5, self.waits.poll_max)
+
+    def wait_with(self, service: str, waiter_name: str, what: str, timeout: float | None = None, **params: Any) -> None:
+        """Use botocore's waiter one attempt at a time, so that our timeout and Ctrl-C apply to it."""
+        waiter = self.client(service).get_waiter(waiter_name)
+
+        def ready() -> bool:
+            try:
+                waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
+            except botocore.exceptions.WaiterError as exc:
+                reason = str(exc.kwargs.get("reason", ""))
+                if reason.startswith("Max attempts exceeded"):
+                    return False
+                raise AwsError(f"{what} failed: {reason}") from None
+            return True
+
+        self.wait_until(what, ready, timeout)
+
+
+def tag_map(tags: Iterable[Mapping[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or ()}
+
+
+def observed(res_or_key: Resource | str, kind: str, physical_id: str, **attrs: Any) -> Observed:
+    key = res_or_key.key if isinstance(res_or_key, Resource) else res_or_key
+    return Observed(key=key, kind=kind, id=physical_id, attrs=attrs)
+
+
+class Handler:
+    """Find / create / update / delete one kind of resource. Subclasses fill in the AWS calls.
+
+    `scan` lists every resource of the kind tagged with the stack (keyed by component), once per run;
+    `find` picks the wanted one from it. Kinds that cannot be listed by tag override `find`.
+    """
+
+    kind = ""
+    label = ""
+    # Tagging-API resource types ("service:type") this handler's scan already covers, for the leftover scan.
+    arn_types: tuple[str, ...] = ()
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        return {}
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        return run.memo(f"scan:{self.kind}", lambda: self.scan(run)).get(res.key)
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        return []
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        raise NotImplementedError(self.kind)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        raise NotImplementedError(self.kind)
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        raise NotImplementedError(self.kind)
+
+    def describe(self, found: Observed) -> str:
+        """How the resource is shown to the user, e.g. 'vpc-0abc (10.0.0.0/16)'."""
+        return found.id

@@ -1,0 +1,92 @@
+"""One place that builds the boto3 session and clients for a run: profile, region, endpoint, retries."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from cdpoc import __version__
+from cdpoc.errors import AccessError
+
+# botocore's default retry mode is still "legacy"; standard mode retries throttling and transient
+# errors with jittered backoff, and more attempts ride out bursts of throttling on large runs.
+RETRY_CONFIG = {"mode": "standard", "max_attempts": 10}
+
+
+READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Search", "Lookup", "Head", "Select")
+
+
+def is_mutating(operation: str) -> bool:
+    return not operation.startswith(READ_PREFIXES)
+
+
+def known_regions(session: boto3.Session) -> set[str]:
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return regions
+
+
+class ClientFactory:
+    """Builds (once per service) thread-safe boto3 clients that all share retries and endpoint."""
+
+    def __init__(self, region: str, profile: str | None = None, endpoint_url: str | None = None) -> None:
+        try:
+            self.session = boto3.Session(profile_name=profile or None, region_name=region)
+        except botocore.exceptions.ProfileNotFound:
+            raise AccessError(
+                f"AWS profile {profile!r} is not configured",
+                "List your profiles with `aws configure list-profiles`, or drop --profile.",
+            ) from None
+        self.region = region
+        self.profile = profile
+        # None lets boto3 use AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> on its own.
+        self.endpoint_url = endpoint_url or None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.calls: list[tuple[str, str]] = []
+        # Every API call is counted (service, operation): budgets and "no mutating call" are testable.
+        self.session.events.register("before-call", self._count)
+        self.config = Config(
+            retries=RETRY_CONFIG,  # type: ignore[arg-type]
+            user_agent_extra=f"cdpoc/{__version__}",
+            max_pool_connections=32,
+        )
+
+    def check(self) -> None:
+        """Fail early, with a clear message, when the region is unknown or there are no credentials."""
+        if not self.endpoint_url and self.region not in known_regions(self.session):
+            raise AccessError(
+                f"region {self.region!r} is not an AWS region this botocore knows",
+                "Check the spelling (e.g. us-east-1) or upgrade boto3 if the region is new.",
+            )
+        try:
+            credentials = self.session.get_credentials()
+        except botocore.exceptions.BotoCoreError as exc:
+            raise AccessError(f"AWS credentials cannot be loaded: {exc}") from None
+        if credentials is None:
+            raise AccessError(
+                "no AWS credentials found",
+                "Run `aws configure` or `aws sso login`, pass --profile, or set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY. For the local sandbox any values work (see `cdpoc sandbox`).",
+            )
+
+    def _count(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls.append((model.service_model.service_name, model.name))
+
+    def mutating_calls(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(s, op) for s, op in self.calls if is_mutating(op)]
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self.session.client(  # type: ignore[call-overload]
+                    service, region_name=self.region, endpoint_url=self.endpoint_url, config=self.config
+                )
+            return self._clients[service]

@@ -1,0 +1,487 @@
+"""VPC, subnets, internet gateway, Elastic IPs, NAT gateways and route tables (EC2 API)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cdpoc.aws.base import COMPONENT_TAG, AwsRun, Handler, aws_errors, is_error, observed, tag_map
+from cdpoc.model import Change, Observed, Resource
+
+NOT_FOUND = (
+    "InvalidVpcID.NotFound",
+    "InvalidSubnetID.NotFound",
+    "InvalidInternetGatewayID.NotFound",
+    "InvalidAllocationID.NotFound",
+    "InvalidAddressID.NotFound",
+    "NatGatewayNotFound",
+    "InvalidNatGatewayID.NotFound",
+    "InvalidRouteTableID.NotFound",
+    "InvalidAssociationID.NotFound",
+    "Gateway.NotAttached",
+)
+
+
+def _ec2(run: AwsRun) -> Any:
+    return run.client("ec2")
+
+
+def _by_component(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        component = tag_map(item.get("Tags")).get(COMPONENT_TAG)
+        if component:
+            found[component] = item
+    return found
+
+
+def _paginate(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    with aws_errors(f"listing the stack's {key}"):
+        for page in _ec2(run).get_paginator(operation).paginate(**params):
+            items.extend(page[key])
+    return items
+
+
+def _ignore_missing(what: str, call: Any, **params: Any) -> None:
+    """Deletes treat NotFound as success: a re-run of `down` after an interruption must not fail."""
+    try:
+        with aws_errors(what):
+            call(**params)
+    except Exception as exc:
+        if not is_error(exc.__cause__ or exc, *NOT_FOUND):
+            raise
+
+
+def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
+    found = deps.get(key)
+    return found.id if found else None
+
+
+class VpcHandler(Handler):
+    kind = "vpc"
+    label = "VPC"
+    arn_types = ("ec2:vpc",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for component, vpc in _by_component(
+            _paginate(run, "describe_vpcs", "Vpcs", Filters=run.stack_filter())
+        ).items():
+            attrs = {}
+            for attribute, field in (
+                ("enableDnsSupport", "EnableDnsSupport"),
+                ("enableDnsHostnames", "EnableDnsHostnames"),
+            ):
+                with aws_errors(f"reading {attribute} of {vpc['VpcId']}"):
+                    reply = _ec2(run).describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute=attribute)
+                attrs[attribute] = reply[field]["Value"]
+            result[component] = observed(component, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"], **attrs)
+        return result
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = []
+        if found.attrs["cidr"] != res.props["cidr"]:
+            changes.append(Change(f"CIDR is {found.attrs['cidr']}, config wants {res.props['cidr']}", in_place=False))
+        for attribute in ("enableDnsSupport", "enableDnsHostnames"):
+            if not found.attrs.get(attribute):
+                changes.append(Change(f"{attribute} is off"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        with aws_errors(f"creating VPC {res.name}"):
+            vpc = _ec2(run).create_vpc(CidrBlock=res.props["cidr"], TagSpecifications=run.ec2_tag_specs("vpc", res))[
+                "Vpc"
+            ]
+        run.wait_with("ec2", "vpc_available", f"VPC {vpc['VpcId']} to be available", VpcIds=[vpc["VpcId"]])
+        found = observed(res, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"])
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        # One attribute per call (an API rule); support must be on before hostnames can be.
+        for attribute in ("EnableDnsSupport", "EnableDnsHostnames"):
+            if not found.attrs.get(attribute[0].lower() + attribute[1:]):
+                with aws_errors(f"turning on {attribute} for {found.id}"):
+                    _ec2(run).modify_vpc_attribute(VpcId=found.id, **{attribute: {"Value": True}})
+        return observed(
+            res, self.kind, found.id, cidr=found.attrs["cidr"], enableDnsSupport=True, enableDnsHostnames=True
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        _ignore_missing(f"deleting VPC {found.id}", _ec2(run).delete_vpc, VpcId=found.id)
+
+    def describe(self, found: Observed) -> str:
+        return f"{found.id} ({found.attrs.get('cidr', '')})"
+
+
+class SubnetHandler(Handler):
+    kind = "subnet"
+    label = "subnet"
+    arn_types = ("ec2:subnet",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        subnets = _paginate(run, "describe_subnets", "Subnets", Filters=run.stack_filter())
+        return {
+            component: observed(
+                component,
+                self.kind,
+                s["SubnetId"],
+                cidr=s["CidrBlock"],
+                zone=s["AvailabilityZone"],
+                vpc=s["VpcId"],
+            )
+            for component, s in _by_component(subnets).items()
+        }
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = []
+        if found.attrs["cidr"] != res.props["cidr"]:
+            changes.append(Change(f"CIDR is {found.attrs['cidr']}, config wants {res.props['cidr']}", in_place=False))
+        if found.attrs["zone"] != res.props["zone"]:
+            changes.append(Change(f"zone is {found.attrs['zone']}, config wants {res.props['zone']}", in_place=False))
+        vpc_id = _dep_id(deps, res.props["vpc"])
+        if vpc_id and found.attrs["vpc"] != vpc_id:
+            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        with aws_errors(f"creating subnet {res.name}"):
+            subnet = _ec2(run).create_subnet(
+                VpcId=deps[res.props["vpc"]].id,
+                CidrBlock=res.props["cidr"],
+                AvailabilityZone=res.props["zone"],
+                TagSpecifications=run.ec2_tag_specs("subnet", res),
+            )["Subnet"]
+        run.wait_with(
+            "ec2",
+            "subnet_available",
+            f"subnet {subnet['SubnetId']} to be available",
+            SubnetIds=[subnet["SubnetId"]],
+        )
+        return observed(
+            res,
+            self.kind,
+            subnet["SubnetId"],
+            cidr=subnet["CidrBlock"],
+            zone=subnet["AvailabilityZone"],
+            vpc=subnet["VpcId"],
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        _ignore_missing(f"deleting subnet {found.id}", _ec2(run).delete_subnet, SubnetId=found.id)
+
+    def describe(self, found: Observed) -> str:
+        return f"{found.id} ({found.attrs.get('cidr', '')}, {found.attrs.get('zone', '')})"
+
+
+class InternetGatewayHandler(Handler):
+    kind = "internet_gateway"
+    label = "internet gateway"
+    arn_types = ("ec2:internet-gateway",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        gateways = _paginate(run, "describe_internet_gateways", "InternetGateways", Filters=run.stack_filter())
+        return {
+            component: observed(
+                component,
+                self.kind,
+                g["InternetGatewayId"],
+                vpcs=tuple(
+                    a["VpcId"]
+                    for a in g.get("Attachments", [])
+                    if a.get("State") in ("attached", "available", "attaching")
+                ),
+            )
+            for component, g in _by_component(gateways).items()
+        }
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        vpc_id = _dep_id(deps, res.props["vpc"])
+        if vpc_id not in found.attrs["vpcs"]:
+            return [Change(f"not attached to {vpc_id or 'the stack VPC'}")]
+        return []
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        with aws_errors(f"creating internet gateway {res.name}"):
+            gateway = _ec2(run).create_internet_gateway(TagSpecifications=run.ec2_tag_specs("internet-gateway", res))[
+                "InternetGateway"
+            ]
+        return self.update(run, res, observed(res, self.kind, gateway["InternetGatewayId"], vpcs=()), deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        vpc_id = deps[res.props["vpc"]].id
+        for other in found.attrs["vpcs"]:
+            if other != vpc_id:
+                _ignore_missing(
+                    f"detaching {found.id} from {other}",
+                    _ec2(run).detach_internet_gateway,
+                    InternetGatewayId=found.id,
+                    VpcId=other,
+                )
+        if vpc_id not in found.attrs["vpcs"]:
+            with aws_errors(f"attaching {found.id} to {vpc_id}"):
+                _ec2(run).attach_internet_gateway(InternetGatewayId=found.id, VpcId=vpc_id)
+        return observed(res, self.kind, found.id, vpcs=(vpc_id,))
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        # Detaching fails with DependencyViolation while public addresses are still mapped in the
+        # VPC (NAT, ALB); the sweeper retries it within its budget.
+        for vpc_id in found.attrs.get("vpcs", ()):
+            _ignore_missing(
+                f"detaching {found.id} from {vpc_id}",
+                _ec2(run).detach_internet_gateway,
+                InternetGatewayId=found.id,
+                VpcId=vpc_id,
+            )
+        _ignore_missing(
+            f"deleting internet gateway {found.id}",
+            _ec2(run).delete_internet_gateway,
+            InternetGatewayId=found.id,
+        )
+
+
+class ElasticIpHandler(Handler):
+    kind = "elastic_ip"
+    label = "Elastic IP"
+    arn_types = ("ec2:elastic-ip",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        with aws_errors("listing the stack's Elastic IPs"):
+            addresses = _ec2(run).describe_addresses(Filters=run.stack_filter())["Addresses"]
+        return {
+            component: observed(
+                component,
+                self.kind,
+                a["AllocationId"],
+                public_ip=a.get("PublicIp", ""),
+                association=a.get("AssociationId", ""),
+            )
+            for component, a in _by_component(addresses).items()
+        }
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        with aws_errors(f"allocating Elastic IP {res.name}"):
+            address = _ec2(run).allocate_address(Domain="vpc", TagSpecifications=run.ec2_tag_specs("elastic-ip", res))
+        return observed(res, self.kind, address["AllocationId"], public_ip=address.get("PublicIp", ""), association="")
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        # Releasing an address still associated with a NAT/instance fails (InvalidIPAddress.InUse /
+        # AuthFailure on some accounts); the owner is deleted first by the graph order.
+        _ignore_missing(
+            f"releasing Elastic IP {found.attrs.get('public_ip') or found.id}",
+            _ec2(run).release_address,
+            AllocationId=found.id,
+        )
+
+    def describe(self, found: Observed) -> str:
+        return f"{found.id} ({found.attrs.get('public_ip', '')})"
+
+
+LIVE_NAT_STATES = ("pending", "available")
+
+
+class NatGatewayHandler(Handler):
+    kind = "nat_gateway"
+    label = "NAT gateway"
+    arn_types = ("ec2:natgateway",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        # DescribeNatGateways keeps listing deleted (and failed) gateways for a while: ignore those.
+        gateways = _paginate(
+            run,
+            "describe_nat_gateways",
+            "NatGateways",
+            Filter=[*run.stack_filter(), {"Name": "state", "Values": list(LIVE_NAT_STATES)}],
+        )
+        return {
+            component: observed(
+                component,
+                self.kind,
+                g["NatGatewayId"],
+                subnet=g["SubnetId"],
+                state=g["State"],
+                allocations=tuple(a.get("AllocationId", "") for a in g.get("NatGatewayAddresses", [])),
+            )
+            for component, g in _by_component(gateways).items()
+        }
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = []
+        subnet_id = _dep_id(deps, res.props["subnet"])
+        if subnet_id and found.attrs["subnet"] != subnet_id:
+            changes.append(Change(f"it is in subnet {found.attrs['subnet']}, not {subnet_id}", in_place=False))
+        if found.attrs["state"] == "pending":
+            changes.append(Change("still pending: wait until available"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        subnet_id = deps[res.props["subnet"]].id
+        allocation_id = deps[res.props["eip"]].id
+        with aws_errors(f"creating NAT gateway {res.name}"):
+            gateway = _ec2(run).create_nat_gateway(
+                SubnetId=subnet_id,
+                AllocationId=allocation_id,
+                ConnectivityType="public",
+                # The subnet id in the token makes it new after a teardown: AWS remembers tokens for a while
+                # and would hand back the deleted gateway.
+                ClientToken=run.client_token(res, subnet_id, allocation_id),
+                TagSpecifications=run.ec2_tag_specs("natgateway", res),
+            )["NatGateway"]
+        found = observed(
+            res,
+            self.kind,
+            gateway["NatGatewayId"],
+            subnet=subnet_id,
+            state="pending",
+            allocations=(allocation_id,),
+        )
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        run.wait_with(
+            "ec2",
+            "nat_gateway_available",
+            f"NAT gateway {found.id} to be available",
+            timeout=run.waits.nat_gateway,
+            NatGatewayIds=[found.id],
+        )
+        return observed(
+            res,
+            self.kind,
+            found.id,
+            subnet=found.attrs["subnet"],
+            state="available",
+            allocations=found.attrs["allocations"],
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        _ignore_missing(f"deleting NAT gateway {found.id}", _ec2(run).delete_nat_gateway, NatGatewayId=found.id)
+        # Its EIP and network interface are only released once it is `deleted`.
+        run.wait_with(
+            "ec2",
+            "nat_gateway_deleted",
+            f"NAT gateway {found.id} to be deleted",
+            timeout=run.waits.nat_gateway,
+            NatGatewayIds=[found.id],
+        )
+
+
+class RouteTableHandler(Handler):
+    kind = "route_table"
+    label = "route table"
+    arn_types = ("ec2:route-table",)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        tables = _paginate(run, "describe_route_tables", "RouteTables", Filters=run.stack_filter())
+        result = {}
+        for component, table in _by_component(tables).items():
+            routes = {
+                r["DestinationCidrBlock"]: r.get("GatewayId") or r.get("NatGatewayId") or ""
+                for r in table.get("Routes", [])
+                if r.get("DestinationCidrBlock") and r.get("Origin") == "CreateRoute"
+            }
+            associations = {
+                a["SubnetId"]: a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get("SubnetId")
+            }
+            result[component] = observed(
+                component,
+                self.kind,
+                table["RouteTableId"],
+                vpc=table["VpcId"],
+                routes=routes,
+                associations=associations,
+            )
+        return result
+
+    def _wanted(
+        self, res: Resource, deps: Mapping[str, Observed | None]
+    ) -> tuple[dict[str, str | None], dict[str, str | None]]:
+        routes = {dest: _dep_id(deps, target) for dest, target in res.props["routes"].items()}
+        subnets = {key: _dep_id(deps, key) for key in res.props["subnets"]}
+        return routes, subnets
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = []
+        vpc_id = _dep_id(deps, res.props["vpc"])
+        if vpc_id and found.attrs["vpc"] != vpc_id:
+            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        routes, subnets = self._wanted(res, deps)
+        for dest, target_id in routes.items():
+            have = found.attrs["routes"].get(dest)
+            if target_id is None or have != target_id:
+                target = target_id or f"{res.props['routes'][dest]} (to be created)"
+                changes.append(Change(f"route {dest} -> {target} (now {have or 'missing'})"))
+        for key, subnet_id in subnets.items():
+            if subnet_id is None or subnet_id not in found.attrs["associations"]:
+                changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        vpc_id = deps[res.props["vpc"]].id
+        with aws_errors(f"creating route table {res.name}"):
+            table = _ec2(run).create_route_table(
+                VpcId=vpc_id,
+                ClientToken=run.client_token(res, vpc_id),
+                TagSpecifications=run.ec2_tag_specs("route-table", res),
+            )["RouteTable"]
+        found = observed(res, self.kind, table["RouteTableId"], vpc=vpc_id, routes={}, associations={})
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        ec2 = _ec2(run)
+        routes, subnets = self._wanted(res, deps)
+        have_routes = dict(found.attrs["routes"])
+        for dest, target_id in routes.items():
+            assert target_id is not None  # the executor runs this only after every dependency exists
+            if have_routes.get(dest) == target_id:
+                continue
+            target = {"NatGatewayId": target_id} if target_id.startswith("nat-") else {"GatewayId": target_id}
+            with aws_errors(f"routing {dest} via {target_id} in {found.id}"):
+                if dest in have_routes:
+                    ec2.replace_route(RouteTableId=found.id, DestinationCidrBlock=dest, **target)
+                else:
+                    ec2.create_route(RouteTableId=found.id, DestinationCidrBlock=dest, **target)
+            have_routes[dest] = target_id
+        associations = dict(found.attrs["associations"])
+        for subnet_id in subnets.values():
+            assert subnet_id is not None
+            if subnet_id in associations:
+                continue
+            with aws_errors(f"associating {subnet_id} with {found.id}"):
+                current = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+                    "RouteTables"
+                ]
+                previous = [
+                    a["RouteTableAssociationId"]
+                    for t in current
+                    for a in t.get("Associations", [])
+                    if a.get("SubnetId") == subnet_id
+                ]
+                if previous:
+                    reply = ec2.replace_route_table_association(AssociationId=previous[0], RouteTableId=found.id)
+                    associations[subnet_id] = reply["NewAssociationId"]
+                else:
+                    associations[subnet_id] = ec2.associate_route_table(RouteTableId=found.id, SubnetId=subnet_id)[
+                        "AssociationId"
+                    ]
+        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], routes=have_routes, associations=associations)
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        ec2 = _ec2(run)
+        for subnet_id, association_id in found.attrs.get("associations", {}).items():
+            _ignore_missing(
+                f"disassociating {subnet_id} from {found.id}",
+                ec2.disassociate_route_table,
+                AssociationId=association_id,
+            )
+        _ignore_missing(f"deleting route table {found.id}", ec2.delete_route_table, RouteTableId=found.id)
+
+
+HANDLERS: tuple[Handler, ...] = (
+    VpcHandler(),
+    SubnetHandler(),
+    InternetGatewayHandler(),
+    ElasticIpHandler(),
+    NatGatewayHandler(),
+    RouteTableHandler(),
+)

@@ -1,0 +1,149 @@
+"""The command line: parse options, build a Context, call one function, map errors to exit codes.
+
+Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from cdpoc import __version__
+from cdpoc.context import Context, Options
+from cdpoc.errors import EXIT_INTERRUPTED, Cancelled, CdpocError
+from cdpoc.ui import Ui
+
+app = typer.Typer(
+    help="Stand up a classic AWS CI/CD environment with one command, and tear it down to nothing.\n\n"
+    "Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ParallelismOption = Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Steps run at once.")]
+
+
+def handles_errors(command: F) -> F:
+    """Every command ends with a message and a documented exit code, never a traceback for user errors."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        typer_ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
+        ui: Ui = typer_ctx.obj["ui"]
+        try:
+            return command(*args, **kwargs)
+        except CdpocError as exc:
+            ui.error(exc)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            ui.error(Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists."))
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdpoc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="User config file merged over the defaults (default: ./cdpoc.yaml if present).",
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Stack name (overrides the config).")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (overrides the config).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile to use.")] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="AWS endpoint, e.g. the sandbox's http://127.0.0.1:5000 (AWS_ENDPOINT_URL works too).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    ctx.obj = {"options": Options(config, name, region, profile, endpoint_url), "ui": Ui()}
+
+
+def _context(typer_ctx: typer.Context) -> Context:
+    return Context.build(typer_ctx.obj["options"], typer_ctx.obj["ui"])
+
+
+@app.command()
+@handles_errors
+def plan(ctx: typer.Context) -> None:
+    """Show what `up` would create, change or leave alone (read-only)."""
+    from cdpoc import lifecycle
+
+    lifecycle.plan(_context(ctx))
+
+
+@app.command()
+@handles_errors
+def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
+    """Provision the environment; safe to re-run; resumes after a crash or Ctrl-C."""
+    from cdpoc import lifecycle
+
+    lifecycle.up(_context(ctx), parallelism=parallelism)
+
+
+@app.command()
+@handles_errors
+def down(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    parallelism: ParallelismOption = 8,
+) -> None:
+    """Delete everything of the stack in dependency order, then prove nothing is left (exit 3 if something is)."""
+    from cdpoc import lifecycle
+
+    def confirm(question: str) -> bool:
+        return typer.confirm(question, default=False)
+
+    lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism)
+
+
+@app.command()
+@handles_errors
+def sandbox(
+    ctx: typer.Context,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0 = any free port).")
+    ] = 5000,
+) -> None:
+    """Run a local AWS endpoint (moto plus cdpoc's additions) until Ctrl-C or SIGTERM."""
+    from cdpoc.sandbox.server import serve_forever
+
+    serve_forever(port, ctx.obj["ui"])
+
+
+@app.command()
+@handles_errors
+def demo(ctx: typer.Context) -> None:
+    """Run the whole lifecycle against an in-process sandbox: up, up again (no changes), plan, down."""
+    from cdpoc.demo import run_demo
+
+    run_demo(ctx.obj["ui"], ctx.obj["options"])
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,60 @@
+"""Builds, once per command, everything a run needs: settings, AWS clients, the run state, the console."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdpoc.aws.account import resolve_zones
+from cdpoc.aws.base import AwsRun, Handler, Waits
+from cdpoc.aws.clients import ClientFactory
+from cdpoc.aws.registry import HANDLERS
+from cdpoc.config import Settings, load_settings
+from cdpoc.graph import Graph
+from cdpoc.stack import build
+from cdpoc.ui import Ui
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the global flags say; None means "not given"."""
+
+    config: Path | None = None
+    name: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+
+@dataclass
+class Context:
+    settings: Settings
+    config_source: str
+    clients: ClientFactory
+    run: AwsRun
+    ui: Ui
+    handlers: dict[str, Handler] = field(default_factory=lambda: dict(HANDLERS))
+    _graph: Graph | None = None
+
+    @classmethod
+    def build(cls, options: Options, ui: Ui, waits: Waits | None = None) -> Context:
+        settings, source = load_settings(options.config, {"name": options.name, "region": options.region})
+        clients = ClientFactory(settings.region, options.profile, options.endpoint_url)
+        clients.check()
+        run = AwsRun(
+            clients=clients,
+            stack=settings.name,
+            extra_tags=settings.tags,
+            cancel=threading.Event(),
+            waits=waits or Waits(),
+        )
+        return cls(settings=settings, config_source=source, clients=clients, run=run, ui=ui)
+
+    def graph(self) -> Graph:
+        """The stack's resource graph; resolving the zones is the one AWS call it needs."""
+        if self._graph is None:
+            zones = resolve_zones(self.run, self.settings.availability_zones)
+            self.run.zones = zones
+            self._graph = build(self.settings, zones)
+        return self._graph

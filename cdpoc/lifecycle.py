@@ -1,0 +1,94 @@
+"""The work behind `plan`, `up` and `down`: one function each, given a Context."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from cdpoc.apply import apply_plan, refuse_conflicts
+from cdpoc.aws.account import tagged_arns
+from cdpoc.context import Context
+from cdpoc.cost import describe_cost, hourly_cost
+from cdpoc.errors import ConfigError, LeftoversFound
+from cdpoc.model import Observed, Plan
+from cdpoc.planner import make_plan
+from cdpoc.render import plan_lines, plan_summary, plan_table
+from cdpoc.sweeper import find_everything, leftovers, sweep
+
+
+def _describe(ctx: Context) -> Callable[[Observed], str]:
+    return lambda found: ctx.handlers[found.kind].describe(found)
+
+
+def show_plan(ctx: Context, plan: Plan) -> None:
+    if ctx.ui.interactive:
+        ctx.ui.print(plan_table(plan, _describe(ctx)))
+    else:
+        for line in plan_lines(plan, _describe(ctx)):
+            ctx.ui.say(line)
+    ctx.ui.say(plan_summary(plan), style="bold")
+
+
+def plan(ctx: Context) -> Plan:
+    """Read-only: what `up` would create, change, or leave alone."""
+    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region} ({ctx.config_source or 'default config'})")
+    result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
+    show_plan(ctx, result)
+    return result
+
+
+def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
+    """Create what is missing and fix what drifted; a no-op (no mutating call) when all is in place."""
+    graph = ctx.graph()
+    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region}, zones {', '.join(ctx.run.zones)}")
+    current = make_plan(ctx.run, graph, ctx.handlers)
+    refuse_conflicts(current)
+    if not current.has_work:
+        ctx.ui.say(plan_summary(current), style="bold")
+        results = {s.resource.key: s.found for s in current.steps if s.found is not None}
+    else:
+        ctx.ui.say(plan_summary(current))
+        started = time.monotonic()
+        labels = {s.resource.key: ctx.handlers[s.resource.kind].label for s in current.steps}
+        with ctx.ui.progress(f"up: {ctx.settings.name}", labels) as progress:
+            results = apply_plan(ctx.run, current, ctx.handlers, parallelism=parallelism, on_event=progress)
+        counts = current.counts()
+        ctx.ui.say(
+            f"Up to date in {time.monotonic() - started:.1f}s: {counts['create']} created, {counts['update']} updated, "
+            f"{counts['exists']} unchanged.",
+            style="bold green",
+        )
+    ctx.ui.say(f"Running cost: {describe_cost(hourly_cost(graph.resources.values()))}.")
+    return results
+
+
+def down(ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism: int = 8) -> dict[str, str]:
+    """Delete every resource of the stack in dependency order, then scan for anything left."""
+    graph = ctx.graph()
+    doomed = find_everything(ctx.run, graph, ctx.handlers)
+    deleted: dict[str, str] = {}
+    if not doomed:
+        ctx.ui.say(f"Nothing of stack {ctx.settings.name} exists in {ctx.settings.region}.")
+    else:
+        ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region}: {len(doomed)} resource(s) to delete:")
+        for key, item in sorted(doomed.items()):
+            handler = ctx.handlers[item.found.kind]
+            ctx.ui.say(f"  {key:22} {handler.label}: {handler.describe(item.found)}")
+        if not yes and not confirm(f"Delete these {len(doomed)} resources of stack {ctx.settings.name}?"):
+            raise ConfigError("down cancelled: nothing was deleted", "Pass --yes to skip the question.")
+        labels = {key: ctx.handlers[item.found.kind].label for key, item in doomed.items()}
+        started = time.monotonic()
+        with ctx.ui.progress(f"down: {ctx.settings.name}", labels) as progress:
+            deleted = sweep(ctx.run, graph, ctx.handlers, doomed, parallelism=parallelism, on_event=progress)
+        ctx.ui.say(f"Deleted {len(deleted)} resource(s) in {time.monotonic() - started:.1f}s.")
+    left = leftovers(ctx.run, graph, ctx.handlers, lambda: tagged_arns(ctx.run))
+    if left:
+        raise LeftoversFound(
+            f"{len(left)} resource(s) tagged cdpoc:stack={ctx.settings.name} remain:\n  " + "\n  ".join(left),
+            "Re-run `cdpoc down`; if they stay, delete them by hand (they may be used by something outside the stack).",
+        )
+    ctx.ui.say(
+        f"Leftover scan: nothing tagged cdpoc:stack={ctx.settings.name} remains. Cost now {describe_cost(0.0)}.",
+        style="bold green",
+    )
+    return deleted

@@ -1,0 +1,76 @@
+"""The values the engine passes around: a desired Resource, what was Observed, and a Plan of Steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource the stack wants: a logical key, its kind, its AWS name and desired properties.
+
+    Properties name other resources by their logical key; handlers resolve those to physical ids.
+    """
+
+    key: str
+    kind: str
+    name: str
+    props: Mapping[str, Any] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A resource as found in AWS: its physical id and the attributes dependents or diffs need."""
+
+    key: str
+    kind: str
+    id: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between desired and observed; in_place=False means AWS cannot change it."""
+
+    text: str
+    in_place: bool = True
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    NONE = "exists"
+    CONFLICT = "differs"
+
+
+@dataclass(frozen=True)
+class Step:
+    resource: Resource
+    action: Action
+    found: Observed | None = None
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` would do, one step per resource in dependency order."""
+
+    steps: tuple[Step, ...]
+
+    def by_action(self, action: Action) -> list[Step]:
+        return [s for s in self.steps if s.action is action]
+
+    @property
+    def has_work(self) -> bool:
+        return any(s.action in (Action.CREATE, Action.UPDATE) for s in self.steps)
+
+    @property
+    def conflicts(self) -> list[Step]:
+        return self.by_action(Action.CONFLICT)
+
+    def counts(self) -> dict[str, int]:
+        return {a.value: len(self.by_action(a)) for a in Action}

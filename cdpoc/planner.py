@@ -1,0 +1,37 @@
+"""Read-only: find what of the stack exists (by tags and deterministic names) and diff it -> Plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from cdpoc.graph import Graph
+from cdpoc.model import Action, Observed, Plan, Step
+
+if TYPE_CHECKING:
+    from cdpoc.aws.base import Handler
+
+
+def discover(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> dict[str, Observed | None]:
+    """What exists of each declared resource. Handlers share one listing per kind through run.memo."""
+    run.forget()
+    return {res.key: handlers[res.kind].find(run, res) for res in graph.order()}
+
+
+def make_plan(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> Plan:
+    found = discover(run, graph, handlers)
+    steps = []
+    for res in graph.order():
+        existing = found[res.key]
+        if existing is None:
+            steps.append(Step(res, Action.CREATE))
+            continue
+        changes = tuple(handlers[res.kind].changes(run, res, existing, found))
+        if any(not c.in_place for c in changes):
+            action = Action.CONFLICT
+        elif changes:
+            action = Action.UPDATE
+        else:
+            action = Action.NONE
+        steps.append(Step(res, action, existing, changes))
+    return Plan(tuple(steps))

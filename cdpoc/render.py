@@ -1,0 +1,119 @@
+"""Pure functions from values (plans, progress rows, reports) to rich renderables or plain lines.
+
+Strings that come from AWS or the user go into Text objects, never into markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from rich.table import Table
+from rich.text import Text
+
+from cdpoc.executor import State
+from cdpoc.model import Action, Observed, Plan
+
+ACTION_STYLE = {
+    Action.CREATE: "green",
+    Action.UPDATE: "yellow",
+    Action.NONE: "dim",
+    Action.CONFLICT: "bold red",
+}
+STATE_STYLE = {
+    State.WAITING: "dim",
+    State.RUNNING: "cyan",
+    State.DONE: "green",
+    State.UNCHANGED: "dim",
+    State.FAILED: "bold red",
+    State.SKIPPED: "yellow",
+}
+
+
+@dataclass
+class ProgressRow:
+    key: str
+    label: str
+    state: State = State.WAITING
+    detail: str = ""
+    started: float | None = None
+    elapsed: float | None = None
+
+
+def plan_table(plan: Plan, describe: Callable[[Observed], str]) -> Table:
+    table = Table(title="Plan", title_justify="left", expand=False)
+    for column in ("action", "resource", "name", "details"):
+        table.add_column(column)
+    for step in plan.steps:
+        if step.action is Action.CREATE:
+            details = ""
+        elif step.changes:
+            details = "; ".join(c.text for c in step.changes)
+        else:
+            details = describe(step.found) if step.found else ""
+        table.add_row(
+            Text(step.action.value, style=ACTION_STYLE[step.action]),
+            Text(step.resource.key),
+            Text(step.resource.name),
+            Text(details),
+        )
+    return table
+
+
+def plan_lines(plan: Plan, describe: Callable[[Observed], str]) -> list[str]:
+    lines = []
+    for step in plan.steps:
+        if step.action is Action.CREATE:
+            details = ""
+        elif step.changes:
+            details = "; ".join(c.text for c in step.changes)
+        else:
+            details = describe(step.found) if step.found else ""
+        lines.append(f"{step.action.value:8} {step.resource.key:22} {step.resource.name:28} {details}".rstrip())
+    return lines
+
+
+def plan_summary(plan: Plan) -> str:
+    counts = plan.counts()
+    if not plan.has_work and not plan.conflicts:
+        return f"No changes: all {counts['exists']} resources exist as configured."
+    parts = [f"{counts[a.value]} to {a.value}" for a in (Action.CREATE, Action.UPDATE) if counts[a.value]]
+    parts.append(f"{counts['exists']} unchanged")
+    if counts["differs"]:
+        parts.append(f"{counts['differs']} differ and cannot be changed in place")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def _elapsed(row: ProgressRow, now: float) -> str:
+    if row.elapsed is not None:
+        return f"{row.elapsed:5.1f}s"
+    if row.started is not None:
+        return f"{now - row.started:5.1f}s"
+    return ""
+
+
+def progress_table(rows: Iterable[ProgressRow], now: float, title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("resource", "kind", "state", "time", "details"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            Text(row.key),
+            Text(row.label, style="dim"),
+            Text(row.state.value, style=STATE_STYLE[row.state]),
+            Text(_elapsed(row, now), justify="right"),
+            Text(row.detail),
+        )
+    return table
+
+
+def progress_line(row: ProgressRow, now: float) -> str:
+    """One line per state change, for output that is not a terminal."""
+    return f"{row.state.value:9} {row.key:22} {_elapsed(row, now):>7}  {row.detail}".rstrip()
+
+
+def outcome_counts(rows: Iterable[ProgressRow]) -> str:
+    counts: dict[State, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    return ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)

@@ -1,0 +1,118 @@
+"""Start and stop moto's server on 127.0.0.1 with the settings cdpoc needs (managed policies, AMI checks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+from cdpoc.errors import CdpocError
+from cdpoc.ui import Ui
+
+# moto reads these when its modules are imported, so they are set before the first import.
+MOTO_SETTINGS = {
+    "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+    "MOTO_ENABLE_AMI_VALIDATION": "true",
+}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
+
+
+class SandboxError(CdpocError):
+    pass
+
+
+def prepare_moto() -> None:
+    os.environ.update(MOTO_SETTINGS)
+    from cdpoc.sandbox import additions
+
+    additions.install()
+
+
+class Sandbox:
+    """moto's WSGI app served from a background thread; binding errors surface in start()."""
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        prepare_moto()
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:
+                """Requests are not logged: the sandbox shares the terminal with cdpoc's own output."""
+
+        app = DomainDispatcherApplication(create_backend_app)
+        try:
+            self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
+        except OSError as exc:
+            raise SandboxError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                "Pass another --port (0 picks a free one).",
+            ) from None
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)
+        self._thread.start()
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def serve_forever(port: int, ui: Ui) -> None:
+    """`cdpoc sandbox`: serve until Ctrl-C or SIGTERM, telling the user how to point cdpoc at it."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    with Sandbox(port) as sandbox:
+        ui.say(
+            f"cdpoc sandbox listening on {sandbox.endpoint} (moto with cdpoc's additions; state is in memory)",
+            style="bold",
+        )
+        ui.say("Point cdpoc (or the AWS CLI) at it in another shell:")
+        ui.say(f"  export AWS_ENDPOINT_URL={sandbox.endpoint}")
+        for key, value in FAKE_CREDENTIALS.items():
+            ui.say(f"  export {key}={value}")
+        ui.say("  cdpoc up        # or: cdpoc --endpoint-url " + sandbox.endpoint + " up")
+        ui.say("Ctrl-C or SIGTERM stops it.")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    ui.say("sandbox stopped")

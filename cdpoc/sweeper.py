@@ -1,0 +1,116 @@
+"""`down`: delete everything of the stack in reverse dependency order, then prove nothing is left.
+
+Deletion is a sweep against an empty wanted set: every resource the stack declares, plus anything
+else of a known kind tagged with the stack (e.g. a second NAT gateway after nat_gateways went 2 -> 1).
+NotFound counts as deleted; DependencyViolation is retried within a time budget per resource.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cdpoc.apply import raise_for
+from cdpoc.aws.account import arn_type
+from cdpoc.errors import WaitTimeout
+from cdpoc.executor import Event, run_graph
+from cdpoc.graph import Graph
+from cdpoc.model import Observed
+from cdpoc.planner import discover
+
+if TYPE_CHECKING:
+    from cdpoc.aws.base import Handler
+
+DEPENDENCY_BUDGET = 600.0
+
+
+@dataclass(frozen=True)
+class Doomed:
+    """A resource found in AWS that `down` will delete."""
+
+    found: Observed
+    ancestors: frozenset[str]  # logical keys it depends on (empty for resources outside the graph)
+
+
+def find_everything(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> dict[str, Doomed]:
+    """The stack's declared resources that exist, plus tagged extras of any kind cdpoc knows."""
+    found = discover(run, graph, handlers)
+    doomed = {key: Doomed(obs, frozenset(graph.ancestors(key))) for key, obs in found.items() if obs is not None}
+    for handler in handlers.values():
+        for key, obs in run.memo(f"scan:{handler.kind}", lambda h=handler: h.scan(run)).items():
+            doomed.setdefault(key, Doomed(obs, frozenset()))
+    return doomed
+
+
+def deletion_needs(graph: Graph, doomed: Mapping[str, Doomed]) -> dict[str, set[str]]:
+    """For each resource, what must be deleted before it: everything that depends on it."""
+    kind_ancestors: dict[str, set[str]] = {}
+    for res in graph.resources.values():
+        kind_ancestors.setdefault(res.kind, set()).update(graph[a].kind for a in graph.ancestors(res.key))
+    needs: dict[str, set[str]] = {key: set() for key in doomed}
+    for key, item in doomed.items():
+        for other_key, other in doomed.items():
+            if other_key == key:
+                continue
+            if key in graph.resources and other_key in graph.resources:
+                if key in other.ancestors:
+                    needs[key].add(other_key)
+            elif item.found.kind != other.found.kind and item.found.kind in kind_ancestors.get(other.found.kind, set()):
+                needs[key].add(other_key)
+    return needs
+
+
+def sweep(
+    run: Any,
+    graph: Graph,
+    handlers: Mapping[str, Handler],
+    doomed: Mapping[str, Doomed],
+    *,
+    parallelism: int = 8,
+    on_event: Callable[[Event], None] = lambda event: None,
+    budget: float = DEPENDENCY_BUDGET,
+) -> dict[str, str]:
+    """Delete everything in `doomed`; returns {key: what was deleted} for the report."""
+    from cdpoc.aws.base import DependencyViolation
+
+    def work(key: str) -> str:
+        found = doomed[key].found
+        handler = handlers[found.kind]
+        deadline = time.monotonic() + budget
+        delay = run.waits.poll_initial
+        while True:
+            try:
+                handler.delete(run, found)
+                return f"deleted {handler.label} {handler.describe(found)}"
+            except DependencyViolation as exc:
+                if time.monotonic() >= deadline:
+                    raise WaitTimeout(
+                        f"{exc.message} (still refused after {budget:.0f}s)",
+                        "Something outside cdpoc may use it; remove that and re-run `cdpoc down`.",
+                    ) from exc
+                run.pause(delay)
+                delay = min(delay * 1.5, run.waits.poll_max)
+
+    outcome = run_graph(
+        deletion_needs(graph, doomed), work, parallelism=parallelism, cancel=run.cancel, on_event=on_event
+    )
+    raise_for(outcome, "down")
+    return outcome.done
+
+
+def leftovers(
+    run: Any, graph: Graph, handlers: Mapping[str, Handler], tagged: Callable[[], Iterable[str]]
+) -> list[str]:
+    """Everything still there after `down`: handler scans (state-aware) plus the tagging API for other types."""
+    remaining = find_everything(run, graph, handlers)
+    names = [
+        f"{handlers[d.found.kind].label} {handlers[d.found.kind].describe(d.found)} ({key})"
+        for key, d in sorted(remaining.items())
+    ]
+    covered = {t for h in handlers.values() for t in h.arn_types}
+    # The tagging API keeps listing deleted NAT gateways and terminated instances; covered types are
+    # judged by the handlers' state-aware scans instead.
+    names.extend(arn for arn in tagged() if arn_type(arn) not in covered)
+    return names

@@ -1,0 +1,93 @@
+"""The one owner of the terminal: live progress on a TTY, plain lines otherwise, errors on stderr."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.text import Text
+
+from cdpoc.errors import CdpocError
+from cdpoc.executor import Event, State
+from cdpoc.render import ProgressRow, progress_line, progress_table
+
+
+class Ui:
+    def __init__(self, console: Console | None = None, err: Console | None = None, json_mode: bool = False) -> None:
+        self.console = console or Console(highlight=False)
+        self.err = err or Console(stderr=True, highlight=False)
+        self.json_mode = json_mode
+
+    @property
+    def interactive(self) -> bool:
+        return self.console.is_terminal and not self.json_mode
+
+    def print(self, *items: RenderableType | str, style: str | None = None) -> None:
+        """Print text as-is (no markup: it may hold AWS strings) or a renderable."""
+        if self.json_mode:
+            return
+        for item in items:
+            if isinstance(item, str):
+                self.console.print(Text(item, style=style or ""), soft_wrap=True)
+            else:
+                self.console.print(item)
+
+    def say(self, message: str, style: str = "") -> None:
+        self.print(message, style=style)
+
+    def out(self, text: str) -> None:
+        """Machine-readable output (JSON), printed even in json mode, never styled or wrapped."""
+        self.console.file.write(text + "\n")
+        self.console.file.flush()
+
+    def error(self, exc: CdpocError) -> None:
+        self.err.print(Text(f"error: {exc.message}", style="bold red"))
+        if exc.hint:
+            self.err.print(Text(f"hint: {exc.hint}", style="yellow"))
+
+    def warn(self, message: str) -> None:
+        self.err.print(Text(f"warning: {message}", style="yellow"))
+
+    @contextmanager
+    def progress(self, title: str, labels: Mapping[str, str]) -> Iterator[Progress]:
+        progress = Progress(self, title, labels)
+        if self.interactive:
+            with Live(progress, console=self.console, refresh_per_second=8, transient=False):
+                yield progress
+        else:
+            if not self.json_mode:
+                self.console.print(Text(title, style="bold"))
+            yield progress
+
+
+class Progress:
+    """Receives executor events (from worker threads) and shows them live or as lines."""
+
+    def __init__(self, ui: Ui, title: str, labels: Mapping[str, str]) -> None:
+        self.ui = ui
+        self.title = title
+        self.labels = dict(labels)
+        self.rows: dict[str, ProgressRow] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        now = time.monotonic()
+        with self.lock:
+            row = self.rows.setdefault(event.key, ProgressRow(event.key, self.labels.get(event.key, "")))
+            row.state = event.state
+            row.detail = event.detail
+            if event.state is State.RUNNING:
+                row.started = now
+            elif event.state is not State.WAITING:
+                row.elapsed = event.elapsed
+        if not self.ui.interactive and not self.ui.json_mode and event.state not in (State.WAITING,):
+            self.ui.console.print(Text(progress_line(row, now)), soft_wrap=True)
+
+    def __rich__(self) -> RenderableType:
+        with self.lock:
+            rows = list(self.rows.values())
+        return progress_table(rows, time.monotonic(), self.title)

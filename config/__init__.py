@@ -1,0 +1,1 @@
+"""The default settings, shipped inside the package as cdpoc.defaults (see pyproject.toml)."""
