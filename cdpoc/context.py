@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cdpoc.aws.account import resolve_zones
+from cdpoc.aws.account import account_id, resolve_zones
 from cdpoc.aws.base import AwsRun, Handler, Waits
 from cdpoc.aws.clients import ClientFactory
 from cdpoc.aws.registry import HANDLERS
@@ -56,5 +56,5 @@ class Context:
         if self._graph is None:
             zones = resolve_zones(self.run, self.settings.availability_zones)
             self.run.zones = zones
-            self._graph = build(self.settings, zones)
+            self._graph = build(self.settings, zones, account_id(self.run))
         return self._graph

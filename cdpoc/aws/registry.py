@@ -8,7 +8,3 @@ from cdpoc.aws.base import Handler
 MODULES = (network,)
 
 HANDLERS: dict[str, Handler] = {h.kind: h for module in MODULES for h in module.HANDLERS}
-
-
-def handler_for(kind: str) -> Handler:
-    return HANDLERS[kind]

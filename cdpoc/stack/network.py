@@ -1,18 +1,16 @@
-"""The resources of one cdpoc stack, declared once from the settings: names, properties, dependencies."""
+"""The network core: VPC, seven subnets, internet gateway, NAT gateway(s) with EIPs, route tables."""
 
 from __future__ import annotations
 
-from cdpoc.config import Settings
-from cdpoc.graph import Graph
 from cdpoc.model import Resource
+from cdpoc.stack.names import StackNames
 
 ZONE_SUFFIXES = ("a", "b")
 TIERS = ("public", "app", "data")
 
 
-def network_core(settings: Settings, zones: tuple[str, ...]) -> list[Resource]:
-    """VPC, seven subnets, internet gateway, NAT gateway(s) with their EIPs, route tables."""
-    name = settings.name
+def declare(names: StackNames) -> list[Resource]:
+    settings, zones, name = names.settings, names.zones, names.settings.name
     net = settings.network
     bastion_zone = settings.bastion_availability_zone or zones[0]
     resources = [
@@ -75,8 +73,3 @@ def network_core(settings: Settings, zones: tuple[str, ...]) -> list[Resource]:
             )
         )
     return resources
-
-
-def build(settings: Settings, zones: tuple[str, ...]) -> Graph:
-    """The whole stack's graph; `zones` are the two resolved availability zones."""
-    return Graph.of(network_core(settings, zones))

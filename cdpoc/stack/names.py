@@ -1,0 +1,65 @@
+"""Deterministic names of the stack's resources, derived from the settings, account and region."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdpoc.config import Settings
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """What every declaration needs: settings, the two resolved zones, the account, and derived names."""
+
+    settings: Settings
+    zones: tuple[str, ...]
+    account: str
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    def bucket(self, purpose: str) -> str:
+        """Configured name, or "<name>-<account>-<region>-<purpose>" (fits 63 with a 20-character name)."""
+        configured = str(getattr(self.settings.buckets, purpose))
+        return configured or f"{self.name}-{self.account}-{self.region}-{purpose}"
+
+    @property
+    def iam_path(self) -> str:
+        """Every IAM role and profile of the stack lives under this path, so one ListRoles finds them all."""
+        return f"/cdpoc/{self.name}/"
+
+    @property
+    def ssm_prefix(self) -> str:
+        return f"/{self.name}/"
+
+    @property
+    def log_group(self) -> str:
+        return f"/cdpoc/{self.name}"
+
+    @property
+    def pipeline(self) -> str:
+        return f"{self.name}-pipeline"
+
+    @property
+    def codedeploy_application(self) -> str:
+        return self.name
+
+    @property
+    def deployment_group(self) -> str:
+        return f"{self.name}-fleet"
+
+    @property
+    def repository(self) -> str:
+        return self.settings.pipeline.repository
+
+    def parameter(self, path: str) -> str:
+        """e.g. parameter("mongodb/host") -> "/<name>/mongodb/host"."""
+        return f"{self.ssm_prefix}{path}"
+
+    def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
