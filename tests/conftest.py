@@ -54,7 +54,7 @@ def aws() -> Iterator[None]:
 def recording_ui() -> Ui:
     return Ui(
         console=Console(record=True, width=200, force_terminal=False), err=Console(record=True, width=200, stderr=True)
-    )  # noqa: E501
+    )
 
 
 @pytest.fixture
