@@ -319,8 +319,8 @@ def _deep_merge(
     merged = dict(base)
     for key, value in over.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and key != "tags":
-            merged[key] = _deep_merge(dict(merged[key]), value, source, origin, f"{path}.")
+        if isinstance(value, Mapping) and isinstance(merged.get(key, {}), Mapping) and key != "tags":
+            merged[key] = _deep_merge(dict(merged.get(key, {})), value, source, origin, f"{path}.")
         else:
             merged[key] = value
             origin[path] = source

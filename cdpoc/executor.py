@@ -7,12 +7,14 @@ reversed. It reports each node's life as Events (for the live progress) from wor
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import FrameType
 
 from cdpoc.errors import Cancelled, CdpocError
 
@@ -65,7 +67,8 @@ def run_graph(
     """Run work(node) for every node once all of needs[node] are done; independent nodes overlap.
 
     A failed node's dependents are skipped, everything else goes on (so a re-run has less to do).
-    Ctrl-C sets `cancel`, lets running work stop at its next safe point, and reports cancelled.
+    Ctrl-C sets `cancel`: nothing new starts, running work stops at its next safe point (its current
+    AWS call completes), and the outcome says cancelled.
     """
     cancel = cancel or threading.Event()
     pending = {node: set(deps) & needs.keys() for node, deps in needs.items()}
@@ -89,39 +92,49 @@ def run_graph(
         emit(Event(node, State.RUNNING))
         return work(node)
 
-    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="cdpoc") as pool:
-        try:
-            while pending or running:
-                for node in [n for n in pending if blocked(n)]:
+    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="cdpoc") as pool, _ctrl_c_sets(cancel):
+        while pending or running:
+            for node in [n for n in pending if blocked(n)]:
+                del pending[node]
+                outcome.skipped.append(node)
+                emit(Event(node, State.SKIPPED, "a dependency failed"))
+            if not cancel.is_set():
+                for node in [n for n, deps in pending.items() if not deps]:
                     del pending[node]
-                    outcome.skipped.append(node)
-                    emit(Event(node, State.SKIPPED, "a dependency failed"))
-                if not cancel.is_set():
-                    for node in [n for n, deps in pending.items() if not deps]:
-                        del pending[node]
-                        started = time.monotonic()
-                        running[pool.submit(call, node, started)] = (node, started)
-                if not running:
-                    break
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    node, started = running.pop(future)
-                    _settle(node, future, time.monotonic() - started, outcome, emit)
-                    for deps in pending.values():
-                        if node in outcome.done:
-                            deps.discard(node)
-        except KeyboardInterrupt:
-            cancel.set()
-            for future, (node, started) in list(running.items()):
-                # Work in flight finishes its current AWS call, then stops at the next check.
-                with contextlib.suppress(BaseException):
-                    future.result()
+                    started = time.monotonic()
+                    running[pool.submit(call, node, started)] = (node, started)
+            if not running:
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                node, started = running.pop(future)
                 _settle(node, future, time.monotonic() - started, outcome, emit)
-            running.clear()
+                for deps in pending.values():
+                    if node in outcome.done:
+                        deps.discard(node)
         if cancel.is_set():
             outcome.cancelled = True
             outcome.skipped.extend(pending)
     return outcome
+
+
+@contextlib.contextmanager
+def _ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C asks running work to stop at its next safe point; a second one stops hard."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _settle(node: str, future: Future[str], elapsed: float, outcome: Outcome, emit: Callable[[Event], None]) -> None:

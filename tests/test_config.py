@@ -1,0 +1,200 @@
+"""Settings: defaults, user file and flags merge; every bad input names the setting and its source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cdpoc.config import MAX_NAME_LENGTH, bucket_name_problem, load_settings
+from cdpoc.errors import ConfigError
+
+
+def write(tmp_path: Path, data: object, name: str = "cdpoc.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def problem(tmp_path: Path, data: object, **overrides: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, data), overrides)
+    assert caught.value.exit_code == 2
+    return caught.value.message
+
+
+def test_defaults_are_valid_and_complete() -> None:
+    settings, source = load_settings(None, {}, cwd=Path("/nonexistent"))
+    assert source == ""
+    assert settings.name == "cdpoc"
+    assert settings.network.public_subnets == ("10.0.0.0/24", "10.0.1.0/24")
+    assert settings.network.nat_gateways == 1
+    assert (settings.compute.min_size, settings.compute.desired_capacity, settings.compute.max_size) == (2, 2, 4)
+    assert settings.load_balancer.deregistration_delay == 30
+    assert settings.pipeline.deployment_config == "CodeDeployDefault.OneAtATime"
+
+
+def test_every_default_setting_is_documented_with_a_comment() -> None:
+    """Each setting, or the run of related settings it belongs to, has a comment right above it."""
+    lines = (Path(__file__).parent.parent / "config" / "default.yaml").read_text().splitlines()
+
+    def is_setting(line: str) -> bool:
+        return bool(line.strip()) and not line.lstrip().startswith("#") and ":" in line
+
+    for index, line in enumerate(lines):
+        if not is_setting(line) or line.rstrip().endswith(":"):
+            continue
+        above = index - 1
+        while above >= 0 and is_setting(lines[above]) and not lines[above].rstrip().endswith(":"):
+            above -= 1
+        assert above >= 0 and lines[above].lstrip().startswith("#"), f"undocumented setting: {line.strip()}"
+
+
+def test_user_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "shop", "network": {"nat_gateways": 2}, "tags": {"team": "web"}})
+    settings, source = load_settings(path, {})
+    assert source == str(path)
+    assert settings.name == "shop"
+    assert settings.network.nat_gateways == 2
+    assert settings.network.vpc_cidr == "10.0.0.0/16"  # untouched sibling keeps its default
+    assert settings.tags == {"team": "web"}
+
+
+def test_cdpoc_yaml_in_the_working_directory_is_used(tmp_path: Path) -> None:
+    write(tmp_path, {"name": "fromcwd"})
+    settings, source = load_settings(None, {}, cwd=tmp_path)
+    assert settings.name == "fromcwd"
+    assert source.endswith("cdpoc.yaml")
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "shop", "region": "eu-west-1"})
+    settings, _ = load_settings(path, {"name": "other", "region": None})
+    assert settings.name == "other"
+    assert settings.region == "eu-west-1"
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml", {})
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path: Path) -> None:
+    message = problem(tmp_path, "name: a\nnetwork: [unclosed\n")
+    assert "cdpoc.yaml" in message and "malformed YAML" in message and "line" in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    assert "must be a mapping" in problem(tmp_path, "- a\n- b\n")
+
+
+def test_unknown_keys_are_named(tmp_path: Path) -> None:
+    message = problem(tmp_path, {"network": {"vpc_cdir": "10.0.0.0/16"}, "colour": "blue"})
+    assert "network.vpc_cdir: unknown setting" in message
+    assert "colour: unknown setting" in message
+    assert str(tmp_path / "cdpoc.yaml") in message
+
+
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        ({"vpc_cidr": "10.0.0.0/33"}, "network.vpc_cidr: '10.0.0.0/33' is not an IPv4 CIDR block"),
+        ({"vpc_cidr": "10.0.0.1/16"}, "has host bits set; did you mean 10.0.0.0/16"),
+        ({"vpc_cidr": "10.0.0.0/8"}, "must be between /16 and /28"),
+        ({"bastion_subnet": "192.168.0.0/24"}, "network.bastion_subnet 192.168.0.0/24 is outside network.vpc_cidr"),
+        ({"app_subnets": ["10.0.0.0/24", "10.0.11.0/24"]}, "overlaps network.app_subnets[0] 10.0.0.0/24"),
+        ({"data_subnets": ["10.0.20.0/24"]}, "network.data_subnets: needs exactly two CIDR blocks"),
+        ({"public_subnets": ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24"]}, "needs exactly two CIDR blocks"),
+        ({"nat_gateways": 3}, "network.nat_gateways"),
+    ],
+)
+def test_bad_network(tmp_path: Path, network: dict[str, object], expected: str) -> None:
+    message = problem(tmp_path, {"network": network})
+    assert expected in message
+    assert "cdpoc.yaml" in message
+
+
+@pytest.mark.parametrize(
+    ("compute", "expected"),
+    [
+        ({"min_size": 3, "desired_capacity": 2}, "min_size <= desired_capacity <= max_size, got 3 / 2 / 4"),
+        ({"desired_capacity": 5}, "got 2 / 5 / 4"),
+        ({"instance_type": "big"}, "is not an EC2 instance type"),
+    ],
+)
+def test_bad_compute(tmp_path: Path, compute: dict[str, object], expected: str) -> None:
+    assert expected in problem(tmp_path, {"compute": compute})
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    [
+        "Upper-Case",
+        "ab",
+        "a" * 64,
+        "-leading",
+        "two..dots",
+        "192.168.1.1",
+        "xn--punycode",
+        "name-s3alias",
+        "under_score",
+    ],
+)
+def test_bad_bucket_names(tmp_path: Path, bucket: str) -> None:
+    message = problem(tmp_path, {"buckets": {"web": bucket}})
+    assert "buckets.web" in message and "bucket name" in message
+
+
+def test_good_bucket_names() -> None:
+    for name in ("my-bucket", "www.example.com", "abc", "a" * 63):
+        assert bucket_name_problem(name) == ""
+
+
+@pytest.mark.parametrize("email", ["ops", "ops@", "ops@example", "two@@example.com", "a b@example.com"])
+def test_bad_email(tmp_path: Path, email: str) -> None:
+    assert "operator.email" in problem(tmp_path, {"operator": {"email": email}})
+
+
+def test_bad_ssh_cidr(tmp_path: Path) -> None:
+    assert "operator.ssh_cidr" in problem(tmp_path, {"operator": {"ssh_cidr": "my laptop"}})
+
+
+@pytest.mark.parametrize("name", ["", "Shop", "shop-", "-shop", "sh--op", "9shop", "s" * (MAX_NAME_LENGTH + 1), "a_b"])
+def test_stack_name_that_cannot_prefix_every_resource(tmp_path: Path, name: str) -> None:
+    assert "cannot prefix every resource name" in problem(tmp_path, {"name": name})
+
+
+def test_bad_name_from_a_flag_names_the_flag(tmp_path: Path) -> None:
+    message = problem(tmp_path, {}, name="Bad Name")
+    assert "--name: name:" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"availability_zones": ["us-east-1a"]}, "exactly two different zones"),
+        ({"availability_zones": ["us-east-1a", "us-east-1a"]}, "exactly two different zones"),
+        ({"availability_zones": ["us-east-1a", "us-east-1b", "us-east-1c"]}, "exactly two different zones"),
+        ({"availability_zones": ["eu-west-1a", "eu-west-1b"]}, "is not a zone name of region us-east-1"),
+        (
+            {"availability_zones": ["us-east-1a", "us-east-1b"], "bastion_availability_zone": "us-east-1c"},
+            "is not one of",
+        ),  # noqa: E501
+        ({"region": "mars"}, "is not a region name"),
+        ({"tags": {"cdpoc:stack": "x"}}, "is reserved"),
+        ({"logs": {"retention_days": 10}}, "is not a retention CloudWatch Logs accepts"),
+        ({"pipeline": {"source": "github"}}, "pipeline.source"),
+        ({"pipeline": {"branch": "bad..branch"}}, "not a valid git branch name"),
+        ({"load_balancer": {"health_check_path": "health"}}, "must be a path starting with /"),
+    ],
+)
+def test_other_bad_settings(tmp_path: Path, data: dict[str, object], expected: str) -> None:
+    message = problem(tmp_path, data)
+    assert expected in message
+    assert str(tmp_path / "cdpoc.yaml") in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    message = problem(tmp_path, {"name": "BAD", "operator": {"email": "nope"}, "colour": 1})
+    assert "name:" in message and "operator.email" in message and "colour" in message

@@ -1,0 +1,348 @@
+"""Graph, planner, executor and sweeper against in-memory fakes: no AWS at all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from cdpoc.apply import ApplyFailed, apply_plan
+from cdpoc.aws.base import DependencyViolation, Handler
+from cdpoc.errors import Cancelled, ConflictError, WaitTimeout
+from cdpoc.executor import Event, NoChange, State, run_graph
+from cdpoc.graph import Graph, GraphError, topological
+from cdpoc.model import Action, Change, Observed, Resource
+from cdpoc.planner import make_plan
+from cdpoc.sweeper import deletion_needs, find_everything, sweep
+
+WAIT = 10.0  # generous bound for barriers: a deadlock fails the test instead of hanging it
+
+
+# ---------------------------------------------------------------- graph
+
+
+def test_topological_order_puts_dependencies_first() -> None:
+    order = topological({"c": {"b"}, "b": {"a"}, "a": set(), "d": {"a"}})
+    assert order.index("a") < order.index("b") < order.index("c")
+    assert order.index("a") < order.index("d")
+
+
+def test_cycle_is_an_error_naming_the_nodes() -> None:
+    with pytest.raises(GraphError, match="cycle among: a, b"):
+        Graph.of([Resource("a", "k", "a", depends_on=("b",)), Resource("b", "k", "b", depends_on=("a",))])
+
+
+def test_duplicate_and_undeclared_dependencies_are_errors() -> None:
+    with pytest.raises(GraphError, match="declared twice"):
+        Graph.of([Resource("a", "k", "a"), Resource("a", "k", "a")])
+    with pytest.raises(GraphError, match="undeclared ghost"):
+        Graph.of([Resource("a", "k", "a", depends_on=("ghost",))])
+
+
+def test_ancestors_are_transitive() -> None:
+    graph = Graph.of(
+        [
+            Resource("a", "k", "a"),
+            Resource("b", "k", "b", depends_on=("a",)),
+            Resource("c", "k", "c", depends_on=("b",)),
+        ]
+    )  # noqa: E501
+    assert graph.ancestors("c") == {"a", "b"}
+
+
+# ---------------------------------------------------------------- executor
+
+
+def test_independent_steps_overlap() -> None:
+    """Both steps must be inside work at once to pass the barrier; run one at a time, it times out."""
+    barrier = threading.Barrier(2, timeout=WAIT)
+
+    def work(node: str) -> str:
+        barrier.wait()
+        return node
+
+    outcome = run_graph({"a": set(), "b": set()}, work, parallelism=2)
+    assert outcome.ok and set(outcome.done) == {"a", "b"}
+
+    serial = run_graph(
+        {"a": set(), "b": set()}, lambda node: str(threading.Barrier(2, timeout=0.2).wait()), parallelism=1
+    )  # noqa: E501
+    assert set(serial.failed) == {"a", "b"}  # nothing overlaps with parallelism 1
+
+
+def test_a_dependent_starts_as_soon_as_its_own_needs_are_done() -> None:
+    """slow waits for 'dependent' to run: that only happens if 'dependent' does not wait for slow."""
+    dependent_ran = threading.Event()
+
+    def work(node: str) -> str:
+        if node == "slow":
+            assert dependent_ran.wait(WAIT), "dependent was held back by an unrelated step"
+        if node == "dependent":
+            dependent_ran.set()
+        return node
+
+    outcome = run_graph({"slow": set(), "fast": set(), "dependent": {"fast"}}, work, parallelism=3)
+    assert outcome.ok
+
+
+def test_dependencies_finish_before_dependents_start() -> None:
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def work(node: str) -> str:
+        with lock:
+            if node == "c":
+                assert {"a", "b"} <= set(finished)
+            finished.append(node)
+        return node
+
+    assert run_graph({"a": set(), "b": set(), "c": {"a", "b"}}, work, parallelism=4).ok
+
+
+def test_parallelism_bounds_concurrency() -> None:
+    active = 0
+    peak = 0
+    lock = threading.Lock()
+    gate = threading.Barrier(2, timeout=WAIT)
+
+    def work(node: str) -> str:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        if node in ("n0", "n1"):
+            gate.wait()  # proves two do run at once
+        with lock:
+            active -= 1
+        return node
+
+    outcome = run_graph({f"n{i}": set() for i in range(6)}, work, parallelism=2)
+    assert outcome.ok and peak == 2
+
+
+def test_failure_skips_dependents_and_finishes_the_rest() -> None:
+    events: list[Event] = []
+
+    def work(node: str) -> str:
+        if node == "bad":
+            raise RuntimeError("boom")
+        return node
+
+    outcome = run_graph(
+        {"bad": set(), "child": {"bad"}, "grandchild": {"child"}, "other": set()}, work, on_event=events.append
+    )  # noqa: E501
+    assert set(outcome.failed) == {"bad"}
+    assert set(outcome.skipped) == {"child", "grandchild"}
+    assert "other" in outcome.done
+    assert any(e.key == "bad" and e.state is State.FAILED and e.detail == "RuntimeError: boom" for e in events)
+
+
+def test_no_change_is_reported_as_unchanged() -> None:
+    events: list[Event] = []
+
+    def work(node: str) -> str:
+        raise NoChange("already there")
+
+    outcome = run_graph({"a": set()}, work, on_event=events.append)
+    assert outcome.ok
+    assert [e.state for e in events] == [State.WAITING, State.RUNNING, State.UNCHANGED]
+
+
+def test_ctrl_c_stops_scheduling_and_lets_running_work_finish() -> None:
+    cancel = threading.Event()
+    started: list[str] = []
+
+    def work(node: str) -> str:
+        started.append(node)
+        if node == "first":
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: KeyboardInterrupt in the main thread
+            assert cancel.wait(WAIT), "the main thread did not react to Ctrl-C"
+        return node
+
+    outcome = run_graph({"first": set(), "second": {"first"}, "third": {"second"}}, work, cancel=cancel)
+    assert outcome.cancelled and cancel.is_set(), outcome
+    assert outcome.done == {"first": "first"}, outcome  # in-flight work finished, nothing new started
+    assert started == ["first"]
+    assert set(outcome.skipped) == {"second", "third"}
+
+
+# ---------------------------------------------------------------- planner / apply / sweeper with a fake cloud
+
+
+class FakeCloud:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.busy: dict[str, int] = {}
+
+
+class FakeHandler(Handler):
+    kind = "thing"
+    label = "thing"
+
+    def __init__(self, cloud: FakeCloud) -> None:
+        self.cloud = cloud
+
+    def find(self, run: Any, res: Resource) -> Observed | None:
+        item = self.cloud.items.get(res.key)
+        return Observed(res.key, self.kind, f"id-{res.key}", dict(item)) if item else None
+
+    def scan(self, run: Any) -> dict[str, Observed]:
+        return {k: Observed(k, self.kind, f"id-{k}", dict(v)) for k, v in self.cloud.items.items()}
+
+    def changes(self, run: Any, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = []
+        if found.attrs.get("size") != res.props.get("size"):
+            changes.append(Change("size differs"))
+        if found.attrs.get("zone") != res.props.get("zone"):
+            changes.append(Change("zone differs", in_place=False))
+        return changes
+
+    def create(self, run: Any, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        with self.cloud.lock:
+            self.cloud.calls.append(("create", res.key))
+            self.cloud.items[res.key] = dict(res.props)
+        return Observed(res.key, self.kind, f"id-{res.key}", dict(res.props))
+
+    def update(self, run: Any, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        with self.cloud.lock:
+            self.cloud.calls.append(("update", res.key))
+            self.cloud.items[res.key] = dict(res.props)
+        return Observed(res.key, self.kind, found.id, dict(res.props))
+
+    def delete(self, run: Any, found: Observed) -> None:
+        with self.cloud.lock:
+            if self.cloud.busy.get(found.key, 0) > 0:
+                self.cloud.busy[found.key] -= 1
+                raise DependencyViolation(f"{found.key} in use")
+            self.cloud.calls.append(("delete", found.key))
+            self.cloud.items.pop(found.key, None)
+
+
+class FakeRun:
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.waits = type("W", (), {"poll_initial": 0.0, "poll_max": 0.0})()
+
+    def forget(self) -> None:
+        pass
+
+    def memo(self, key: str, compute: Any) -> Any:
+        return compute()
+
+    def pause(self, seconds: float) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("interrupted")
+
+
+def fake_graph() -> Graph:
+    return Graph.of(
+        [
+            Resource("net", "thing", "net", {"size": 1, "zone": "a"}),
+            Resource("left", "thing", "left", {"size": 2, "zone": "a"}, ("net",)),
+            Resource("right", "thing", "right", {"size": 3, "zone": "a"}, ("net",)),
+            Resource("top", "thing", "top", {"size": 4, "zone": "a"}, ("left", "right")),
+        ]
+    )
+
+
+@pytest.fixture
+def cloud() -> FakeCloud:
+    return FakeCloud()
+
+
+def test_plan_classifies_create_update_exists_conflict(cloud: FakeCloud) -> None:
+    cloud.items = {"net": {"size": 1, "zone": "a"}, "left": {"size": 9, "zone": "a"}, "right": {"size": 3, "zone": "b"}}
+    plan = make_plan(FakeRun(), fake_graph(), {"thing": FakeHandler(cloud)})
+    actions = {s.resource.key: s.action for s in plan.steps}
+    assert actions == {"net": Action.NONE, "left": Action.UPDATE, "right": Action.CONFLICT, "top": Action.CREATE}
+    assert cloud.calls == []  # planning is read-only
+
+
+def test_apply_creates_in_dependency_order_then_is_a_no_op(cloud: FakeCloud) -> None:
+    handlers = {"thing": FakeHandler(cloud)}
+    apply_plan(FakeRun(), make_plan(FakeRun(), fake_graph(), handlers), handlers)
+    created = [key for op, key in cloud.calls if op == "create"]
+    assert created[0] == "net" and created[-1] == "top"
+    cloud.calls.clear()
+    again = make_plan(FakeRun(), fake_graph(), handlers)
+    assert not again.has_work
+    apply_plan(FakeRun(), again, handlers)
+    assert cloud.calls == []
+
+
+def test_apply_refuses_conflicts_before_touching_anything(cloud: FakeCloud) -> None:
+    cloud.items = {"net": {"size": 1, "zone": "b"}}
+    handlers = {"thing": FakeHandler(cloud)}
+    with pytest.raises(ConflictError, match=r"net \(net\): zone differs"):
+        apply_plan(FakeRun(), make_plan(FakeRun(), fake_graph(), handlers), handlers)
+    assert cloud.calls == []
+
+
+def test_apply_failure_reports_every_failed_step_and_keeps_the_rest(cloud: FakeCloud) -> None:
+    class Failing(FakeHandler):
+        def create(self, run: Any, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+            if res.key == "left":
+                raise DependencyViolation("left cannot be made")
+            return super().create(run, res, deps)
+
+    handlers = {"thing": Failing(cloud)}
+    with pytest.raises(ApplyFailed, match=r"1 step\(s\) failed; 1 step\(s\) skipped") as caught:
+        apply_plan(FakeRun(), make_plan(FakeRun(), fake_graph(), handlers), handlers)
+    assert "left: left cannot be made" in caught.value.message
+    assert set(cloud.items) == {"net", "right"}
+
+
+def test_sweep_deletes_dependents_first_and_retries_dependency_violations(cloud: FakeCloud) -> None:
+    handlers = {"thing": FakeHandler(cloud)}
+    graph = fake_graph()
+    apply_plan(FakeRun(), make_plan(FakeRun(), graph, handlers), handlers)
+    cloud.items["stray"] = {"size": 0, "zone": "a"}  # tagged with the stack but no longer declared
+    cloud.busy["net"] = 2
+    cloud.calls.clear()
+    doomed = find_everything(FakeRun(), graph, handlers)
+    deleted = sweep(FakeRun(), graph, handlers, doomed)
+    order = [key for op, key in cloud.calls if op == "delete"]
+    assert set(deleted) == {"net", "left", "right", "top", "stray"}
+    assert order.index("top") < order.index("left") < order.index("net")
+    assert order.index("right") < order.index("net")
+    assert cloud.items == {}
+
+
+def test_sweep_gives_up_on_a_dependency_violation_after_its_budget(cloud: FakeCloud) -> None:
+    handlers = {"thing": FakeHandler(cloud)}
+    cloud.items = {"net": {"size": 1, "zone": "a"}}
+    cloud.busy["net"] = 10**6
+    graph = fake_graph()
+    with pytest.raises(ApplyFailed, match=r"still refused after 0s"):
+        sweep(FakeRun(), graph, handlers, find_everything(FakeRun(), graph, handlers), budget=0.0)
+
+
+def test_deletion_needs_for_resources_outside_the_graph_follow_their_kind() -> None:
+    graph = Graph.of([Resource("vpc", "vpc", "v"), Resource("subnet.a", "subnet", "s", depends_on=("vpc",))])
+    from cdpoc.sweeper import Doomed
+
+    doomed = {
+        "vpc": Doomed(Observed("vpc", "vpc", "v"), frozenset()),
+        "subnet.a": Doomed(Observed("subnet.a", "subnet", "s1"), frozenset({"vpc"})),
+        "subnet.old": Doomed(Observed("subnet.old", "subnet", "s2"), frozenset()),
+    }
+    needs = deletion_needs(graph, doomed)
+    assert needs["vpc"] == {"subnet.a", "subnet.old"}
+    assert needs["subnet.old"] == set()
+
+
+def test_wait_until_times_out_with_what_it_waited_for() -> None:
+    from cdpoc.aws.base import AwsRun, Waits
+
+    run = AwsRun(clients=None, stack="s", waits=Waits(poll_initial=0.001, poll_max=0.001))  # type: ignore[arg-type]
+    with pytest.raises(WaitTimeout, match="waiting for the moon"):
+        run.wait_until("the moon", lambda: False, timeout=0.01)
+    run.cancel.set()
+    with pytest.raises(Cancelled):
+        run.wait_until("the moon", lambda: False, timeout=10)
