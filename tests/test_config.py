@@ -180,7 +180,7 @@ def test_bad_name_from_a_flag_names_the_flag(tmp_path: Path) -> None:
         (
             {"availability_zones": ["us-east-1a", "us-east-1b"], "bastion_availability_zone": "us-east-1c"},
             "is not one of",
-        ),  # noqa: E501
+        ),
         ({"region": "mars"}, "is not a region name"),
         ({"tags": {"cdpoc:stack": "x"}}, "is reserved"),
         ({"logs": {"retention_days": 10}}, "is not a retention CloudWatch Logs accepts"),

@@ -50,7 +50,7 @@ def test_ancestors_are_transitive() -> None:
             Resource("b", "k", "b", depends_on=("a",)),
             Resource("c", "k", "c", depends_on=("b",)),
         ]
-    )  # noqa: E501
+    )
     assert graph.ancestors("c") == {"a", "b"}
 
 
@@ -70,7 +70,7 @@ def test_independent_steps_overlap() -> None:
 
     serial = run_graph(
         {"a": set(), "b": set()}, lambda node: str(threading.Barrier(2, timeout=0.2).wait()), parallelism=1
-    )  # noqa: E501
+    )
     assert set(serial.failed) == {"a", "b"}  # nothing overlaps with parallelism 1
 
 
@@ -134,7 +134,7 @@ def test_failure_skips_dependents_and_finishes_the_rest() -> None:
 
     outcome = run_graph(
         {"bad": set(), "child": {"bad"}, "grandchild": {"child"}, "other": set()}, work, on_event=events.append
-    )  # noqa: E501
+    )
     assert set(outcome.failed) == {"bad"}
     assert set(outcome.skipped) == {"child", "grandchild"}
     assert "other" in outcome.done
