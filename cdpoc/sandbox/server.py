@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from types import FrameType, TracebackType
 from typing import Any
@@ -59,18 +60,27 @@ class Sandbox:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 """Requests are not logged: the sandbox shares the terminal with cdpoc's own output."""
 
+        self._check_port()
         app = DomainDispatcherApplication(create_backend_app)
-        try:
-            self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
-        except OSError as exc:
-            raise SandboxError(
-                f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
-                "Pass another --port (0 picks a free one).",
-            ) from None
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)
         self._thread.start()
         return self.endpoint
+
+    def _check_port(self) -> None:
+        """werkzeug prints and exits the process on a busy port; we want our own error instead."""
+        if self.port == 0:
+            return
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise SandboxError(
+                    f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
+                    "Pass another --port (0 picks a free one).",
+                ) from None
 
     def stop(self) -> None:
         if self._server is not None:

@@ -1,0 +1,169 @@
+"""The real CLI end to end against the sandbox: up, up again, plan, down; exit codes; bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cdpoc.cli import app
+from cdpoc.sandbox.server import Sandbox
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with Sandbox() as sandbox:
+        yield sandbox.endpoint
+
+
+def cdpoc(*args: str, input: str | None = None, env: dict[str, str | None] | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), input=input, env=env)
+    return result.exit_code, result.output
+
+
+def stack_vpcs(endpoint: str, stack: str) -> list[dict[str, object]]:
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
+    return ec2.describe_vpcs(Filters=[{"Name": "tag:cdpoc:stack", "Values": [stack]}])["Vpcs"]
+
+
+def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
+    base = ("--endpoint-url", endpoint, "--name", "e2e")
+    code, out = cdpoc(*base, "plan")
+    assert code == 0, out
+    assert "create" in out and "Plan:" in out and "0 unchanged" in out
+
+    code, out = cdpoc(*base, "up")
+    assert code == 0, out
+    assert re.search(r"done\s+vpc\s+[\d.]+s\s+created vpc-", out)
+    assert "Up to date in" in out and "Running cost: about $0.050/h" in out
+    assert len(stack_vpcs(endpoint, "e2e")) == 1
+
+    code, out = cdpoc(*base, "up")
+    assert code == 0, out
+    assert "No changes: all" in out
+    assert "created" not in out
+
+    code, out = cdpoc(*base, "plan")
+    assert code == 0 and "No changes" in out
+
+    code, out = cdpoc(*base, "down", "--yes")
+    assert code == 0, out
+    assert re.search(r"done\s+vpc\s+[\d.]+s\s+deleted VPC vpc-", out)
+    assert "Leftover scan: nothing tagged cdpoc:stack=e2e remains" in out
+    assert stack_vpcs(endpoint, "e2e") == []
+
+    code, out = cdpoc(*base, "down", "--yes")
+    assert code == 0 and "Nothing of stack e2e exists" in out
+
+
+def test_down_asks_first_and_no_means_nothing_is_deleted(endpoint: str) -> None:
+    base = ("--endpoint-url", endpoint, "--name", "ask")
+    assert cdpoc(*base, "up")[0] == 0
+    code, out = cdpoc(*base, "down", input="n\n")
+    assert code == 2
+    assert "Delete these" in out and "nothing was deleted" in out
+    assert len(stack_vpcs(endpoint, "ask")) == 1
+    code, out = cdpoc(*base, "down", input="y\n")
+    assert code == 0, out
+    assert stack_vpcs(endpoint, "ask") == []
+
+
+def test_bad_config_exits_2_and_creates_nothing(endpoint: str, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"name": "badcfg", "network": {"app_subnets": ["10.0.0.0/24", "10.0.11.0/24"]}}))
+    code, out = cdpoc("--config", str(config), "--endpoint-url", endpoint, "up")
+    assert code == 2
+    assert "network: network.app_subnets[0] 10.0.0.0/24 overlaps" in out or "overlaps" in out
+    assert str(config) in out
+    assert "Traceback" not in out
+    assert stack_vpcs(endpoint, "badcfg") == []
+
+
+def test_missing_credentials_exit_2_without_traceback(endpoint: str) -> None:
+    code, out = cdpoc(
+        "--endpoint-url", endpoint, "plan", env={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
+    )
+    assert code == 2
+    assert "no AWS credentials found" in out and "hint:" in out
+    assert "Traceback" not in out
+
+
+def test_unknown_profile_and_region_exit_2() -> None:
+    code, out = cdpoc("--profile", "nope", "plan")
+    assert code == 2 and "AWS profile 'nope' is not configured" in out
+    code, out = cdpoc("--region", "xx-nowhere-9", "plan")
+    assert code == 2 and "'xx-nowhere-9' is not an AWS region" in out
+
+
+def test_unreachable_endpoint_is_a_clear_error() -> None:
+    code, out = cdpoc("--endpoint-url", "http://127.0.0.1:9", "plan", env={"AWS_MAX_ATTEMPTS": "1"})
+    assert code == 2
+    assert "cannot reach" in out and "Traceback" not in out
+
+
+def test_aws_endpoint_url_environment_variable_works(endpoint: str) -> None:
+    code, out = cdpoc("--name", "envurl", "plan", env={"AWS_ENDPOINT_URL": endpoint})
+    assert code == 0, out
+    assert "Plan:" in out
+
+
+def test_version_and_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "cdpoc", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("cdpoc ")
+
+
+def test_sandbox_command_serves_until_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdpoc", "sandbox", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", first)
+        assert match, first
+        endpoint = match.group(1)
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert f"export AWS_ENDPOINT_URL={endpoint}" in "".join(lines)
+        zones = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint).describe_availability_zones()
+        assert zones["AvailabilityZones"]
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert "sandbox stopped" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_sandbox_port_in_use_is_a_clear_error(endpoint: str) -> None:
+    port = endpoint.rsplit(":", 1)[1]
+    code, out = cdpoc("sandbox", "--port", port)
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out and "hint:" in out
+
+
+def test_demo_runs_the_lifecycle_to_a_clean_finish() -> None:
+    code, out = cdpoc("demo")
+    assert code == 0, out
+    for title in (
+        "up: build the stack",
+        "up again: must change nothing",
+        "plan: must show nothing to do",
+        "down: delete everything",
+    ):
+        assert re.search(rf"ok\s+{re.escape(title)}", out), title
+    assert "0 mutating calls" in out
+    assert "Demo finished: every step did what it should." in out
