@@ -52,7 +52,7 @@ class ClientFactory:
         # Every API call is counted (service, operation): budgets and "no mutating call" are testable.
         self.session.events.register("before-call", self._count)
         self.config = Config(
-            retries=RETRY_CONFIG,  # type: ignore[arg-type]
+            retries=dict(RETRY_CONFIG),  # type: ignore[arg-type]  # botocore rewrites the dict it is given
             user_agent_extra=f"cdpoc/{__version__}",
             max_pool_connections=32,
         )
