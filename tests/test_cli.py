@@ -167,3 +167,25 @@ def test_demo_runs_the_lifecycle_to_a_clean_finish() -> None:
         assert re.search(rf"ok\s+{re.escape(title)}", out), title
     assert "0 mutating calls" in out
     assert "Demo finished: every step did what it should." in out
+
+
+def test_ctrl_c_during_up_exits_130_and_a_rerun_finishes_the_job(endpoint: str) -> None:
+    command = [sys.executable, "-m", "cdpoc", "--endpoint-url", endpoint, "--name", "intr", "up", "--parallelism", "1"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("done"):  # the first resource exists: interrupt mid-run, as a user would
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (out, err)
+    assert "interrupted" in err and "Re-run `cdpoc up` to resume" in err
+    assert "Traceback" not in err
+
+    code, out = cdpoc("--endpoint-url", endpoint, "--name", "intr", "up")
+    assert code == 0, out
+    assert "unchanged" in out  # what the first run made was found, not made again
+    assert len(stack_vpcs(endpoint, "intr")) == 1
+    assert cdpoc("--endpoint-url", endpoint, "--name", "intr", "down", "--yes")[0] == 0
