@@ -45,12 +45,13 @@ class Ui:
         self.console.file.flush()
 
     def error(self, exc: CdpocError) -> None:
-        self.err.print(Text(f"error: {exc.message}", style="bold red"))
+        # soft_wrap: paths and ids in messages must stay whole for copy and paste.
+        self.err.print(Text(f"error: {exc.message}", style="bold red"), soft_wrap=True)
         if exc.hint:
-            self.err.print(Text(f"hint: {exc.hint}", style="yellow"))
+            self.err.print(Text(f"hint: {exc.hint}", style="yellow"), soft_wrap=True)
 
     def warn(self, message: str) -> None:
-        self.err.print(Text(f"warning: {message}", style="yellow"))
+        self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
     @contextmanager
     def progress(self, title: str, labels: Mapping[str, str]) -> Iterator[Progress]:
