@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cdpoc.config import Settings
 from cdpoc.graph import Graph
-from cdpoc.stack import network
+from cdpoc.stack import network, security
 from cdpoc.stack.names import StackNames
 
-AREAS = (network,)
+AREAS = (network, security)
 
 
 def build(settings: Settings, zones: tuple[str, ...], account: str) -> Graph:
