@@ -47,11 +47,21 @@ def tagged_arns(run: AwsRun) -> list[str]:
     return arns
 
 
+# Services whose ARNs name the resource with no type in front: arn:aws:s3:::bucket, arn:aws:sns:r:a:topic,
+# arn:aws:codecommit:r:a:repository, arn:aws:codepipeline:r:a:pipeline.
+UNTYPED_ARNS = {"s3": "bucket", "sns": "topic", "codecommit": "repository", "codepipeline": "pipeline"}
+
+
 def arn_type(arn: str) -> str:
-    """'arn:aws:ec2:us-east-1:123:subnet/subnet-1' -> 'ec2:subnet'."""
+    """'arn:aws:ec2:us-east-1:123:subnet/subnet-1' -> 'ec2:subnet'; '...:log-group:/cdpoc/x' -> 'logs:log-group'."""
     parts = arn.split(":", 5)
     if len(parts) < 6:
         return ""
-    resource = parts[5]
+    service, resource = parts[2], parts[5]
+    if service in UNTYPED_ARNS and "/" not in resource:
+        return f"{service}:{UNTYPED_ARNS[service]}"
+    # The type ends at the first separator, whichever it is ("log-group:/name", "targetgroup/name/id").
     kind = resource.split("/", 1)[0] if "/" in resource else resource.split(":", 1)[0]
-    return f"{parts[2]}:{kind}"
+    if ":" in kind:
+        kind = kind.split(":", 1)[0]
+    return f"{service}:{kind}"

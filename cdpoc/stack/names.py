@@ -31,7 +31,7 @@ class StackNames:
     @property
     def iam_path(self) -> str:
         """Every IAM role and profile of the stack lives under this path, so one ListRoles finds them all."""
-        return f"/cdpoc/{self.name}/"
+        return iam_path(self.name)
 
     @property
     def ssm_prefix(self) -> str:
@@ -63,3 +63,8 @@ class StackNames:
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
         return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"
+
+
+def iam_path(stack: str) -> str:
+    """The IAM path of a stack's roles and profiles; handlers list by it without the whole settings."""
+    return f"/cdpoc/{stack}/"

@@ -1,0 +1,561 @@
+"""IAM roles and instance profiles, policy comparison, and the retry for IAM's eventual consistency.
+
+Roles and profiles live under the stack's IAM path (cdpoc.stack.names.iam_path), so one ListRoles /
+ListInstanceProfiles with PathPrefix finds them all. Policies are compared parsed and normalized
+(a single string equals a one-element list; order does not matter), so a second `up` changes nothing.
+`retry_iam_propagation` is for other areas too: RunInstances, CreateAutoScalingGroup,
+CreateDeploymentGroup and CreatePipeline refuse a fresh role or profile for a while.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import botocore.exceptions
+
+from cdpoc.aws.base import (
+    COMPONENT_TAG,
+    STACK_TAG,
+    AwsRun,
+    DependencyViolation,
+    Handler,
+    aws_errors,
+    error_code,
+    is_error,
+    observed,
+    tag_map,
+)
+from cdpoc.errors import ConflictError, WaitTimeout
+from cdpoc.model import Change, Observed, Resource
+from cdpoc.stack.names import iam_path
+
+T = TypeVar("T")
+
+NOT_FOUND = ("NoSuchEntity",)
+
+# (error code, lower-case text its message must contain) that mean "IAM has not propagated yet".
+# Codes alone are not enough: InvalidParameterValue and ValidationError also mean real mistakes.
+PROPAGATION_ERRORS: tuple[tuple[str, str], ...] = (
+    ("InvalidParameterValue", "invalid iam instance profile"),  # RunInstances
+    ("InvalidParameterValue", "iaminstanceprofile"),  # CreateLaunchTemplate / RunInstances
+    ("ValidationError", "invalid iam instance profile"),  # CreateAutoScalingGroup
+    ("InvalidRoleException", ""),  # CodeDeploy CreateDeploymentGroup: "cannot be assumed"
+    ("InvalidStructureException", "not authorized"),  # CreatePipeline
+    ("InvalidStructureException", "unable to assume"),  # CreatePipeline
+)
+
+
+# --- policy documents -------------------------------------------------------------------------
+
+
+def _listed(value: Any) -> list[Any]:
+    return sorted(value, key=json.dumps) if isinstance(value, list | tuple) else [value]
+
+
+def _normalize_statement(statement: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in statement.items():
+        if key in ("Action", "NotAction", "Resource", "NotResource"):
+            result[key] = _listed(value)
+        elif key in ("Principal", "NotPrincipal") and isinstance(value, Mapping):
+            result[key] = {k: _listed(v) for k, v in value.items()}
+        elif key == "Condition":
+            result[key] = {op: {k: _listed(v) for k, v in keys.items()} for op, keys in value.items()}
+        else:
+            result[key] = value
+    return result
+
+
+def normalize_policy(policy: Mapping[str, Any] | str | None) -> dict[str, Any] | None:
+    """A policy document in one canonical form, so that equal policies compare equal however written."""
+    if policy is None or policy == "":
+        return None
+    document = json.loads(policy) if isinstance(policy, str) else policy
+    statements = document.get("Statement", [])
+    if isinstance(statements, Mapping):
+        statements = [statements]
+    normalized = [_normalize_statement(s) for s in statements]
+    return {
+        "Version": document.get("Version", ""),
+        "Statement": sorted(normalized, key=lambda s: json.dumps(s, sort_keys=True)),
+    }
+
+
+def same_policy(a: Mapping[str, Any] | str | None, b: Mapping[str, Any] | str | None) -> bool:
+    return normalize_policy(a) == normalize_policy(b)
+
+
+# --- eventual consistency -----------------------------------------------------------------------
+
+
+def _client_error(exc: BaseException | None) -> botocore.exceptions.ClientError | None:
+    """The ClientError behind `exc`, which may be wrapped by aws_errors (raise ... from)."""
+    while exc is not None:
+        if isinstance(exc, botocore.exceptions.ClientError):
+            return exc
+        exc = exc.__cause__
+    return None
+
+
+def is_propagation_error(exc: BaseException) -> bool:
+    """True for exactly the errors AWS gives while a new role or instance profile is not usable yet."""
+    error = _client_error(exc)
+    if error is None:
+        return False
+    code = error_code(error)
+    message = str(error.response.get("Error", {}).get("Message", "")).lower()
+    return any(code == wanted and text in message for wanted, text in PROPAGATION_ERRORS)
+
+
+def retry_iam_propagation(run: AwsRun, what: str, call: Callable[[], T]) -> T:
+    """Run `call`, retrying IAM propagation errors (by code and message) with jitter for run.waits.iam_propagation.
+
+    Any other error is raised at once. Pauses go through run.pause, so Ctrl-C stops the wait.
+    """
+    limit = run.waits.iam_propagation
+    deadline = time.monotonic() + limit
+    delay = run.waits.poll_initial
+    while True:
+        run.check_cancelled()
+        try:
+            return call()
+        except Exception as exc:
+            if not is_propagation_error(exc):
+                raise
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                error = _client_error(exc)
+                detail = f"{error_code(error)}: {error.response['Error'].get('Message', '')}" if error else str(exc)
+                raise WaitTimeout(
+                    f"{what}: IAM still refuses the new role or instance profile after {limit:.0f}s ({detail})",
+                    "IAM changes usually propagate within two minutes; re-run the command to try again.",
+                ) from exc
+            run.pause(min(delay * random.uniform(0.5, 1.5), remaining))
+            delay = min(delay * 2, run.waits.poll_max)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _iam(run: AwsRun) -> Any:
+    return run.client("iam")
+
+
+def _ignore_missing(what: str, call: Callable[..., Any], **params: Any) -> None:
+    """Deletes treat NotFound as success; a resource still in use becomes DependencyViolation (retried)."""
+    try:
+        with aws_errors(what):
+            call(**params)
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        if is_error(cause, *NOT_FOUND):
+            return
+        if is_error(cause, "DeleteConflict"):
+            raise DependencyViolation(str(getattr(exc, "message", exc))) from exc
+        raise
+
+
+def _missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> list[dict[str, str]]:
+    return [t for t in run.tags(res.key, res.name) if have.get(t["Key"]) != t["Value"]]
+
+
+def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
+    stack = found.attrs.get("stack", "")
+    if stack != run.stack:
+        owner = f"stack {stack}" if stack else "no cdpoc stack (not created by cdpoc)"
+        return [Change(f"{what} {res.name} exists but belongs to {owner}", in_place=False)]
+    component = found.attrs.get("component", "")
+    if component and component != res.key:
+        return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]
+    if _missing_tags(run, res, found.attrs.get("tags", {})):
+        return [Change("tags differ")]
+    return []
+
+
+def _refuse_not_ours(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
+    if tags.get(STACK_TAG) != run.stack:
+        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages"
+        raise ConflictError(
+            f"{what} {res.name} already exists and belongs to {owner}",
+            f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
+        )
+    if path != res.props["path"]:
+        raise ConflictError(
+            f"{what} {res.name} exists at path {path}, not under {res.props['path']}",
+            f"Delete it (IAM cannot move a {what} to another path) and re-run `cdpoc up`.",
+        )
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+class RoleHandler(Handler):
+    kind = "iam_role"
+    label = "IAM role"
+    arn_types = ("iam:role",)
+
+    def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
+        def list_roles() -> dict[str, dict[str, Any]]:
+            roles: dict[str, dict[str, Any]] = {}
+            with aws_errors(f"listing IAM roles under {path}"):
+                for page in _iam(run).get_paginator("list_roles").paginate(PathPrefix=path):
+                    roles.update({r["RoleName"]: r for r in page["Roles"] if r["Path"] == path})
+            return roles
+
+        return run.memo(f"iam:roles:{path}", list_roles)
+
+    def _tags(self, run: AwsRun, role: Mapping[str, Any]) -> dict[str, str]:
+        # ListRoles leaves tags out on AWS; ask only when the listing has none.
+        if "Tags" in role:
+            return tag_map(role["Tags"])
+        with aws_errors(f"reading the tags of role {role['RoleName']}"):
+            return tag_map(_iam(run).list_role_tags(RoleName=role["RoleName"])["Tags"])
+
+    def _inspect(self, run: AwsRun, key: str, role: Mapping[str, Any]) -> Observed:
+        name = role["RoleName"]
+        iam = _iam(run)
+        tags = self._tags(run, role)
+        with aws_errors(f"reading the policies of role {name}"):
+            managed = sorted(
+                p["PolicyArn"]
+                for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+                for p in page["AttachedPolicies"]
+            )
+            inline_names = [
+                n
+                for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+                for n in page["PolicyNames"]
+            ]
+            inline = {
+                n: normalize_policy(iam.get_role_policy(RoleName=name, PolicyName=n)["PolicyDocument"])
+                for n in inline_names
+            }
+        return observed(
+            key,
+            self.kind,
+            name,
+            arn=role["Arn"],
+            path=role["Path"],
+            trust=normalize_policy(role.get("AssumeRolePolicyDocument")),
+            managed=tuple(managed),
+            inline=inline,
+            tags=tags,
+            stack=tags.get(STACK_TAG, ""),
+            component=tags.get(COMPONENT_TAG, ""),
+        )
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for name, role in self._listed(run, iam_path(run.stack)).items():
+            tags = self._tags(run, role)
+            component = tags.get(COMPONENT_TAG)
+            if tags.get(STACK_TAG) == run.stack and component:
+                result[component] = observed(component, self.kind, name, arn=role["Arn"], path=role["Path"])
+        return result
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        role = self._listed(run, res.props["path"]).get(res.name)
+        return self._inspect(run, res.key, role) if role else None
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = _ownership_changes(run, res, found, "role")
+        if any(not c.in_place for c in changes):
+            return changes
+        if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
+            changes.append(Change("trust policy differs"))
+        have_inline: Mapping[str, Any] = found.attrs["inline"]
+        for name, policy in res.props["inline_policies"].items():
+            if name not in have_inline:
+                changes.append(Change(f"add inline policy {name}"))
+            elif have_inline[name] != normalize_policy(policy):
+                changes.append(Change(f"inline policy {name} differs"))
+        changes.extend(
+            Change(f"remove inline policy {n}") for n in have_inline if n not in res.props["inline_policies"]
+        )
+        wanted, have = set(res.props["managed_policies"]), set(found.attrs["managed"])
+        changes.extend(Change(f"attach {arn}") for arn in sorted(wanted - have))
+        changes.extend(Change(f"detach {arn}") for arn in sorted(have - wanted))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        iam = _iam(run)
+        try:
+            with aws_errors(f"creating IAM role {res.name}"):
+                role = iam.create_role(
+                    RoleName=res.name,
+                    Path=res.props["path"],
+                    AssumeRolePolicyDocument=json.dumps(res.props["assume_role_policy"]),
+                    Description=res.props["description"],
+                    Tags=run.tags(res.key, res.name),
+                )["Role"]
+        except Exception as exc:
+            if not is_error(exc.__cause__ or exc, "EntityAlreadyExists"):
+                raise
+            return self._adopt(run, res, deps)
+        run.wait_with("iam", "role_exists", f"IAM role {res.name} to exist", RoleName=res.name)
+        found = observed(
+            res,
+            self.kind,
+            res.name,
+            arn=role["Arn"],
+            path=role["Path"],
+            trust=normalize_policy(res.props["assume_role_policy"]),
+            managed=(),
+            inline={},
+            tags=tag_map(run.tags(res.key, res.name)),
+            stack=run.stack,
+            component=res.key,
+        )
+        return self.update(run, res, found, deps)
+
+    def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        """The role exists (a race, or it is outside our path): take it over only if it is ours."""
+        with aws_errors(f"reading IAM role {res.name}"):
+            role = _iam(run).get_role(RoleName=res.name)["Role"]
+        _refuse_not_ours(run, res, "role", self._tags(run, role), role["Path"])
+        return self.update(run, res, self._inspect(run, res.key, role), deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        iam, name = _iam(run), found.id
+        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing:
+            with aws_errors(f"tagging role {name}"):
+                iam.tag_role(RoleName=name, Tags=missing)
+        if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
+            with aws_errors(f"updating the trust policy of role {name}"):
+                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(res.props["assume_role_policy"]))
+        have_inline: Mapping[str, Any] = found.attrs["inline"]
+        for policy_name, policy in res.props["inline_policies"].items():
+            if have_inline.get(policy_name) != normalize_policy(policy):
+                with aws_errors(f"writing inline policy {policy_name} of role {name}"):
+                    iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
+        for policy_name in have_inline:
+            if policy_name not in res.props["inline_policies"]:
+                _ignore_missing(
+                    f"deleting inline policy {policy_name} of role {name}",
+                    iam.delete_role_policy,
+                    RoleName=name,
+                    PolicyName=policy_name,
+                )
+        wanted, have = set(res.props["managed_policies"]), set(found.attrs["managed"])
+        for arn in sorted(wanted - have):
+            with aws_errors(f"attaching {arn} to role {name}"):
+                iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+        for arn in sorted(have - wanted):
+            _ignore_missing(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
+        return observed(
+            res,
+            self.kind,
+            name,
+            arn=found.attrs["arn"],
+            path=found.attrs["path"],
+            trust=normalize_policy(res.props["assume_role_policy"]),
+            managed=tuple(sorted(wanted)),
+            inline={n: normalize_policy(p) for n, p in res.props["inline_policies"].items()},
+            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            stack=run.stack,
+            component=res.key,
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        """IAM refuses to delete a role still in a profile or holding policies: clear those first."""
+        iam, name = _iam(run), found.id
+        try:
+            with aws_errors(f"reading what role {name} is attached to"):
+                profiles = [
+                    p["InstanceProfileName"]
+                    for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name)
+                    for p in page["InstanceProfiles"]
+                ]
+                inline = [
+                    n
+                    for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+                    for n in page["PolicyNames"]
+                ]
+                managed = [
+                    p["PolicyArn"]
+                    for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+                    for p in page["AttachedPolicies"]
+                ]
+        except Exception as exc:
+            if is_error(exc.__cause__ or exc, *NOT_FOUND):
+                return
+            raise
+        for profile in profiles:
+            _ignore_missing(
+                f"removing role {name} from instance profile {profile}",
+                iam.remove_role_from_instance_profile,
+                InstanceProfileName=profile,
+                RoleName=name,
+            )
+        for policy_name in inline:
+            _ignore_missing(
+                f"deleting inline policy {policy_name} of role {name}",
+                iam.delete_role_policy,
+                RoleName=name,
+                PolicyName=policy_name,
+            )
+        for arn in managed:
+            _ignore_missing(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
+        _ignore_missing(f"deleting IAM role {name}", iam.delete_role, RoleName=name)
+
+    def describe(self, found: Observed) -> str:
+        return str(found.attrs.get("arn") or found.id)
+
+
+# --- instance profiles ----------------------------------------------------------------------------
+
+
+class InstanceProfileHandler(Handler):
+    kind = "instance_profile"
+    label = "instance profile"
+    arn_types = ("iam:instance-profile",)
+
+    def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
+        def list_profiles() -> dict[str, dict[str, Any]]:
+            profiles: dict[str, dict[str, Any]] = {}
+            with aws_errors(f"listing instance profiles under {path}"):
+                for page in _iam(run).get_paginator("list_instance_profiles").paginate(PathPrefix=path):
+                    profiles.update(
+                        {p["InstanceProfileName"]: p for p in page["InstanceProfiles"] if p["Path"] == path}
+                    )
+            return profiles
+
+        return run.memo(f"iam:profiles:{path}", list_profiles)
+
+    def _tags(self, run: AwsRun, profile: Mapping[str, Any]) -> dict[str, str]:
+        # ListInstanceProfiles leaves tags out on AWS; GetInstanceProfile carries them.
+        if "Tags" in profile:
+            return tag_map(profile["Tags"])
+        name = profile["InstanceProfileName"]
+        with aws_errors(f"reading instance profile {name}"):
+            return tag_map(_iam(run).get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Tags"))
+
+    def _observe(self, run: AwsRun, key: str, profile: Mapping[str, Any]) -> Observed:
+        tags = self._tags(run, profile)
+        return observed(
+            key,
+            self.kind,
+            profile["InstanceProfileName"],
+            arn=profile["Arn"],
+            path=profile["Path"],
+            roles=tuple(r["RoleName"] for r in profile.get("Roles", [])),
+            tags=tags,
+            stack=tags.get(STACK_TAG, ""),
+            component=tags.get(COMPONENT_TAG, ""),
+        )
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for profile in self._listed(run, iam_path(run.stack)).values():
+            found = self._observe(run, "", profile)
+            component = found.attrs["component"]
+            if found.attrs["stack"] == run.stack and component:
+                result[component] = observed(component, self.kind, found.id, **found.attrs)
+        return result
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        profile = self._listed(run, res.props["path"]).get(res.name)
+        return self._observe(run, res.key, profile) if profile else None
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = _ownership_changes(run, res, found, "instance profile")
+        if any(not c.in_place for c in changes):
+            return changes
+        role = deps.get(res.props["role"])
+        wanted = role.id if role else f"{res.props['role']} (to be created)"
+        if found.attrs["roles"] != (wanted,):
+            have = ", ".join(found.attrs["roles"]) or "no role"
+            changes.append(Change(f"holds {have}, should hold {wanted}"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        try:
+            with aws_errors(f"creating instance profile {res.name}"):
+                profile = _iam(run).create_instance_profile(
+                    InstanceProfileName=res.name, Path=res.props["path"], Tags=run.tags(res.key, res.name)
+                )["InstanceProfile"]
+        except Exception as exc:
+            if not is_error(exc.__cause__ or exc, "EntityAlreadyExists"):
+                raise
+            with aws_errors(f"reading instance profile {res.name}"):
+                profile = _iam(run).get_instance_profile(InstanceProfileName=res.name)["InstanceProfile"]
+            _refuse_not_ours(run, res, "instance profile", self._tags(run, profile), profile["Path"])
+            return self.update(run, res, self._observe(run, res.key, profile), deps)
+        run.wait_with(
+            "iam", "instance_profile_exists", f"instance profile {res.name} to exist", InstanceProfileName=res.name
+        )
+        found = observed(
+            res,
+            self.kind,
+            res.name,
+            arn=profile["Arn"],
+            path=profile["Path"],
+            roles=(),
+            tags=tag_map(run.tags(res.key, res.name)),
+            stack=run.stack,
+            component=res.key,
+        )
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        iam, name = _iam(run), found.id
+        role = deps[res.props["role"]].id
+        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing:
+            with aws_errors(f"tagging instance profile {name}"):
+                iam.tag_instance_profile(InstanceProfileName=name, Tags=missing)
+        # A profile holds at most one role: make room before adding ours.
+        for other in found.attrs["roles"]:
+            if other != role:
+                _ignore_missing(
+                    f"removing role {other} from instance profile {name}",
+                    iam.remove_role_from_instance_profile,
+                    InstanceProfileName=name,
+                    RoleName=other,
+                )
+        if role not in found.attrs["roles"]:
+            with aws_errors(f"adding role {role} to instance profile {name}"):
+                iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+        return observed(
+            res,
+            self.kind,
+            name,
+            arn=found.attrs["arn"],
+            path=found.attrs["path"],
+            roles=(role,),
+            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            stack=run.stack,
+            component=res.key,
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        iam, name = _iam(run), found.id
+        try:
+            with aws_errors(f"reading instance profile {name}"):
+                roles = [
+                    r["RoleName"]
+                    for r in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Roles", [])
+                ]
+        except Exception as exc:
+            if is_error(exc.__cause__ or exc, *NOT_FOUND):
+                return
+            raise
+        for role in roles:
+            _ignore_missing(
+                f"removing role {role} from instance profile {name}",
+                iam.remove_role_from_instance_profile,
+                InstanceProfileName=name,
+                RoleName=role,
+            )
+        _ignore_missing(f"deleting instance profile {name}", iam.delete_instance_profile, InstanceProfileName=name)
+
+    def describe(self, found: Observed) -> str:
+        return str(found.attrs.get("arn") or found.id)
+
+
+HANDLERS: tuple[Handler, ...] = (RoleHandler(), InstanceProfileHandler())

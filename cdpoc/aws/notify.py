@@ -1,0 +1,298 @@
+"""The alerts SNS topic with its email subscription, and the CloudWatch Logs log group.
+
+The topic's ARN is deterministic (props["arn"]), so it is found without listing every topic. The email
+subscription is part of the topic, not a resource of its own: SNS cannot tag it, and a pending one
+(SubscriptionArn "PendingConfirmation") cannot be removed, only left to expire or go with the topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, Handler, aws_errors, is_error, observed, tag_map
+from cdpoc.aws.storage import missing_tags, ownership_changes, tagged_resources
+from cdpoc.errors import AwsError, ConflictError
+from cdpoc.model import Change, Observed, Resource
+
+PENDING = "PendingConfirmation"
+TOPIC_MISSING = ("NotFound", "NotFoundException")
+LOG_GROUP_MISSING = ("ResourceNotFoundException",)
+
+
+def _not_ours(res: Resource, what: str, tags: Mapping[str, str]) -> ConflictError:
+    owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages (no cdpoc:stack tag)"
+    return ConflictError(
+        f"{what} {res.name} already exists and belongs to {owner}",
+        f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
+    )
+
+
+# --- SNS --------------------------------------------------------------------------------------------
+
+
+def _sns(run: AwsRun) -> Any:
+    return run.client("sns")
+
+
+class TopicHandler(Handler):
+    kind = "sns_topic"
+    label = "SNS topic"
+    arn_types = ("sns:topic",)
+
+    def _exists(self, run: AwsRun, arn: str) -> bool:
+        try:
+            with aws_errors(f"looking up topic {arn}"):
+                _sns(run).get_topic_attributes(TopicArn=arn)
+        except AwsError as exc:
+            if exc.__cause__ is not None and is_error(exc.__cause__, *TOPIC_MISSING):
+                return False
+            raise
+        return True
+
+    def _subscriptions(self, run: AwsRun, arn: str) -> tuple[tuple[str, str], ...]:
+        """(email address, subscription ARN or "PendingConfirmation") of the topic's email subscriptions."""
+        with aws_errors(f"listing the subscriptions of {arn}"):
+            pages = _sns(run).get_paginator("list_subscriptions_by_topic").paginate(TopicArn=arn)
+            return tuple(
+                sorted(
+                    (s["Endpoint"], s["SubscriptionArn"])
+                    for page in pages
+                    for s in page["Subscriptions"]
+                    if s.get("Protocol") == "email"
+                )
+            )
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        arn = res.props["arn"]
+        if not self._exists(run, arn):
+            return None
+        with aws_errors(f"reading the tags of {arn}"):
+            tags = tag_map(_sns(run).list_tags_for_resource(ResourceArn=arn)["Tags"])
+        return observed(
+            res,
+            self.kind,
+            arn,
+            name=res.name,
+            tags=tags,
+            stack=tags.get(STACK_TAG, ""),
+            component=tags.get(COMPONENT_TAG, ""),
+            subscriptions=self._subscriptions(run, arn),
+        )
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        return {
+            component: observed(component, self.kind, arn, name=arn.rsplit(":", 1)[-1])
+            for component, (arn, _tags) in tagged_resources(run, "sns").items()
+            if self._exists(run, arn)
+        }
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = ownership_changes(run, res, found, "topic")
+        if any(not c.in_place for c in changes):
+            return changes
+        email = res.props["email"]
+        subscribed = {endpoint for endpoint, _ in found.attrs["subscriptions"]}
+        if email and email not in subscribed:
+            changes.append(Change(f"subscribe {email}"))
+        changes.extend(Change(f"unsubscribe {endpoint}") for endpoint, arn in self._stale(res, found))
+        return changes
+
+    def _stale(self, res: Resource, found: Observed) -> list[tuple[str, str]]:
+        """Confirmed subscriptions of addresses no longer configured (pending ones cannot be removed)."""
+        return [(e, arn) for e, arn in found.attrs["subscriptions"] if e != res.props["email"] and arn != PENDING]
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        # CreateTopic returns the existing topic of that name (an error if its tags differ); find ran first,
+        # so getting here means there was none.
+        with aws_errors(f"creating topic {res.name}"):
+            arn = _sns(run).create_topic(Name=res.name, Tags=run.tags(res.key, res.name))["TopicArn"]
+        found = observed(
+            res,
+            self.kind,
+            arn,
+            name=res.name,
+            tags=tag_map(run.tags(res.key, res.name)),
+            stack=run.stack,
+            component=res.key,
+            subscriptions=(),
+        )
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        sns, arn = _sns(run), found.id
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing:
+            with aws_errors(f"tagging topic {arn}"):
+                sns.tag_resource(ResourceArn=arn, Tags=missing)
+        subscriptions = dict(found.attrs["subscriptions"])
+        for endpoint, subscription in self._stale(res, found):
+            try:
+                with aws_errors(f"unsubscribing {endpoint} from {arn}"):
+                    sns.unsubscribe(SubscriptionArn=subscription)
+            except AwsError as exc:
+                if exc.__cause__ is None or not is_error(exc.__cause__, *TOPIC_MISSING):
+                    raise
+            subscriptions.pop(endpoint, None)
+        email = res.props["email"]
+        if email and email not in subscriptions:
+            with aws_errors(f"subscribing {email} to {arn}"):
+                reply = sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email, ReturnSubscriptionArn=True)
+            subscriptions[email] = reply.get("SubscriptionArn") or PENDING
+        return observed(
+            res,
+            self.kind,
+            arn,
+            name=res.name,
+            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            stack=run.stack,
+            component=res.key,
+            subscriptions=tuple(sorted(subscriptions.items())),
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        # Deleting a topic removes its subscriptions, pending ones included; deleting a missing topic succeeds.
+        try:
+            with aws_errors(f"deleting topic {found.id}"):
+                _sns(run).delete_topic(TopicArn=found.id)
+        except AwsError as exc:
+            if exc.__cause__ is None or not is_error(exc.__cause__, *TOPIC_MISSING):
+                raise
+
+    def describe(self, found: Observed) -> str:
+        name = found.attrs.get("name") or found.id
+        subscriptions = found.attrs.get("subscriptions", ())
+        if not subscriptions:
+            return str(name)
+        emails = ", ".join(
+            f"{endpoint}{' (pending confirmation)' if arn == PENDING else ''}" for endpoint, arn in subscriptions
+        )
+        return f"{name} -> {emails}"
+
+
+# --- CloudWatch Logs ----------------------------------------------------------------------------------
+
+
+def _logs(run: AwsRun) -> Any:
+    return run.client("logs")
+
+
+def _group_arn(group: Mapping[str, Any]) -> str:
+    # "arn" ends with ":*" (the streams); the tagging calls want the group's own ARN.
+    return str(group.get("logGroupArn") or str(group["arn"]).removesuffix(":*"))
+
+
+class LogGroupHandler(Handler):
+    kind = "log_group"
+    label = "log group"
+    arn_types = ("logs:log-group",)
+
+    def _group(self, run: AwsRun, name: str) -> dict[str, Any] | None:
+        with aws_errors(f"looking up log group {name}"):
+            pages = _logs(run).get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name)
+            for page in pages:
+                for group in page["logGroups"]:
+                    if group["logGroupName"] == name:
+                        return dict(group)
+        return None
+
+    def _tags(self, run: AwsRun, arn: str) -> dict[str, str]:
+        with aws_errors(f"reading the tags of {arn}"):
+            return dict(_logs(run).list_tags_for_resource(resourceArn=arn).get("tags", {}))
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        group = self._group(run, res.name)
+        if group is None:
+            return None
+        tags = self._tags(run, _group_arn(group))
+        return observed(
+            res,
+            self.kind,
+            res.name,
+            arn=_group_arn(group),
+            retention_days=group.get("retentionInDays"),
+            tags=tags,
+            stack=tags.get(STACK_TAG, ""),
+            component=tags.get(COMPONENT_TAG, ""),
+        )
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for component, (arn, _tags) in tagged_resources(run, "logs:log-group").items():
+            name = arn.split(":log-group:", 1)[-1].removesuffix(":*")
+            if self._group(run, name) is not None:
+                result[component] = observed(component, self.kind, name, arn=arn)
+        return result
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = ownership_changes(run, res, found, "log group")
+        if any(not c.in_place for c in changes):
+            return changes
+        wanted = res.props["retention_days"]
+        if found.attrs["retention_days"] != wanted:
+            changes.append(Change(f"retention {found.attrs['retention_days'] or 'never expire'} -> {wanted} days"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        tags = tag_map(run.tags(res.key, res.name))
+        try:
+            with aws_errors(f"creating log group {res.name}"):
+                _logs(run).create_log_group(logGroupName=res.name, tags=tags)
+        except AwsError as exc:
+            if exc.__cause__ is None or not is_error(exc.__cause__, "ResourceAlreadyExistsException"):
+                raise
+            found = self.find(run, res)
+            if found is None:
+                raise AwsError(
+                    f"log group {res.name} was reported to exist but cannot be found", "Re-run `cdpoc up`."
+                ) from exc
+            if found.attrs["stack"] != run.stack:
+                raise _not_ours(res, "log group", found.attrs["tags"]) from exc
+            return self.update(run, res, found, deps)
+        group = self._group(run, res.name) or {}
+        found = observed(
+            res,
+            self.kind,
+            res.name,
+            arn=_group_arn(group) if group else "",
+            retention_days=None,
+            tags=tags,
+            stack=run.stack,
+            component=res.key,
+        )
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing and found.attrs["arn"]:
+            with aws_errors(f"tagging log group {res.name}"):
+                _logs(run).tag_resource(resourceArn=found.attrs["arn"], tags=tag_map(missing))
+        wanted = res.props["retention_days"]
+        if found.attrs["retention_days"] != wanted:
+            with aws_errors(f"setting the retention of log group {res.name}"):
+                _logs(run).put_retention_policy(logGroupName=res.name, retentionInDays=wanted)
+        return observed(
+            res,
+            self.kind,
+            res.name,
+            arn=found.attrs["arn"],
+            retention_days=wanted,
+            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            stack=run.stack,
+            component=res.key,
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        try:
+            with aws_errors(f"deleting log group {found.id}"):
+                _logs(run).delete_log_group(logGroupName=found.id)
+        except AwsError as exc:
+            if exc.__cause__ is None or not is_error(exc.__cause__, *LOG_GROUP_MISSING):
+                raise
+
+    def describe(self, found: Observed) -> str:
+        days = found.attrs.get("retention_days")
+        return f"{found.id} ({days} days)" if days else found.id
+
+
+HANDLERS: tuple[Handler, ...] = (TopicHandler(), LogGroupHandler())

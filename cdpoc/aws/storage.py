@@ -1,0 +1,712 @@
+"""S3 buckets (artifacts, website, uploads) and SSM Parameter Store parameters.
+
+Buckets have global names, so they are found by name (HeadBucket, then their tags): a bucket of
+another account is refused, one of ours without the stack's tag is refused, never taken over.
+Tags go into CreateBucket itself (CreateBucketConfiguration.Tags). `down` empties a bucket of every
+object version and delete marker before deleting it.
+
+Parameters: generated passwords (SecureString) are created once and never read back, printed or
+compared by value; the MongoDB host parameter (String) follows instance.mongodb's private IP.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from cdpoc.aws.account import account_id
+from cdpoc.aws.base import (
+    COMPONENT_TAG,
+    STACK_TAG,
+    AwsRun,
+    DependencyViolation,
+    Handler,
+    aws_errors,
+    is_error,
+    observed,
+    tag_map,
+)
+from cdpoc.aws.iam import normalize_policy
+from cdpoc.errors import AwsError, ConflictError
+from cdpoc.model import Change, Observed, Resource
+
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call.
+PUBLIC_POLICY_ATTEMPTS = 4  # bucket settings are eventually consistent: a just-relaxed block may still refuse.
+
+# Regions whose website endpoint is "s3-website-<region>"; every other region uses "s3-website.<region>".
+DASH_WEBSITE_REGIONS = frozenset(
+    {
+        "us-east-1",
+        "us-west-1",
+        "us-west-2",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "ap-northeast-1",
+        "eu-west-1",
+        "sa-east-1",
+        "us-gov-west-1",
+    }
+)
+BUCKET_MISSING = ("404", "NoSuchBucket", "NotFound")
+BUCKET_FORBIDDEN = ("403", "AccessDenied", "Forbidden")
+
+
+def website_url(bucket: str, region: str) -> str:
+    """The bucket's static-website address (HTTP only); also the web page's origin for CORS."""
+    separator = "-" if region in DASH_WEBSITE_REGIONS else "."
+    return f"http://{bucket}.s3-website{separator}{region}.amazonaws.com"
+
+
+def tagged_resources(run: AwsRun, resource_type: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """{component: (ARN, tags)} of the stack's resources of one type, from the Resource Groups Tagging API.
+
+    The API may still list a resource for a while after it is deleted: callers check it exists.
+    """
+
+    def lookup() -> dict[str, tuple[str, dict[str, str]]]:
+        found: dict[str, tuple[str, dict[str, str]]] = {}
+        with aws_errors(f"listing the stack's {resource_type} resources by tag"):
+            paginator = run.client("resourcegroupstaggingapi").get_paginator("get_resources")
+            for page in paginator.paginate(
+                ResourceTypeFilters=[resource_type], TagFilters=[{"Key": STACK_TAG, "Values": [run.stack]}]
+            ):
+                for mapping in page["ResourceTagMappingList"]:
+                    tags = tag_map(mapping.get("Tags"))
+                    if tags.get(COMPONENT_TAG):
+                        found[tags[COMPONENT_TAG]] = (mapping["ResourceARN"], tags)
+        return found
+
+    return run.memo(f"tagged:{resource_type}", lookup)
+
+
+def _s3(run: AwsRun) -> Any:
+    return run.client("s3")
+
+
+def _read_optional(what: str, call: Callable[..., Any], missing: Sequence[str], **params: Any) -> Any | None:
+    """A bucket sub-resource (policy, website, ...) that may not exist; None when it does not."""
+    try:
+        with aws_errors(what):
+            return call(**params)
+    except AwsError as exc:
+        if exc.__cause__ is not None and is_error(exc.__cause__, *missing):
+            return None
+        raise
+
+
+def _ignore_missing(what: str, call: Callable[..., Any], missing: Sequence[str], **params: Any) -> bool:
+    """Run a delete; NotFound counts as done. Returns False when the thing was already gone."""
+    try:
+        with aws_errors(what):
+            call(**params)
+    except AwsError as exc:
+        if exc.__cause__ is not None and is_error(exc.__cause__, *missing):
+            return False
+        raise
+    return True
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _purpose(res: Resource) -> str:
+    return res.key.split(".", 1)[-1]
+
+
+def missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> list[dict[str, str]]:
+    """The stack's tags (and the config's extra tags) that the resource lacks or has with another value."""
+    return [t for t in run.tags(res.key, res.name) if have.get(t["Key"]) != t["Value"]]
+
+
+def ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
+    """Another stack's or an untagged resource is a conflict (never adopted); ours missing a tag is an update."""
+    stack = found.attrs.get("stack", "")
+    if stack != run.stack:
+        owner = f"stack {stack}" if stack else "nothing cdpoc manages (no cdpoc:stack tag)"
+        return [Change(f"{what} {res.name} exists and belongs to {owner}: cdpoc will not take it over", in_place=False)]
+    component = found.attrs.get("component", "")
+    if component and component != res.key:
+        return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]
+    return [Change("tags differ")] if missing_tags(run, res, found.attrs.get("tags", {})) else []
+
+
+# --- buckets --------------------------------------------------------------------------------------
+
+
+def _cors_rules(res: Resource, deps: Mapping[str, Observed | None]) -> list[dict[str, Any]] | None:
+    """The desired CORS rules, or None while an origin's bucket does not exist yet."""
+    cors = res.props["cors"]
+    origins = []
+    for key in cors["origins_from"]:
+        source = deps.get(key)
+        if source is None or not source.attrs.get("website_url"):
+            return None
+        origins.append(source.attrs["website_url"])
+    return [
+        {
+            "AllowedOrigins": origins,
+            "AllowedMethods": list(cors["methods"]),
+            "AllowedHeaders": list(cors["headers"]),
+            "ExposeHeaders": list(cors["expose"]),
+            "MaxAgeSeconds": cors["max_age"],
+        }
+    ]
+
+
+def _normalize_cors(rules: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if rules is None:
+        return None
+    normalized = [
+        {key: sorted(value) if isinstance(value, list) else value for key, value in rule.items() if key != "ID"}
+        for rule in rules
+    ]
+    return sorted(normalized, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def _website(config: Mapping[str, Any] | None) -> dict[str, str] | None:
+    if config is None:
+        return None
+    return {
+        "index": config.get("IndexDocument", {}).get("Suffix", ""),
+        "error": config.get("ErrorDocument", {}).get("Key", ""),
+    }
+
+
+class BucketHandler(Handler):
+    kind = "bucket"
+    label = "S3 bucket"
+    arn_types = ("s3:bucket",)
+
+    def _region(self, run: AwsRun, name: str) -> str | None:
+        """The bucket's region; None when no bucket has the name; "" when it exists but is not ours to see."""
+        try:
+            with aws_errors(f"looking up bucket {name}"):
+                reply = _s3(run).head_bucket(Bucket=name)
+        except AwsError as exc:
+            cause = exc.__cause__
+            if cause is not None and is_error(cause, *BUCKET_MISSING):
+                return None
+            if cause is not None and is_error(cause, *BUCKET_FORBIDDEN):
+                return ""
+            raise
+        headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return str(reply.get("BucketRegion") or headers.get("x-amz-bucket-region") or run.region)
+
+    def _tags(self, run: AwsRun, name: str) -> dict[str, str] | None:
+        reply = _read_optional(
+            f"reading the tags of bucket {name}", _s3(run).get_bucket_tagging, ("NoSuchTagSet",), Bucket=name
+        )
+        return tag_map(reply["TagSet"]) if reply else None
+
+    def _settings(self, run: AwsRun, name: str) -> dict[str, Any]:
+        """Everything of the bucket that the stack manages, read back for comparison."""
+        s3 = _s3(run)
+        block = _read_optional(
+            f"reading the public access block of {name}",
+            s3.get_public_access_block,
+            ("NoSuchPublicAccessBlockConfiguration",),
+            Bucket=name,
+        )
+        encryption = _read_optional(
+            f"reading the encryption of {name}",
+            s3.get_bucket_encryption,
+            ("ServerSideEncryptionConfigurationNotFoundError",),
+            Bucket=name,
+        )
+        rules = encryption["ServerSideEncryptionConfiguration"]["Rules"] if encryption else []
+        with aws_errors(f"reading the versioning of {name}"):
+            versioning = s3.get_bucket_versioning(Bucket=name).get("Status", "")
+        website = _read_optional(
+            f"reading the website of {name}", s3.get_bucket_website, ("NoSuchWebsiteConfiguration",), Bucket=name
+        )
+        policy = _read_optional(
+            f"reading the policy of {name}", s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name
+        )
+        cors = _read_optional(
+            f"reading the CORS of {name}", s3.get_bucket_cors, ("NoSuchCORSConfiguration",), Bucket=name
+        )
+        return {
+            "public_access_block": dict(block["PublicAccessBlockConfiguration"]) if block else None,
+            "encryption": rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] if rules else "",
+            "versioning": versioning,
+            "website": _website(website),
+            "policy": normalize_policy(policy["Policy"]) if policy else None,
+            "cors": _normalize_cors(cors["CORSRules"]) if cors else None,
+        }
+
+    def _attrs(self, run: AwsRun, res: Resource, settings: Mapping[str, Any]) -> dict[str, Any]:
+        attrs = dict(settings)
+        if res.props.get("website"):
+            attrs["website_url"] = website_url(res.name, run.region)
+        return attrs
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        region = self._region(run, res.name)
+        if region is None:
+            return None
+        if region == "":
+            return observed(res, self.kind, res.name, foreign=True, stack="", tags={})
+        tags = self._tags(run, res.name) or {}
+        base = {
+            "region": region,
+            "tags": tags,
+            "stack": tags.get(STACK_TAG, ""),
+            "component": tags.get(COMPONENT_TAG, ""),
+        }
+        if base["stack"] != run.stack or region != run.region:
+            return observed(res, self.kind, res.name, **base)
+        return observed(res, self.kind, res.name, **base, **self._attrs(run, res, self._settings(run, res.name)))
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for component, (arn, _tags) in tagged_resources(run, "s3").items():
+            name = arn.split(":::", 1)[-1]
+            if self._region(run, name) == run.region:
+                result[component] = observed(component, self.kind, name)
+        return result
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        if found.attrs.get("foreign"):
+            return [
+                Change(f"bucket {res.name} exists in another AWS account (or this one may not read it)", in_place=False)
+            ]
+        changes = ownership_changes(run, res, found, "bucket")
+        if any(not c.in_place for c in changes):
+            return changes
+        if found.attrs["region"] != run.region:
+            return [Change(f"bucket {res.name} is in {found.attrs['region']}, not {run.region}", in_place=False)]
+        return changes + [Change(text) for text in self._differences(res, found, deps)]
+
+    def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
+        props, attrs = res.props, found.attrs
+        texts = []
+        if attrs["public_access_block"] != props["public_access_block"]:
+            texts.append(f"Block Public Access should be {_flags(props['public_access_block'])}")
+        if attrs["encryption"] != props["encryption"]:
+            texts.append(f"default encryption {attrs['encryption'] or 'none'} -> {props['encryption']}")
+        if props.get("versioning") and attrs["versioning"] != "Enabled":
+            texts.append("turn on versioning")
+        if props.get("website") and attrs["website"] != props["website"]:
+            texts.append(f"website {props['website']['index']} / {props['website']['error']}")
+        if props.get("policy") and attrs["policy"] != normalize_policy(props["policy"]):
+            texts.append("bucket policy differs")
+        if props.get("cors"):
+            wanted = _cors_rules(res, deps)
+            if wanted is None:
+                texts.append(f"CORS for {', '.join(props['cors']['origins_from'])} (to be created)")
+            elif attrs["cors"] != _normalize_cors(wanted):
+                texts.append(f"CORS for {', '.join(wanted[0]['AllowedOrigins'])}")
+        return texts
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        # In us-east-1 CreateBucket answers success for a bucket this account already owns (and ignores the
+        # tags), so a bucket that appeared since the plan must be caught before, not after, the call.
+        region = self._region(run, res.name)
+        if region == "":
+            raise self._taken(res)
+        if region is not None:
+            return self._adopt(run, res, deps)
+        configuration: dict[str, Any] = {"Tags": run.tags(res.key, res.name)}
+        # us-east-1 refuses a LocationConstraint naming itself; every other region requires one.
+        if run.region != "us-east-1":
+            configuration["LocationConstraint"] = run.region
+        try:
+            with aws_errors(f"creating bucket {res.name}"):
+                _s3(run).create_bucket(
+                    Bucket=res.name, CreateBucketConfiguration=configuration, ObjectOwnership="BucketOwnerEnforced"
+                )
+        except AwsError as exc:
+            cause = exc.__cause__
+            if cause is not None and is_error(cause, "BucketAlreadyExists"):
+                raise self._taken(res) from exc
+            if cause is not None and is_error(cause, "BucketAlreadyOwnedByYou"):
+                return self._adopt(run, res, deps)
+            raise
+        run.wait_with("s3", "bucket_exists", f"bucket {res.name} to exist", Bucket=res.name)
+        if self._tags(run, res.name) is None:
+            # Only an endpoint that ignores CreateBucketConfiguration.Tags (moto) gets here: the bucket is new.
+            with aws_errors(f"tagging bucket {res.name}"):
+                _s3(run).put_bucket_tagging(Bucket=res.name, Tagging={"TagSet": run.tags(res.key, res.name)})
+        empty = {
+            "public_access_block": None,
+            "encryption": "",
+            "versioning": "",
+            "website": None,
+            "policy": None,
+            "cors": None,
+        }
+        found = observed(
+            res,
+            self.kind,
+            res.name,
+            region=run.region,
+            tags=tag_map(run.tags(res.key, res.name)),
+            stack=run.stack,
+            component=res.key,
+            **empty,
+        )
+        return self.update(run, res, found, deps)
+
+    def _taken(self, res: Resource) -> ConflictError:
+        return ConflictError(
+            f"bucket name {res.name} is taken by another AWS account (S3 names are global)",
+            f"Set buckets.{_purpose(res)} in your config to a name of your own, or change the stack name.",
+        )
+
+    def _not_ours(self, res: Resource, tags: Mapping[str, str]) -> ConflictError:
+        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages (no cdpoc:stack tag)"
+        return ConflictError(
+            f"bucket {res.name} already exists in this account and belongs to {owner}",
+            f"Empty and delete it yourself, or set buckets.{_purpose(res)} to another name: cdpoc will not adopt it.",
+        )
+
+    def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        """The bucket exists in this account already: finish it if it is tagged as ours, refuse it otherwise."""
+        tags = self._tags(run, res.name) or {}
+        if tags.get(STACK_TAG) != run.stack:
+            raise self._not_ours(res, tags)
+        found = self.find(run, res)
+        if found is None:
+            raise AwsError(f"bucket {res.name} was reported as ours but cannot be found", "Re-run `cdpoc up`.")
+        not_in_place = [c.text for c in self.changes(run, res, found, deps) if not c.in_place]
+        if not_in_place:
+            raise ConflictError("; ".join(not_in_place), "Delete the bucket or choose another name.")
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        s3, name, props, attrs = _s3(run), found.id, res.props, found.attrs
+        tags = dict(attrs.get("tags", {}))
+        missing = missing_tags(run, res, tags)
+        if missing:
+            tags.update(tag_map(missing))
+            with aws_errors(f"tagging bucket {name}"):
+                s3.put_bucket_tagging(
+                    Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
+                )
+        # The block must be relaxed before a public policy can go on.
+        if attrs["public_access_block"] != props["public_access_block"]:
+            with aws_errors(f"setting Block Public Access on {name}"):
+                s3.put_public_access_block(
+                    Bucket=name, PublicAccessBlockConfiguration=dict(props["public_access_block"])
+                )
+        if attrs["encryption"] != props["encryption"]:
+            with aws_errors(f"turning on default encryption of {name}"):
+                s3.put_bucket_encryption(
+                    Bucket=name,
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": props["encryption"]}}]
+                    },
+                )
+        versioning = attrs["versioning"]
+        if props.get("versioning") and versioning != "Enabled":
+            with aws_errors(f"turning on versioning of {name}"):
+                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            versioning = "Enabled"
+        website = props.get("website")
+        if website and attrs["website"] != website:
+            with aws_errors(f"configuring the website of {name}"):
+                s3.put_bucket_website(
+                    Bucket=name,
+                    WebsiteConfiguration={
+                        "IndexDocument": {"Suffix": website["index"]},
+                        "ErrorDocument": {"Key": website["error"]},
+                    },
+                )
+        policy = normalize_policy(props["policy"]) if props.get("policy") else attrs["policy"]
+        if props.get("policy") and attrs["policy"] != policy:
+            self._put_public_policy(run, name, props["policy"])
+        cors = attrs["cors"]
+        if props.get("cors"):
+            rules = _cors_rules(res, deps)
+            assert rules is not None  # the executor runs this only after the origin's bucket exists
+            if cors != _normalize_cors(rules):
+                with aws_errors(f"setting CORS on {name}"):
+                    s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+                cors = _normalize_cors(rules)
+        settings = {
+            "public_access_block": dict(props["public_access_block"]),
+            "encryption": props["encryption"],
+            "versioning": versioning,
+            "website": website or attrs["website"],
+            "policy": policy,
+            "cors": cors,
+        }
+        return observed(
+            res,
+            self.kind,
+            name,
+            region=attrs.get("region", run.region),
+            tags=tags,
+            stack=run.stack,
+            component=res.key,
+            **self._attrs(run, res, settings),
+        )
+
+    def _put_public_policy(self, run: AwsRun, name: str, policy: Mapping[str, Any]) -> None:
+        """Put the public-read policy. A bare AccessDenied here almost always means the account-level block."""
+        delay = run.waits.poll_initial
+        for attempt in range(1, PUBLIC_POLICY_ATTEMPTS + 1):
+            try:
+                with aws_errors(f"putting the public-read policy on {name}"):
+                    _s3(run).put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+                return
+            except AwsError as exc:
+                if exc.__cause__ is None or not is_error(exc.__cause__, "AccessDenied"):
+                    raise
+                if attempt == PUBLIC_POLICY_ATTEMPTS:
+                    raise self._public_policy_refused(run, name) from exc
+                run.pause(delay)
+                delay = min(delay * 2, run.waits.poll_max)
+
+    def _public_policy_refused(self, run: AwsRun, name: str) -> AwsError:
+        account = account_id(run)
+        return AwsError(
+            f"S3 refused the public-read policy of website bucket {name} (AccessDenied). The bucket's own Block "
+            f"Public Access allows it, so S3 Block Public Access is on for the whole account {account} "
+            "(BlockPublicPolicy / RestrictPublicBuckets), or your credentials lack s3:PutBucketPolicy.",
+            "Turn off 'Block public access to buckets and objects granted through new public bucket or access point "
+            "policies' and '... through any public bucket or access point policies' in the account's S3 Block Public "
+            f"Access settings (aws s3control put-public-access-block --account-id {account} ...), keep the ACL "
+            "settings on, then re-run `cdpoc up`.",
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        if not self._empty(run, found.id):
+            return
+        try:
+            with aws_errors(f"deleting bucket {found.id}"):
+                _s3(run).delete_bucket(Bucket=found.id)
+        except AwsError as exc:
+            cause = exc.__cause__
+            if cause is not None and is_error(cause, "NoSuchBucket"):
+                return
+            if cause is not None and is_error(cause, "BucketNotEmpty"):
+                # Something wrote to it while we emptied it; the sweeper retries (and we empty it again).
+                raise DependencyViolation(f"bucket {found.id} is not empty yet") from exc
+            raise
+
+    def _empty(self, run: AwsRun, name: str) -> bool:
+        """Delete every object version and delete marker; False when the bucket is already gone."""
+        s3 = _s3(run)
+        try:
+            with aws_errors(f"listing the object versions of {name}"):
+                for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+                    run.check_cancelled()
+                    keys = [
+                        {"Key": item["Key"], "VersionId": item["VersionId"]}
+                        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                    ]
+                    for batch in _chunks(keys, DELETE_BATCH):
+                        self._delete_batch(run, name, batch)
+        except AwsError as exc:
+            if exc.__cause__ is not None and is_error(exc.__cause__, "NoSuchBucket"):
+                return False
+            raise
+        return True
+
+    def _delete_batch(self, run: AwsRun, name: str, batch: Sequence[Mapping[str, str]]) -> None:
+        with aws_errors(f"deleting {len(batch)} object version(s) from {name}"):
+            reply = _s3(run).delete_objects(Bucket=name, Delete={"Objects": list(batch), "Quiet": True})
+        errors = reply.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise AwsError(
+                f"emptying bucket {name}: {len(errors)} object version(s) not deleted, e.g. "
+                f"{first.get('Key')} ({first.get('Code')}: {first.get('Message')})",
+                "Object Lock or a bucket policy may protect them; remove that and re-run `cdpoc down`.",
+            )
+
+    def describe(self, found: Observed) -> str:
+        url = found.attrs.get("website_url")
+        return f"{found.id} ({url})" if url else found.id
+
+
+def _flags(block: Mapping[str, bool]) -> str:
+    on = [k for k, v in block.items() if v]
+    off = [k for k, v in block.items() if not v]
+    return f"on: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}"
+
+
+# --- SSM parameters -------------------------------------------------------------------------------
+
+PASSWORD_BYTES = 32  # secrets.token_urlsafe(32) gives 43 URL-safe characters.
+
+
+def generate_password() -> str:
+    """A URL-safe random password; never starting with "-", so no command line takes it for an option."""
+    while True:
+        value = secrets.token_urlsafe(PASSWORD_BYTES)
+        if value[0].isalnum():
+            return value
+
+
+def _ssm(run: AwsRun) -> Any:
+    return run.client("ssm")
+
+
+def _source_value(res: Resource, deps: Mapping[str, Observed | None]) -> str | None:
+    source = res.props.get("value_from")
+    if not source:
+        return None
+    found = deps.get(source["resource"])
+    value = found.attrs.get(source["attr"]) if found else None
+    return str(value) if value else None
+
+
+class ParameterHandler(Handler):
+    kind = "ssm_parameter"
+    label = "SSM parameter"
+    arn_types = ("ssm:parameter",)
+
+    def _tags(self, run: AwsRun, name: str) -> dict[str, str]:
+        with aws_errors(f"reading the tags of parameter {name}"):
+            reply = _ssm(run).list_tags_for_resource(ResourceType="Parameter", ResourceId=name)
+        return tag_map(reply.get("TagList"))
+
+    def _describe(self, run: AwsRun, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        with aws_errors("listing SSM parameters"):
+            return [
+                p
+                for page in _ssm(run).get_paginator("describe_parameters").paginate(ParameterFilters=filters)
+                for p in page["Parameters"]
+            ]
+
+    def _plain_values(self, run: AwsRun, names: list[str]) -> dict[str, str]:
+        """Values of String parameters only: SecureString values are never read."""
+        values: dict[str, str] = {}
+        for batch in _chunks(names, 10):
+            with aws_errors("reading SSM parameter values"):
+                reply = _ssm(run).get_parameters(Names=list(batch), WithDecryption=False)
+            values.update({p["Name"]: p["Value"] for p in reply["Parameters"] if p["Type"] == "String"})
+        return values
+
+    def _observe(self, run: AwsRun, params: list[dict[str, Any]], key: str = "") -> dict[str, Observed]:
+        plain = self._plain_values(run, [p["Name"] for p in params if p["Type"] == "String"])
+        result = {}
+        for param in params:
+            tags = self._tags(run, param["Name"])
+            component = tags.get(COMPONENT_TAG, "")
+            attrs: dict[str, Any] = {
+                "type": param["Type"],
+                "tags": tags,
+                "stack": tags.get(STACK_TAG, ""),
+                "component": component,
+            }
+            if param["Name"] in plain:
+                attrs["value"] = plain[param["Name"]]
+            result[key or component] = observed(key or component, self.kind, param["Name"], **attrs)
+        return result
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        params = self._describe(run, [{"Key": f"tag:{STACK_TAG}", "Values": [run.stack]}])
+        return {k: v for k, v in self._observe(run, params).items() if k and v.attrs["stack"] == run.stack}
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        found = super().find(run, res)
+        if found is not None and found.id == res.name:
+            return found
+        # Not tagged as ours: a parameter of that name may still exist (someone else's); plan shows it.
+        same_name = self._describe(run, [{"Key": "Name", "Option": "Equals", "Values": [res.name]}])
+        return self._observe(run, same_name, res.key)[res.key] if same_name else None
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = ownership_changes(run, res, found, "parameter")
+        if any(not c.in_place for c in changes):
+            return changes
+        wanted_type = res.props["type"]
+        if found.attrs["type"] != wanted_type:
+            # Rewriting a password parameter would need its value in the clear: refuse instead.
+            changes.append(
+                Change(
+                    f"stored as {found.attrs['type']}, should be {wanted_type}", in_place=not res.props.get("generate")
+                )
+            )
+        if res.props.get("value_from"):
+            wanted = _source_value(res, deps)
+            if wanted is None:
+                changes.append(Change(f"value from {res.props['value_from']['resource']} (to be created)"))
+            elif found.attrs.get("value") != wanted:
+                changes.append(Change(f"value {found.attrs.get('value', '(unknown)')} -> {wanted}"))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        value = generate_password() if res.props.get("generate") else _source_value(res, deps)
+        if value is None:
+            raise AwsError(f"parameter {res.name}: {res.props['value_from']['resource']} has no value for it yet")
+        try:
+            with aws_errors(f"creating parameter {res.name}"):
+                _ssm(run).put_parameter(
+                    Name=res.name,
+                    Value=value,
+                    Type=res.props["type"],
+                    Description=res.props["description"],
+                    Tier="Standard",
+                    Tags=run.tags(res.key, res.name),
+                )
+        except AwsError as exc:
+            if exc.__cause__ is None or not is_error(exc.__cause__, "ParameterAlreadyExists"):
+                raise
+            return self._adopt(run, res, deps)
+        return self._result(run, res, res.props["type"], value)
+
+    def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        """It exists already (a run interrupted after PutParameter): keep it, and its value, if it is ours."""
+        found = self.find(run, res)
+        if found is None:
+            raise AwsError(f"parameter {res.name} was reported to exist but cannot be found", "Re-run `cdpoc up`.")
+        refused = [c.text for c in self.changes(run, res, found, deps) if not c.in_place]
+        if refused:
+            raise ConflictError(
+                "; ".join(refused),
+                f"Delete parameter {res.name} yourself if it is not needed, or choose another stack name.",
+            )
+        return self.update(run, res, found, deps)
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing:
+            with aws_errors(f"tagging parameter {found.id}"):
+                _ssm(run).add_tags_to_resource(ResourceType="Parameter", ResourceId=found.id, Tags=missing)
+        wanted = _source_value(res, deps)
+        value = found.attrs.get("value")
+        if wanted is not None and (value != wanted or found.attrs["type"] != res.props["type"]):
+            # Overwrite cannot carry Tags (an API rule); the tags stay from the create.
+            with aws_errors(f"updating parameter {found.id}"):
+                _ssm(run).put_parameter(
+                    Name=found.id,
+                    Value=wanted,
+                    Type=res.props["type"],
+                    Description=res.props["description"],
+                    Overwrite=True,
+                )
+            value = wanted
+        return self._result(run, res, res.props["type"], value)
+
+    def _result(self, run: AwsRun, res: Resource, kind: str, value: str | None) -> Observed:
+        attrs: dict[str, Any] = {
+            "type": kind,
+            "tags": tag_map(run.tags(res.key, res.name)),
+            "stack": run.stack,
+            "component": res.key,
+        }
+        if kind == "String" and value is not None:
+            attrs["value"] = value
+        return observed(res, self.kind, res.name, **attrs)
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        _ignore_missing(
+            f"deleting parameter {found.id}", _ssm(run).delete_parameter, ("ParameterNotFound",), Name=found.id
+        )
+
+    def describe(self, found: Observed) -> str:
+        kind = found.attrs.get("type", "")
+        if kind == "String" and found.attrs.get("value"):
+            return f"{found.id} ({kind}: {found.attrs['value']})"
+        return f"{found.id} ({kind})" if kind else found.id
+
+
+HANDLERS: tuple[Handler, ...] = (BucketHandler(), ParameterHandler())

@@ -1,0 +1,395 @@
+"""IAM against moto: roles and the instance profile, least privilege, idempotency, teardown, IAM retries."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import pytest
+
+from cdpoc.apply import apply_plan
+from cdpoc.aws.account import account_id, resolve_zones
+from cdpoc.aws.base import AwsRun, Waits, aws_errors
+from cdpoc.aws.iam import normalize_policy, retry_iam_propagation, same_policy
+from cdpoc.context import Context
+from cdpoc.errors import ConflictError, WaitTimeout
+from cdpoc.graph import Graph
+from cdpoc.model import Action, Observed
+from cdpoc.planner import make_plan
+from cdpoc.stack import iam, storage
+from cdpoc.stack.names import StackNames
+from cdpoc.sweeper import find_everything, sweep
+
+PATH = "/cdpoc/t1/"
+ROLES = ("t1-instance", "t1-codedeploy", "t1-pipeline", "t1-events")
+
+
+@pytest.fixture
+def ctx(aws: None, make_context: Callable[..., Context]) -> Context:
+    return make_context()
+
+
+def stack_names(ctx: Context) -> StackNames:
+    zones = resolve_zones(ctx.run, ctx.settings.availability_zones)
+    return StackNames(ctx.settings, zones, account_id(ctx.run))
+
+
+def iam_graph(ctx: Context) -> Graph:
+    return Graph.of(iam.declare(stack_names(ctx)))
+
+
+def up(ctx: Context, graph: Graph) -> dict[str, Any]:
+    return apply_plan(ctx.run, make_plan(ctx.run, graph, ctx.handlers), ctx.handlers)
+
+
+def client() -> Any:
+    return boto3.client("iam", region_name="us-east-1")
+
+
+def inline_policy(role: str) -> dict[str, Any]:
+    iam_client = client()
+    [name] = iam_client.list_role_policies(RoleName=role)["PolicyNames"]
+    return dict(iam_client.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"])
+
+
+def statement(policy: dict[str, Any], sid: str) -> dict[str, Any]:
+    [found] = [s for s in policy["Statement"] if s.get("Sid") == sid]
+    return found
+
+
+def record(ctx: Context, service: str, operation: str) -> list[dict[str, Any]]:
+    """The parameters of every `operation` call the run's client makes (as sent, after validation)."""
+    calls: list[dict[str, Any]] = []
+    ctx.run.client(service).meta.events.register(
+        f"provide-client-params.{service}.{operation}", lambda params, **_: calls.append(dict(params))
+    )
+    return calls
+
+
+def test_up_creates_the_roles_and_profile_under_the_stack_path_tagged_in_the_create_calls(ctx: Context) -> None:
+    role_calls = record(ctx, "iam", "CreateRole")
+    profile_calls = record(ctx, "iam", "CreateInstanceProfile")
+    results = up(ctx, iam_graph(ctx))
+    iam_client = client()
+
+    roles = {r["RoleName"]: r for r in iam_client.list_roles(PathPrefix=PATH)["Roles"]}
+    assert set(roles) == set(ROLES)
+    services = {
+        name: r["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"] for name, r in roles.items()
+    }
+    assert services == {
+        "t1-instance": "ec2.amazonaws.com",
+        "t1-codedeploy": "codedeploy.amazonaws.com",
+        "t1-pipeline": "codepipeline.amazonaws.com",
+        "t1-events": "events.amazonaws.com",
+    }
+    [profile] = iam_client.list_instance_profiles(PathPrefix=PATH)["InstanceProfiles"]
+    assert profile["InstanceProfileName"] == "t1-instance"
+    assert [r["RoleName"] for r in profile["Roles"]] == ["t1-instance"]
+    assert results["role.instance"].id == "t1-instance"
+    assert results["role.instance"].attrs["arn"] == roles["t1-instance"]["Arn"]
+    assert results["profile.instance"].id == "t1-instance"
+    assert results["profile.instance"].attrs["arn"] == profile["Arn"]
+
+    def attached(role: str) -> set[str]:
+        return {p["PolicyName"] for p in iam_client.list_attached_role_policies(RoleName=role)["AttachedPolicies"]}
+
+    assert attached("t1-instance") == {"CloudWatchAgentServerPolicy", "AmazonSSMManagedInstanceCore"}
+    assert attached("t1-codedeploy") == {"AWSCodeDeployRole"}
+    assert attached("t1-pipeline") == attached("t1-events") == set()
+
+    components = {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
+    assert len(role_calls) == 4 and len(profile_calls) == 1
+    for call in [*role_calls, *profile_calls]:
+        tags = {t["Key"]: t["Value"] for t in call["Tags"]}
+        assert tags["cdpoc:stack"] == "t1"
+        assert tags["cdpoc:component"] in components
+        assert call["Path"] == PATH
+
+
+def test_policies_grant_what_is_needed_scoped_to_this_stack(ctx: Context) -> None:
+    up(ctx, iam_graph(ctx))
+    policy = inline_policy("t1-instance")
+    account = account_id(ctx.run)
+    artifacts = f"t1-{account}-us-east-1-artifacts"
+    uploads = f"t1-{account}-us-east-1-uploads"
+
+    read = statement(policy, "ReadRevisions")
+    assert set(read["Resource"]) == {f"arn:aws:s3:::{artifacts}/*", "arn:aws:s3:::aws-codedeploy-us-east-1/*"}
+    assert set(read["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
+    write = statement(policy, "ReadWriteUploads")
+    assert set(write["Resource"]) == {f"arn:aws:s3:::{uploads}/books/*", f"arn:aws:s3:::{uploads}/files/images/*"}
+    assert set(write["Action"]) == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    logs = statement(policy, "WriteLogs")
+    assert f"arn:aws:logs:us-east-1:{account}:log-group:/cdpoc/t1:*" in logs["Resource"]
+    params = statement(policy, "ReadOwnParameters")
+    assert params["Resource"] == [f"arn:aws:ssm:us-east-1:{account}:parameter/t1/*"]
+    tag = statement(policy, "TagItself")
+    assert tag["Action"] == ["ec2:CreateTags"]
+    assert tag["Resource"] == [f"arn:aws:ec2:us-east-1:{account}:instance/*"]
+    assert tag["Condition"] == {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}}
+
+    codedeploy = inline_policy("t1-codedeploy")
+    assert {a for s in codedeploy["Statement"] for a in s["Action"]} == {
+        "ec2:RunInstances",
+        "ec2:CreateTags",
+        "iam:PassRole",
+    }
+    assert statement(codedeploy, "PassInstanceRole")["Resource"] == [
+        f"arn:aws:iam::{account}:role/cdpoc/t1/t1-instance"
+    ]
+
+    pipeline = inline_policy("t1-pipeline")
+    assert statement(pipeline, "SourceFromRepository")["Resource"] == [
+        f"arn:aws:codecommit:us-east-1:{account}:s3upload"
+    ]
+    assert statement(pipeline, "DeployToGroup")["Resource"] == [
+        f"arn:aws:codedeploy:us-east-1:{account}:deploymentgroup:t1/t1-fleet"
+    ]
+    assert statement(pipeline, "ReadDeploymentConfig")["Resource"] == [
+        f"arn:aws:codedeploy:us-east-1:{account}:deploymentconfig:CodeDeployDefault.OneAtATime"
+    ]
+
+    events = inline_policy("t1-events")
+    assert events["Statement"] == [
+        {
+            "Sid": "StartPipeline",
+            "Effect": "Allow",
+            "Action": ["codepipeline:StartPipelineExecution"],
+            "Resource": [f"arn:aws:codepipeline:us-east-1:{account}:t1-pipeline"],
+        }
+    ]
+
+
+def test_second_up_makes_no_mutating_call_and_plan_is_clean(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    up(ctx, graph)
+    before = len(ctx.clients.mutating_calls())
+
+    plan = make_plan(ctx.run, graph, ctx.handlers)
+
+    assert [s.resource.key for s in plan.steps if s.action is not Action.NONE] == []
+    apply_plan(ctx.run, plan, ctx.handlers)
+    assert ctx.clients.mutating_calls()[before:] == []
+
+
+def test_drifted_policies_are_put_back(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    up(ctx, graph)
+    iam_client = client()
+    iam_client.detach_role_policy(
+        RoleName="t1-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    )
+    iam_client.put_role_policy(
+        RoleName="t1-events",
+        PolicyName="t1-events-access",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "codepipeline:*", "Resource": "*"}],
+            }
+        ),
+    )
+    iam_client.put_role_policy(
+        RoleName="t1-pipeline", PolicyName="extra", PolicyDocument=json.dumps(inline_policy("t1-events"))
+    )
+
+    plan = make_plan(ctx.run, graph, ctx.handlers)
+    changed = {s.resource.key: [c.text for c in s.changes] for s in plan.by_action(Action.UPDATE)}
+    assert changed == {
+        "role.instance": ["attach arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"],
+        "role.pipeline": ["remove inline policy extra"],
+        "role.events": ["inline policy t1-events-access differs"],
+    }
+    apply_plan(ctx.run, plan, ctx.handlers)
+
+    assert make_plan(ctx.run, graph, ctx.handlers).has_work is False
+    assert statement(inline_policy("t1-events"), "StartPipeline")["Action"] == ["codepipeline:StartPipelineExecution"]
+
+
+def test_a_same_named_role_of_someone_else_is_refused(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    client().create_role(
+        RoleName="t1-events",
+        AssumeRolePolicyDocument=json.dumps(iam.trust("events.amazonaws.com")),
+        Tags=[{"Key": "owner", "Value": "someone"}],
+    )
+    handler = ctx.handlers["iam_role"]
+
+    # Outside the stack's path the planner does not see it; the create call runs into it and refuses.
+    with pytest.raises(ConflictError, match="t1-events already exists and belongs to nothing cdpoc manages"):
+        handler.create(ctx.run, graph["role.events"], {})
+    assert client().list_role_policies(RoleName="t1-events")["PolicyNames"] == []
+
+
+def test_a_role_left_by_an_interrupted_run_is_adopted(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    res = graph["role.pipeline"]
+    client().create_role(
+        RoleName=res.name,
+        Path=PATH,
+        AssumeRolePolicyDocument=json.dumps(res.props["assume_role_policy"]),
+        Tags=ctx.run.tags(res.key, res.name),
+    )
+
+    created = ctx.handlers["iam_role"].create(ctx.run, res, {})
+
+    assert created.id == "t1-pipeline"
+    assert same_policy(inline_policy("t1-pipeline"), res.props["inline_policies"]["t1-pipeline-access"])
+
+
+def test_down_removes_profile_policies_and_roles_and_a_second_down_is_fine(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    up(ctx, graph)
+    deleted = sweep(ctx.run, graph, ctx.handlers, find_everything(ctx.run, graph, ctx.handlers))
+
+    assert set(deleted) == {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
+    assert client().list_roles(PathPrefix=PATH)["Roles"] == []
+    assert client().list_instance_profiles(PathPrefix=PATH)["InstanceProfiles"] == []
+    assert find_everything(ctx.run, graph, ctx.handlers) == {}
+    for key in ("role.instance", "profile.instance"):
+        res = graph[key]
+        ctx.handlers[res.kind].delete(ctx.run, Observed(key, res.kind, res.name))  # NotFound is success
+
+
+def test_deleting_a_role_still_in_a_profile_detaches_it_first(ctx: Context) -> None:
+    graph = iam_graph(ctx)
+    results = up(ctx, graph)
+
+    # The role alone (as when the profile's deletion was interrupted): it must leave the profile first.
+    ctx.handlers["iam_role"].delete(ctx.run, results["role.instance"])
+
+    assert client().get_instance_profile(InstanceProfileName="t1-instance")["InstanceProfile"]["Roles"] == []
+    assert "t1-instance" not in {r["RoleName"] for r in client().list_roles(PathPrefix=PATH)["Roles"]}
+
+
+def test_every_declared_policy_is_least_privilege(make_context: Callable[..., Context]) -> None:
+    settings = make_context().settings
+    names = StackNames(settings, ("us-east-1a", "us-east-1b"), "123456789012")
+    declared = [*iam.declare(names), *storage.declare(names)]
+
+    assert iam.least_privilege_problems(declared) == []
+    assert len(list(iam.policies_of(declared))) == 9  # 4 trust + 4 inline + the web bucket's policy
+
+
+def test_the_least_privilege_check_catches_a_regression() -> None:
+    broad = iam.document(
+        iam.allow("Everything", ["s3:*"], ["*"]),
+        iam.allow("Gets", ["ec2:Describe*", "ec2:CreateTags"], ["arn:aws:ec2:us-east-1:1:instance/*"]),
+        {"Sid": "Inverted", "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b"},
+    )
+
+    problems = iam.policy_problems(broad, "test")
+
+    assert problems == [
+        "test statement Everything has a wildcard action 's3:*'",
+        "test statement Everything applies to every resource ('*')",
+        "test statement Gets has a wildcard action 'ec2:Describe*'",
+        "test statement Inverted uses NotAction (grants everything else)",
+    ]
+
+
+def test_policies_compare_equal_however_written() -> None:
+    listed = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject"], "Resource": ["arn:aws:s3:::b/*"]},
+            {"Effect": "Allow", "Action": "sns:Publish", "Resource": "arn:aws:sns:us-east-1:1:t"},
+        ],
+    }
+    written = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "sns:Publish", "Resource": ["arn:aws:sns:us-east-1:1:t"]},
+                {"Resource": "arn:aws:s3:::b/*", "Action": ["s3:GetObject", "s3:PutObject"], "Effect": "Allow"},
+            ],
+        }
+    )
+
+    assert normalize_policy(listed) == normalize_policy(written)
+    assert not same_policy(listed, {**listed, "Statement": listed["Statement"][:1]})
+
+
+# --- retry_iam_propagation -----------------------------------------------------------------------------
+
+
+def client_error(code: str, message: str, operation: str = "RunInstances") -> botocore.exceptions.ClientError:
+    return botocore.exceptions.ClientError({"Error": {"Code": code, "Message": message}}, operation)
+
+
+def fake_run(budget: float = 120.0) -> tuple[AwsRun, list[float]]:
+    pauses: list[float] = []
+    run = AwsRun(
+        clients=None,  # type: ignore[arg-type]  # the retry needs no AWS client
+        stack="t1",
+        waits=Waits(iam_propagation=budget, poll_initial=2.0, poll_max=15.0),
+        sleep=pauses.append,
+    )
+    return run, pauses
+
+
+PROPAGATION_CASES = [
+    (
+        "InvalidParameterValue",
+        "Value (t1-instance) for parameter iamInstanceProfile.name is invalid. Invalid IAM Instance Profile name",
+        "RunInstances",
+    ),
+    ("ValidationError", "Invalid IAM Instance Profile name: t1-instance", "CreateAutoScalingGroup"),
+    (
+        "InvalidRoleException",
+        "AWS CodeDeploy does not have the permissions required to assume the role",
+        "CreateDeploymentGroup",
+    ),
+    (
+        "InvalidStructureException",
+        "CodePipeline is not authorized to perform AssumeRole on role arn:aws:iam::1:role/x",
+        "CreatePipeline",
+    ),
+]
+
+
+@pytest.mark.parametrize(("code", "message", "operation"), PROPAGATION_CASES)
+def test_propagation_errors_are_retried_until_the_call_succeeds(code: str, message: str, operation: str) -> None:
+    run, pauses = fake_run()
+    attempts: list[int] = []
+
+    def call() -> str:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise client_error(code, message, operation)
+        return "i-123"
+
+    assert retry_iam_propagation(run, "launching", call) == "i-123"
+    assert len(attempts) == 3
+    assert len(pauses) == 2
+    assert all(0 < p <= 15.0 for p in pauses)
+
+
+def test_other_errors_are_not_retried() -> None:
+    run, pauses = fake_run()
+    attempts: list[int] = []
+
+    def call() -> str:
+        attempts.append(1)
+        raise client_error("InvalidParameterValue", "Invalid value 't9.nano' for InstanceType")
+
+    with pytest.raises(botocore.exceptions.ClientError, match=r"t9\.nano"):
+        retry_iam_propagation(run, "launching", call)
+    assert attempts == [1]
+    assert pauses == []
+
+
+def test_a_wrapped_propagation_error_is_recognized_and_the_retry_is_bounded() -> None:
+    run, pauses = fake_run(budget=0.0)
+
+    def call() -> None:
+        with aws_errors("creating the deployment group"):
+            raise client_error("InvalidRoleException", "cannot be assumed", "CreateDeploymentGroup")
+
+    with pytest.raises(WaitTimeout, match="IAM still refuses"):
+        retry_iam_propagation(run, "creating the deployment group", call)
+    assert pauses == []
