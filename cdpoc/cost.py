@@ -7,14 +7,36 @@ from collections.abc import Iterable
 from cdpoc.model import Resource
 
 # USD per hour. Sources: AWS price pages (NAT gateway, public IPv4, EC2 on-demand Linux, ALB).
+# Keys are resource kinds, or EC2 instance types for what runs instances (see instance_count).
 HOURLY = {
     "nat_gateway": 0.045,
     "elastic_ip": 0.005,
+    # The load balancer's hour plus its two public IPv4 addresses (one per zone, $0.005/h each).
+    "load_balancer": 0.0225 + 2 * 0.005,
+    "t3.micro": 0.0104,
+    "t3.small": 0.0208,
+    "t3.medium": 0.0416,
 }
 
 
+def instance_count(resource: Resource) -> int:
+    """How many EC2 instances a resource keeps running: one per instance, the desired capacity of a group."""
+    if resource.kind == "instance":
+        return 1
+    if resource.kind == "autoscaling_group":
+        return int(resource.props.get("desired_capacity", 0))
+    return 0
+
+
 def hourly_cost(resources: Iterable[Resource]) -> float:
-    return round(sum(HOURLY.get(r.kind, 0.0) for r in resources), 4)
+    """Instance types without a price here count as $0 (the estimate then says less than the bill)."""
+    return round(
+        sum(
+            HOURLY.get(r.kind, 0.0) + instance_count(r) * HOURLY.get(str(r.props.get("instance_type", "")), 0.0)
+            for r in resources
+        ),
+        4,
+    )
 
 
 def describe_cost(per_hour: float) -> str:

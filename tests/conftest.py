@@ -31,17 +31,33 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 import yaml  # noqa: E402
+from cdpoc_testing import FAST_WAITS, recording_ui  # noqa: E402
 from moto import mock_aws  # noqa: E402
-from rich.console import Console  # noqa: E402
 
-from cdpoc.aws.base import Waits  # noqa: E402
 from cdpoc.context import Context, Options  # noqa: E402
 from cdpoc.sandbox.additions import install as install_sandbox_additions  # noqa: E402
-from cdpoc.ui import Ui  # noqa: E402
 
 install_sandbox_additions()
 
-FAST_WAITS = Waits(default=30.0, nat_gateway=30.0, poll_initial=0.01, poll_max=0.05)
+
+def _only_the_managed_policies_cdpoc_names() -> None:
+    """moto builds all 1,582 AWS-managed policies for every IAM backend of every test (seconds each).
+
+    The tests keep only those cdpoc's code names, taken from moto's own data: a name cdpoc gets wrong
+    is still missing and still fails AttachRolePolicy with NoSuchEntity, as on AWS.
+    """
+    import json
+    import re
+
+    import moto.iam.models
+
+    source = "\n".join(path.read_text() for path in (Path(__file__).parent.parent / "cdpoc").rglob("*.py"))
+    named = {match.rsplit("/", 1)[-1] for match in re.findall(r"policy/(?:service-role/)?[A-Za-z0-9_-]+", source)}
+    everything = json.loads(moto.iam.models.aws_managed_policies_data)
+    moto.iam.models.aws_managed_policies_data = json.dumps({k: v for k, v in everything.items() if k in named})
+
+
+_only_the_managed_policies_cdpoc_names()
 
 
 @pytest.fixture
@@ -49,12 +65,6 @@ def aws() -> Iterator[None]:
     """moto in-process, started before any client exists."""
     with mock_aws():
         yield
-
-
-def recording_ui() -> Ui:
-    return Ui(
-        console=Console(record=True, width=200, force_terminal=False), err=Console(record=True, width=200, stderr=True)
-    )
 
 
 @pytest.fixture

@@ -80,6 +80,11 @@ class Waits:
 
     default: float = 300.0
     nat_gateway: float = 900.0
+    # How long a fresh IAM role or instance profile may be refused by other services (AWS says up to ~2 min).
+    iam_propagation: float = 120.0
+    # Auto Scaling instances InService and healthy in the target group (boot, user data, health checks),
+    # or gone after a forced delete.
+    fleet: float = 900.0
     poll_initial: float = 2.0
     poll_max: float = 15.0
 

@@ -3,6 +3,7 @@ every way an upload can be refused without storing anything."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -432,10 +433,9 @@ def test_connect_reads_the_password_from_ssm_and_authenticates_with_it(aws: None
 def test_requirements_pin_exactly_the_versions_the_tests_run() -> None:
     from importlib.metadata import version
 
-    from conftest import APP_DIR
-
     pins = {}
-    for line in (APP_DIR / "requirements.txt").read_text().splitlines():
+    app_dir = Path(__file__).resolve().parents[2] / "bundle" / "app"
+    for line in (app_dir / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, sep, pinned = line.partition("==")

@@ -1,0 +1,181 @@
+"""Compute: the bastion (with its Elastic IP), the MongoDB instance, the app launch template and Auto Scaling group.
+
+Every instance runs Amazon Linux 2023 (the AMI is read from the public SSM parameter when it is
+launched) with IMDSv2 required and instance tags in the metadata, which the deployed application
+reads its stack name from. The user data scripts are files in cdpoc/templates rendered from the
+props below: names only, never a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from cdpoc.errors import ConfigError
+from cdpoc.model import Resource
+from cdpoc.stack.names import StackNames
+
+APP_SUBNETS = ("subnet.app.a", "subnet.app.b")
+
+# Tag keys the instance metadata service can show (instance tags in IMDS are enabled): no spaces or
+# slashes, and not ".", ".." or "_index". AWS refuses to launch an instance with any other key.
+IMDS_TAG_KEY = re.compile(r"^[A-Za-z0-9+\-=._:@]{1,128}$")
+IMDS_RESERVED_KEYS = {".", "..", "_index"}
+
+ASG_NOTIFICATIONS = (
+    "autoscaling:EC2_INSTANCE_LAUNCH",
+    "autoscaling:EC2_INSTANCE_LAUNCH_ERROR",
+    "autoscaling:EC2_INSTANCE_TERMINATE",
+    "autoscaling:EC2_INSTANCE_TERMINATE_ERROR",
+)
+
+# Until the first deployment succeeds there is no application to check (AWS-NOTES: CodeDeploy with an
+# Auto Scaling group). After it, cdpoc.rollout switches the group to ELB health checks, and `up` keeps
+# them (they include EC2's); declaring "ELB" here would switch at the next `up` instead.
+INITIAL_HEALTH_CHECK_TYPE = "EC2"
+HEALTH_CHECK_GRACE_SECONDS = 300
+
+
+def check_imds_tag_keys(names: StackNames) -> None:
+    bad = [k for k in names.settings.tags if not IMDS_TAG_KEY.match(k) or k in IMDS_RESERVED_KEYS]
+    if bad:
+        raise ConfigError(
+            f"tags: {', '.join(repr(k) for k in bad)} cannot be an instance tag key while instance tags are in "
+            "the instance metadata (letters, digits and + - = . _ : @ only; not '.', '..' or '_index')",
+            "Rename those tags; the application reads its stack name from the instance metadata tags.",
+        )
+
+
+def instance_props(names: StackNames, instance_type: str, subnet: str, security_group: str) -> dict[str, Any]:
+    compute = names.settings.compute
+    return {
+        "instance_type": instance_type,
+        "ami_parameter": compute.ami_parameter,
+        "subnet": subnet,
+        "security_groups": (security_group,),
+        "key_name": names.settings.operator.key_name,
+    }
+
+
+def bastion(names: StackNames) -> list[Resource]:
+    compute = names.settings.compute
+    props = {
+        **instance_props(names, compute.bastion_instance_type, "subnet.bastion", "sg.bastion"),
+        "eip": "eip.bastion",
+    }
+    return [
+        # Associating it needs the internet gateway attached; releasing it must come before the detach.
+        Resource("eip.bastion", "elastic_ip", f"{names.name}-bastion", {}, ("igw",)),
+        Resource(
+            "instance.bastion",
+            "instance",
+            f"{names.name}-bastion",
+            props,
+            ("subnet.bastion", "sg.bastion", "eip.bastion", "rt.public", "nacl.bastion"),
+        ),
+    ]
+
+
+def mongodb(names: StackNames) -> Resource:
+    compute = names.settings.compute
+    props = {
+        **instance_props(names, compute.mongodb_instance_type, "subnet.data.a", "sg.data"),
+        "profile": "profile.instance",
+        "user_data": {
+            "template": "mongodb.sh",
+            "values": {
+                "stack": names.name,
+                "admin_password_parameter": names.parameter("mongodb/admin-password"),
+                "app_password_parameter": names.parameter("mongodb/app-password"),
+                "uploads_bucket": names.bucket("uploads"),
+            },
+            "from_dependencies": {"web_origin": {"resource": "bucket.web", "attr": "website_url", "as": "origin"}},
+        },
+    }
+    # The user data installs from the internet at boot: the route through the NAT gateway, the tier's
+    # network ACL and the S3 endpoint should be in place first; it reads both passwords from SSM.
+    return Resource(
+        "instance.mongodb",
+        "instance",
+        f"{names.name}-mongodb",
+        props,
+        (
+            "subnet.data.a",
+            "sg.data",
+            "profile.instance",
+            "param.mongodb.admin-password",
+            "param.mongodb.app-password",
+            "bucket.web",
+            "rt.private.a",
+            "nacl.data",
+            "endpoint.s3",
+        ),
+    )
+
+
+def app_fleet(names: StackNames) -> list[Resource]:
+    compute = names.settings.compute
+    instance_name = f"{names.name}-app"
+    template = Resource(
+        "launch_template.app",
+        "launch_template",
+        f"{names.name}-app",
+        {
+            "instance_type": compute.instance_type,
+            "ami_parameter": compute.ami_parameter,
+            "profile": "profile.instance",
+            "security_groups": ("sg.app",),
+            "key_name": names.settings.operator.key_name,
+            # Instances and their volumes carry the group's component; the group's own tags (propagated
+            # at launch) take precedence over these where keys overlap.
+            "instance_tags": {"component": "asg.app", "name": instance_name},
+            "user_data": {
+                "template": "app-instance.sh",
+                "values": {"stack": names.name, "log_group": names.log_group},
+            },
+        },
+        ("profile.instance", "sg.app", "loggroup"),
+    )
+    group = Resource(
+        "asg.app",
+        "autoscaling_group",
+        f"{names.name}-app",
+        {
+            "launch_template": "launch_template.app",
+            "subnets": APP_SUBNETS,
+            "min_size": compute.min_size,
+            "desired_capacity": compute.desired_capacity,
+            "max_size": compute.max_size,
+            # Used for the cost estimate; the launch template is what sets it.
+            "instance_type": compute.instance_type,
+            "target_group": "tg.app",
+            "load_balancer": "alb",
+            "health_check_type": INITIAL_HEALTH_CHECK_TYPE,
+            "health_check_grace_period": HEALTH_CHECK_GRACE_SECONDS,
+            "instance_name": instance_name,
+            "scaling_policy": {
+                "name": f"{names.name}-requests-per-instance",
+                "target_requests_per_instance": compute.target_requests_per_instance,
+            },
+            "notifications": {"topic": "topic.alerts", "types": ASG_NOTIFICATIONS},
+        },
+        # The listener joins the ALB and the target group, which the ALBRequestCountPerTarget metric needs.
+        (
+            "launch_template.app",
+            *APP_SUBNETS,
+            "tg.app",
+            "alb",
+            "listener.http",
+            "topic.alerts",
+            "rt.private.a",
+            "rt.private.b",
+            "nacl.app",
+            "endpoint.s3",
+        ),
+    )
+    return [template, group]
+
+
+def declare(names: StackNames) -> list[Resource]:
+    check_imds_tag_keys(names)
+    return [*bastion(names), mongodb(names), *app_fleet(names)]
