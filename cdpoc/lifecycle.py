@@ -12,7 +12,7 @@ from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
 from cdpoc.model import Observed, Plan
 from cdpoc.planner import make_plan
-from cdpoc.render import plan_lines, plan_summary, plan_table
+from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
 from cdpoc.sweeper import find_everything, leftovers, sweep
 
 
@@ -58,6 +58,10 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
             f"{counts['exists']} unchanged.",
             style="bold green",
         )
+    for label, value in stack_outputs(results, ctx.settings.operator.key_name):
+        ctx.ui.say(f"{label + ':':20} {value}")
+    if not ctx.settings.operator.key_name and any(k == "instance.bastion" for k in results):
+        ctx.ui.say("No operator.key_name is set: SSH needs a key pair; SSM Session Manager reaches the app hosts.")
     ctx.ui.say(f"Running cost: {describe_cost(hourly_cost(graph.resources.values()))}.")
     return results
 

@@ -5,7 +5,7 @@ Strings that come from AWS or the user go into Text objects, never into markup.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from rich.table import Table
@@ -82,6 +82,29 @@ def plan_summary(plan: Plan) -> str:
     if counts["differs"]:
         parts.append(f"{counts['differs']} differ and cannot be changed in place")
     return "Plan: " + ", ".join(parts) + "."
+
+
+def stack_outputs(results: Mapping[str, Observed], key_name: str = "") -> list[tuple[str, str]]:
+    """What a user needs once `up` is done: where the app, the site and the hosts are, how to SSH in."""
+
+    def attr(key: str, name: str) -> str:
+        found = results.get(key)
+        return str(found.attrs.get(name, "")) if found else ""
+
+    outputs = []
+    if dns := attr("alb", "dns_name"):
+        outputs.append(("Application (ALB)", f"http://{dns}/"))
+    if site := attr("bucket.web", "website_url"):
+        outputs.append(("Website", site))
+    bastion, mongodb = attr("instance.bastion", "public_ip"), attr("instance.mongodb", "private_ip")
+    if bastion:
+        outputs.append(("Bastion", bastion))
+    if mongodb:
+        outputs.append(("MongoDB (private)", f"{mongodb}:27017"))
+    if bastion and mongodb:
+        identity = f"-i ~/.ssh/{key_name}.pem " if key_name else ""
+        outputs.append(("SSH to MongoDB", f"ssh {identity}-J ec2-user@{bastion} ec2-user@{mongodb}"))
+    return outputs
 
 
 def _elapsed(row: ProgressRow, now: float) -> str:

@@ -44,7 +44,8 @@ def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
     code, out = cdpoc(*base, "up")
     assert code == 0, out
     assert re.search(r"done\s+vpc\s+[\d.]+s\s+created vpc-", out)
-    assert "Up to date in" in out and "Running cost: about $0.050/h" in out
+    assert "Up to date in" in out and re.search(r"Running cost: about \$0\.1\d\d/h", out)
+    assert "Application (ALB):" in out and "SSH to MongoDB:" in out
     assert len(stack_vpcs(endpoint, "e2e")) == 1
 
     code, out = cdpoc(*base, "up")

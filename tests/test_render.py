@@ -119,3 +119,24 @@ def test_every_client_uses_standard_retries_and_counts_calls() -> None:
     assert factory.client("ec2") is client  # built once per service
     assert is_mutating("CreateVpc") and is_mutating("ModifyVpcAttribute")
     assert not is_mutating("DescribeVpcs") and not is_mutating("GetParameter") and not is_mutating("ListRoles")
+
+
+def test_stack_outputs_name_every_endpoint_and_the_ssh_command() -> None:
+    from cdpoc.render import stack_outputs
+
+    results = {
+        "alb": Observed("alb", "load_balancer", "arn", {"dns_name": "s-alb-1.elb.amazonaws.com"}),
+        "bucket.web": Observed(
+            "bucket.web", "bucket", "b", {"website_url": "http://b.s3-website-us-east-1.amazonaws.com"}
+        ),
+        "instance.bastion": Observed("instance.bastion", "instance", "i-1", {"public_ip": "203.0.113.9"}),
+        "instance.mongodb": Observed("instance.mongodb", "instance", "i-2", {"private_ip": "10.0.20.5"}),
+    }
+    assert dict(stack_outputs(results, "ops")) == {
+        "Application (ALB)": "http://s-alb-1.elb.amazonaws.com/",
+        "Website": "http://b.s3-website-us-east-1.amazonaws.com",
+        "Bastion": "203.0.113.9",
+        "MongoDB (private)": "10.0.20.5:27017",
+        "SSH to MongoDB": "ssh -i ~/.ssh/ops.pem -J ec2-user@203.0.113.9 ec2-user@10.0.20.5",
+    }
+    assert stack_outputs({}) == []
