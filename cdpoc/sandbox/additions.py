@@ -149,3 +149,13 @@ def autoscaling_notifications_added() -> list[str]:
 
 
 ADDITIONS.append(add_autoscaling_notifications)
+
+
+def add_cicd_simulation() -> None:
+    """CodeCommit/CodeDeploy/CodePipeline operations and the commit -> pipeline -> deployment simulation."""
+    from cdpoc.sandbox.cicd import install as install_cicd  # imports moto: only once its settings are in place
+
+    install_cicd()
+
+
+ADDITIONS.append(add_cicd_simulation)

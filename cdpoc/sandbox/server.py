@@ -61,7 +61,10 @@ class Sandbox:
                 """Requests are not logged: the sandbox shares the terminal with cdpoc's own output."""
 
         self._check_port()
-        app = DomainDispatcherApplication(create_backend_app)
+        from cdpoc.sandbox.cicd import with_control_path
+
+        # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); the rest is moto's
+        app = with_control_path(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)

@@ -1,0 +1,120 @@
+"""The sandbox's CI/CD clock and knobs: how long each simulated step takes, and a failure to inject.
+
+Nothing here exists on AWS. The sandbox computes pipeline executions and CodeDeploy deployments lazily
+from the time elapsed since they started (no background threads), so every read at one instant agrees:
+GetDeployment, BatchGetDeploymentTargets, GetPipelineState, ListActionExecutions. The AWS responses carry
+no marker saying they were simulated (a field outside the botocore model would be a lie about AWS's shape);
+this module and cdpoc/sandbox/cicd.py are where that is said.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+DEFAULT_STEP_SECONDS = 0.5
+
+# In-place deployment lifecycle, in the order CodeDeploy runs it on one instance. With native traffic
+# control (deploymentOption WITH_TRAFFIC_CONTROL) the block events come first and the allow events last.
+BLOCK_TRAFFIC_EVENTS = ("BeforeBlockTraffic", "BlockTraffic", "AfterBlockTraffic")
+IN_PLACE_EVENTS = (
+    "ApplicationStop",
+    "DownloadBundle",
+    "BeforeInstall",
+    "Install",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+)
+ALLOW_TRAFFIC_EVENTS = ("BeforeAllowTraffic", "AllowTraffic", "AfterAllowTraffic")
+ALL_EVENTS = BLOCK_TRAFFIC_EVENTS + IN_PLACE_EVENTS + ALLOW_TRAFFIC_EVENTS
+# Events CodeDeploy (or its agent) performs itself; the others run the appspec's hook scripts.
+SERVICE_EVENTS = frozenset({"DownloadBundle", "Install", "BlockTraffic", "AllowTraffic"})
+
+DEFAULT_FAILURE_MESSAGE = "exit status 1"
+
+Advancer = Callable[[str, str, float], None]
+
+
+def lifecycle_events(with_traffic_control: bool) -> tuple[str, ...]:
+    if with_traffic_control:
+        return ALL_EVENTS
+    return IN_PLACE_EVENTS
+
+
+@dataclass(frozen=True)
+class FailureRequest:
+    """Make the next deployment fail at `hook` on its first instance; `message` is what the script printed.
+
+    `requested_at` matters because deployments are created lazily: a pipeline's deploy action that (in
+    simulated time) began before the request must not take it, even when the sandbox only notices later.
+    """
+
+    hook: str
+    message: str = DEFAULT_FAILURE_MESSAGE
+    requested_at: float = 0.0
+
+
+class Simulation:
+    """Process-wide settings of the sandbox's CI/CD simulation; reset() restores the defaults."""
+
+    def __init__(self) -> None:
+        # moto is not thread-safe and the sandbox server is threaded: every patched operation holds this.
+        self.lock = threading.RLock()
+        self._advancers: list[Advancer] = []
+        self.step_seconds = DEFAULT_STEP_SECONDS
+        self.clock: Callable[[], float] = time.time
+        self._failures: list[FailureRequest] = []
+
+    def reset(self) -> None:
+        with self.lock:
+            self.step_seconds = DEFAULT_STEP_SECONDS
+            self.clock = time.time
+            self._failures.clear()
+
+    def forget_failures(self) -> None:
+        with self.lock:
+            self._failures.clear()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def fail_next_deployment(self, hook: str, message: str = DEFAULT_FAILURE_MESSAGE) -> FailureRequest:
+        """Queue a failure: the next deployment whose lifecycle has `hook` fails there on its first instance."""
+        if hook not in ALL_EVENTS:
+            raise ValueError(f"unknown lifecycle event {hook!r}; one of: {', '.join(ALL_EVENTS)}")
+        with self.lock:
+            request = FailureRequest(hook, message or DEFAULT_FAILURE_MESSAGE, self.now())
+            self._failures.append(request)
+        return request
+
+    def pending_failures(self) -> list[FailureRequest]:
+        with self.lock:
+            return list(self._failures)
+
+    def take_failure(self, events: tuple[str, ...], created_at: float) -> FailureRequest | None:
+        """The oldest failure queued by `created_at` that this lifecycle can hit; it is consumed."""
+        with self.lock:
+            for request in self._failures:
+                if request.hook in events and request.requested_at <= created_at:
+                    self._failures.remove(request)
+                    return request
+            return None
+
+    def add_advancer(self, advancer: Advancer) -> None:
+        """Register a step of advance(); they run in registration order (pipelines before deployments)."""
+        if advancer not in self._advancers:
+            self._advancers.append(advancer)
+
+    def advance(self, account: str, region: str) -> float:
+        """Bring the simulated state of one account and region up to now; returns that instant."""
+        with self.lock:
+            now = self.now()
+            for advancer in self._advancers:
+                advancer(account, region, now)
+            return now
+
+
+SIMULATION = Simulation()
