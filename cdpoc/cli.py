@@ -124,6 +124,48 @@ def down(
 
 @app.command()
 @handles_errors
+def status(
+    ctx: typer.Context,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh in place until Ctrl-C; off a terminal, print a line per change.")
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between --watch refreshes.")] = 5.0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the snapshot as JSON (with --watch: one line per change).")
+    ] = False,
+) -> None:
+    """Show the stack, endpoints, fleet, pipeline and latest deployment (exit 0 healthy, 3 missing or unhealthy)."""
+    from cdpoc import status as status_view
+
+    ctx.obj["ui"].json_mode = json_output
+    raise typer.Exit(status_view.show(_context(ctx), watch=watch, interval=interval))
+
+
+@app.command()
+@handles_errors
+def logs(
+    ctx: typer.Context,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")] = False,
+    since: Annotated[str, typer.Option("--since", help="How far back to start: 30s, 10m, 2h, 1d.")] = "10m",
+    instance: Annotated[str | None, typer.Option("--instance", help="Only this instance (i-...).")] = None,
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only this log: app, deploy, cloud-init or agent.")
+    ] = None,
+    filter_pattern: Annotated[
+        str | None, typer.Option("--filter", help="A CloudWatch Logs filter pattern, e.g. ERROR.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event.")] = False,
+) -> None:
+    """Print the instances' logs from CloudWatch Logs (exit 3 when the stack's log group does not exist)."""
+    from cdpoc import logs as log_view
+
+    request = log_view.LogRequest.parse(since, instance, source, filter_pattern, follow)
+    ctx.obj["ui"].json_mode = json_output
+    raise typer.Exit(log_view.show(_context(ctx), request))
+
+
+@app.command()
+@handles_errors
 def sandbox(
     ctx: typer.Context,
     port: Annotated[
