@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from conftest import recording_ui
+from cdpoc_testing import recording_ui
 from sandbox_world import (
     STEP,
     FakeClock,
