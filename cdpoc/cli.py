@@ -122,6 +122,25 @@ def down(
     lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism)
 
 
+@app.command("push-app")
+@handles_errors
+def push_app(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Option("--bundle", help="The application revision to push.")] = Path("bundle"),
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the change through the pipeline to the instances.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="Seconds --wait waits before giving up (exit 1).")
+    ] = 1800.0,
+) -> None:
+    """Commit what changed in the bundle to the pipeline's source (exit 2 if the bundle is invalid)."""
+    from cdpoc import rollout
+
+    rollout.push_app(_context(ctx), bundle, message, wait, timeout)
+
+
 @app.command()
 @handles_errors
 def status(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cdpoc.aws import compute, iam, loadbalancing, network, notify, security, site, storage
+from cdpoc.aws import compute, deploy, iam, loadbalancing, network, notify, pipeline, security, site, source, storage
 from cdpoc.aws.base import Handler
 
-MODULES = (network, security, iam, storage, notify, loadbalancing, compute, site)
+MODULES = (network, security, iam, storage, notify, loadbalancing, compute, site, source, deploy, pipeline)
 
 HANDLERS: dict[str, Handler] = {h.kind: h for module in MODULES for h in module.HANDLERS}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cdpoc.config import Settings
 from cdpoc.graph import Graph
-from cdpoc.stack import compute, iam, loadbalancing, network, notify, security, site, storage
+from cdpoc.stack import cicd, compute, iam, loadbalancing, network, notify, security, site, storage
 from cdpoc.stack.names import StackNames
 
-AREAS = (network, security, iam, storage, notify, loadbalancing, compute, site)
+AREAS = (network, security, iam, storage, notify, loadbalancing, compute, site, cicd)
 
 
 def build(settings: Settings, zones: tuple[str, ...], account: str) -> Graph:

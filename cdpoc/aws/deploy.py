@@ -1,0 +1,501 @@
+"""CodeDeploy: the application and its deployment group, and the reads that follow a deployment.
+
+The deployment group deploys in place to the Auto Scaling group with CodeDeploy's own traffic control
+on the target group (no register/deregister scripts, no ELB or ASG rights on the instances), rolls back
+on failure, and tells the alerts topic how each deployment ended. A config change updates it in place
+(UpdateDeploymentGroup).
+
+Deleting the group returns the Auto Scaling lifecycle hooks CodeDeploy could not remove
+(hooksNotCleanedUp); those, and any hook an interrupted teardown left behind, are deleted, or new
+instances would wait in Pending:Wait for a deployment that never comes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from cdpoc.aws.account import account_id
+from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, observed
+from cdpoc.aws.cicd import (
+    call_or_none,
+    caused_by,
+    missing_tags,
+    ownership,
+    ownership_changes,
+    refuse_not_ours,
+    wanted_tags,
+)
+from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.errors import AwsError
+from cdpoc.model import Change, Observed, Resource
+
+APPLICATION_MISSING = ("ApplicationDoesNotExistException",)
+GROUP_MISSING = ("ApplicationDoesNotExistException", "DeploymentGroupDoesNotExistException")
+# What CodeDeploy names the launch hook it puts on an Auto Scaling group: <prefix><application>-<id>.
+LAUNCH_HOOK_PREFIX = "CodeDeploy-managed-automatic-launch-deployment-hook-"
+TARGETS_PER_BATCH = 25  # BatchGetDeploymentTargets takes at most 25 target ids.
+IN_PLACE_WITH_TRAFFIC_CONTROL = {"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
+
+
+def _codedeploy(run: AwsRun) -> Any:
+    return run.client("codedeploy")
+
+
+def _tags_of(run: AwsRun, arn: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    with aws_errors(f"reading the tags of {arn}"):
+        reply = _codedeploy(run).list_tags_for_resource(ResourceArn=arn)
+        tags.update({t["Key"]: t["Value"] for t in reply.get("Tags", [])})
+        while reply.get("NextToken"):
+            reply = _codedeploy(run).list_tags_for_resource(ResourceArn=arn, NextToken=reply["NextToken"])
+            tags.update({t["Key"]: t["Value"] for t in reply.get("Tags", [])})
+    return tags
+
+
+def _tag(run: AwsRun, arn: str, tags: Mapping[str, str]) -> None:
+    if tags:
+        with aws_errors(f"tagging {arn}"):
+            _codedeploy(run).tag_resource(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def application_arn(run: AwsRun, name: str) -> str:
+    return f"arn:aws:codedeploy:{run.region}:{account_id(run)}:application:{name}"
+
+
+def deployment_group_arn(run: AwsRun, application: str, group: str) -> str:
+    return f"arn:aws:codedeploy:{run.region}:{account_id(run)}:deploymentgroup:{application}/{group}"
+
+
+def _stack_applications(run: AwsRun) -> dict[str, dict[str, str]]:
+    """{application name: tags} of the applications tagged with the stack (one listing per run)."""
+
+    def lookup() -> dict[str, dict[str, str]]:
+        names: list[str] = []
+        with aws_errors("listing CodeDeploy applications"):
+            for page in _codedeploy(run).get_paginator("list_applications").paginate():
+                names.extend(page.get("applications", []))
+        tagged = {name: _tags_of(run, application_arn(run, name)) for name in names}
+        return {name: tags for name, tags in tagged.items() if tags.get(STACK_TAG) == run.stack}
+
+    return run.memo("codedeploy:applications", lookup)
+
+
+# --- application ----------------------------------------------------------------------------------------
+
+
+class ApplicationHandler(Handler):
+    kind = "codedeploy_application"
+    label = "CodeDeploy application"
+    arn_types = ("codedeploy:application",)
+
+    def _observe(self, run: AwsRun, key: str, application: Mapping[str, Any]) -> Observed:
+        name = application["applicationName"]
+        return observed(
+            key,
+            self.kind,
+            name,
+            arn=application_arn(run, name),
+            compute_platform=application.get("computePlatform", ""),
+            **ownership(_tags_of(run, application_arn(run, name))),
+        )
+
+    def _read(self, run: AwsRun, name: str) -> dict[str, Any] | None:
+        reply = call_or_none(
+            f"reading CodeDeploy application {name}",
+            _codedeploy(run).get_application,
+            APPLICATION_MISSING,
+            applicationName=name,
+        )
+        return None if reply is None else dict(reply["application"])
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        application = self._read(run, res.name)
+        return None if application is None else self._observe(run, res.key, application)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for name, tags in _stack_applications(run).items():
+            attrs = ownership(tags)
+            if attrs["component"]:
+                result[attrs["component"]] = observed(
+                    attrs["component"], self.kind, name, arn=application_arn(run, name), **attrs
+                )
+        return result
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = ownership_changes(run, res, found, "CodeDeploy application")
+        platform = found.attrs.get("compute_platform")
+        if platform and platform != res.props["compute_platform"]:
+            changes.append(Change(f"compute platform is {platform}, not {res.props['compute_platform']}", False))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        try:
+            with aws_errors(f"creating CodeDeploy application {res.name}"):
+                _codedeploy(run).create_application(
+                    applicationName=res.name,
+                    computePlatform=res.props["compute_platform"],
+                    tags=[{"Key": k, "Value": v} for k, v in wanted_tags(run, res).items()],
+                )
+        except AwsError as exc:
+            if not caused_by(exc, "ApplicationAlreadyExistsException"):
+                raise
+            application = self._read(run, res.name)
+            if application is None:
+                raise
+            found = self._observe(run, res.key, application)
+            refuse_not_ours(run, res, "CodeDeploy application", found.attrs["tags"])
+            return self.update(run, res, found, deps)
+        return observed(
+            res,
+            self.kind,
+            res.name,
+            arn=application_arn(run, res.name),
+            compute_platform=res.props["compute_platform"],
+            **ownership(wanted_tags(run, res)),
+        )
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        _tag(run, found.attrs["arn"], missing)
+        return observed(res, self.kind, found.id, **{**found.attrs, **ownership({**found.attrs["tags"], **missing})})
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        # DeleteApplication of an application that is not there succeeds.
+        with aws_errors(f"deleting CodeDeploy application {found.id}"):
+            _codedeploy(run).delete_application(applicationName=found.id)
+        remove_leftover_launch_hooks(run, found.id)
+
+
+# --- deployment group -----------------------------------------------------------------------------------
+
+
+def _target_group_name(found: Observed) -> str:
+    """A target group's name: from its attrs, or from its ARN (...:targetgroup/<name>/<id>)."""
+    return str(found.attrs.get("name") or found.id.split(":targetgroup/", 1)[-1].split("/", 1)[0])
+
+
+def _comparable(group: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings cdpoc manages, normalized (order-free lists), from a request or a GetDeploymentGroup reply."""
+    rollback = group.get("autoRollbackConfiguration") or {}
+    asgs = [a if isinstance(a, str) else a.get("name") for a in group.get("autoScalingGroups", [])]
+    style = group.get("deploymentStyle") or {}
+    return {
+        "deploymentConfigName": group.get("deploymentConfigName", ""),
+        "serviceRoleArn": group.get("serviceRoleArn", ""),
+        # None: a reply that leaves out the group names (moto does) cannot be compared, only rewritten.
+        "autoScalingGroups": None if None in asgs else tuple(sorted(str(a) for a in asgs)),
+        "deploymentStyle": (style.get("deploymentType", ""), style.get("deploymentOption", "")),
+        "targetGroups": tuple(
+            sorted(t.get("name", "") for t in (group.get("loadBalancerInfo") or {}).get("targetGroupInfoList", []))
+        ),
+        "autoRollback": (
+            bool(rollback.get("enabled")),
+            tuple(sorted(rollback.get("events", []))) if rollback.get("enabled") else (),
+        ),
+        "triggers": tuple(
+            sorted(
+                (t.get("triggerName", ""), t.get("triggerTargetArn", ""), tuple(sorted(t.get("triggerEvents", []))))
+                for t in group.get("triggerConfigurations", [])
+            )
+        ),
+    }
+
+
+LABELS = {
+    "deploymentConfigName": "deployment config",
+    "serviceRoleArn": "service role",
+    "autoScalingGroups": "Auto Scaling groups",
+    "deploymentStyle": "deployment style",
+    "targetGroups": "target groups",
+    "autoRollback": "auto-rollback",
+    "triggers": "notification triggers",
+}
+
+
+class DeploymentGroupHandler(Handler):
+    kind = "deployment_group"
+    label = "CodeDeploy deployment group"
+    arn_types = ("codedeploy:deploymentgroup",)
+
+    def _read(self, run: AwsRun, application: str, name: str) -> dict[str, Any] | None:
+        reply = call_or_none(
+            f"reading deployment group {application}/{name}",
+            _codedeploy(run).get_deployment_group,
+            GROUP_MISSING,
+            applicationName=application,
+            deploymentGroupName=name,
+        )
+        return None if reply is None else dict(reply["deploymentGroupInfo"])
+
+    def _observe(self, run: AwsRun, key: str, group: Mapping[str, Any]) -> Observed:
+        application, name = group["applicationName"], group["deploymentGroupName"]
+        arn = deployment_group_arn(run, application, name)
+        last_success = group.get("lastSuccessfulDeployment") or {}
+        return observed(
+            key,
+            self.kind,
+            name,
+            application=application,
+            arn=arn,
+            settings=_comparable(group),
+            last_successful_deployment=last_success.get("deploymentId", ""),
+            **ownership(_tags_of(run, arn)),
+        )
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        group = self._read(run, res.props["application_name"], res.name)
+        return None if group is None else self._observe(run, res.key, group)
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        result = {}
+        for application in _stack_applications(run):
+            names: list[str] = []
+            with aws_errors(f"listing the deployment groups of {application}"):
+                paginator = _codedeploy(run).get_paginator("list_deployment_groups")
+                for page in paginator.paginate(applicationName=application):
+                    names.extend(page.get("deploymentGroups", []))
+            for name in names:
+                arn = deployment_group_arn(run, application, name)
+                attrs = ownership(_tags_of(run, arn))
+                if attrs["stack"] == run.stack and attrs["component"]:
+                    result[attrs["component"]] = observed(
+                        attrs["component"], self.kind, name, application=application, arn=arn, **attrs
+                    )
+        return result
+
+    def request(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, Any] | None:
+        """The group's settings as CreateDeploymentGroup / UpdateDeploymentGroup take them; None while a
+        dependency does not exist yet."""
+        props = res.props
+        role, asg = deps.get(props["role"]), deps.get(props["autoscaling_group"])
+        target_group, topic = deps.get(props["target_group"]), deps.get(props["topic"])
+        if role is None or asg is None or target_group is None or topic is None:
+            return None
+        return {
+            "deploymentConfigName": props["deployment_config"],
+            "serviceRoleArn": role.attrs["arn"],
+            "autoScalingGroups": [asg.id],
+            "deploymentStyle": dict(IN_PLACE_WITH_TRAFFIC_CONTROL),
+            "loadBalancerInfo": {"targetGroupInfoList": [{"name": _target_group_name(target_group)}]},
+            "autoRollbackConfiguration": {"enabled": True, "events": list(props["rollback_events"])},
+            "triggerConfigurations": [
+                {
+                    "triggerName": props["trigger_name"],
+                    "triggerTargetArn": topic.id,
+                    "triggerEvents": list(props["trigger_events"]),
+                }
+            ],
+        }
+
+    def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
+        request = self.request(res, deps)
+        if request is None:
+            return ["settings (a dependency is to be created)"]
+        wanted, have = _comparable(request), found.attrs.get("settings", {})
+        return [
+            LABELS[field]
+            for field, value in wanted.items()
+            if have.get(field) != value and not (field == "autoScalingGroups" and have.get(field) is None)
+        ]
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        changes = ownership_changes(run, res, found, "deployment group")
+        if any(not c.in_place for c in changes):
+            return changes
+        changes.extend(Change(f"{label} differ(s) from the config") for label in self._differences(res, found, deps))
+        return changes
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        application = deps[res.props["application"]].id
+        request = self.request(res, deps)
+        assert request is not None  # the executor creates it only after its dependencies exist
+
+        def call() -> None:
+            with aws_errors(f"creating deployment group {application}/{res.name}"):
+                _codedeploy(run).create_deployment_group(
+                    applicationName=application,
+                    deploymentGroupName=res.name,
+                    tags=[{"Key": k, "Value": v} for k, v in wanted_tags(run, res).items()],
+                    **request,
+                )
+
+        try:
+            # A fresh service role is refused for a while (InvalidRoleException "cannot be assumed").
+            retry_iam_propagation(run, f"creating deployment group {res.name}", call)
+        except AwsError as exc:
+            if not caused_by(exc, "DeploymentGroupAlreadyExistsException"):
+                raise
+            group = self._read(run, application, res.name)
+            if group is None:
+                raise
+            found = self._observe(run, res.key, group)
+            refuse_not_ours(run, res, "deployment group", found.attrs["tags"])
+            return self.update(run, res, found, deps)
+        arn = deployment_group_arn(run, application, res.name)
+        return observed(
+            res,
+            self.kind,
+            res.name,
+            application=application,
+            arn=arn,
+            settings=_comparable(request),
+            last_successful_deployment="",
+            **ownership(wanted_tags(run, res)),
+        )
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        application = found.attrs["application"]
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        _tag(run, found.attrs["arn"], missing)
+        request = self.request(res, deps)
+        assert request is not None
+        if self._differences(res, found, deps):
+
+            def call() -> None:
+                with aws_errors(f"updating deployment group {application}/{found.id}"):
+                    _codedeploy(run).update_deployment_group(
+                        applicationName=application, currentDeploymentGroupName=found.id, **request
+                    )
+
+            retry_iam_propagation(run, f"updating deployment group {found.id}", call)
+        return observed(
+            res,
+            self.kind,
+            found.id,
+            **{**found.attrs, "settings": _comparable(request), **ownership({**found.attrs["tags"], **missing})},
+        )
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        application = found.attrs["application"]
+        reply = call_or_none(
+            f"deleting deployment group {application}/{found.id}",
+            _codedeploy(run).delete_deployment_group,
+            GROUP_MISSING,
+            applicationName=application,
+            deploymentGroupName=found.id,
+        )
+        for hook in (reply or {}).get("hooksNotCleanedUp", []):
+            _delete_lifecycle_hook(run, hook["name"], hook["hook"])
+
+    def describe(self, found: Observed) -> str:
+        return f"{found.attrs.get('application', '?')}/{found.id}"
+
+
+# --- Auto Scaling lifecycle hooks CodeDeploy leaves behind ------------------------------------------------
+
+
+def _autoscaling(run: AwsRun) -> Any:
+    return run.client("autoscaling")
+
+
+def _delete_lifecycle_hook(run: AwsRun, group: str, hook: str) -> None:
+    # A group that is already gone took its hooks with it: ValidationError is its "not found".
+    call_or_none(
+        f"removing lifecycle hook {hook} from {group}",
+        _autoscaling(run).delete_lifecycle_hook,
+        ("ValidationError",),
+        AutoScalingGroupName=group,
+        LifecycleHookName=hook,
+    )
+
+
+def remove_leftover_launch_hooks(run: AwsRun, application: str) -> list[str]:
+    """Delete the launch hooks CodeDeploy installed for `application` on the stack's Auto Scaling groups."""
+    groups: list[str] = []
+    with aws_errors("listing the stack's Auto Scaling groups"):
+        paginator = _autoscaling(run).get_paginator("describe_auto_scaling_groups")
+        for page in paginator.paginate(Filters=[{"Name": f"tag:{STACK_TAG}", "Values": [run.stack]}]):
+            groups.extend(g["AutoScalingGroupName"] for g in page["AutoScalingGroups"])
+    removed = []
+    for group in groups:
+        reply = call_or_none(
+            f"listing the lifecycle hooks of {group}",
+            _autoscaling(run).describe_lifecycle_hooks,
+            ("ValidationError",),
+            AutoScalingGroupName=group,
+        )
+        for hook in (reply or {}).get("LifecycleHooks", []):
+            if hook["LifecycleHookName"].startswith(f"{LAUNCH_HOOK_PREFIX}{application}-"):
+                _delete_lifecycle_hook(run, group, hook["LifecycleHookName"])
+                removed.append(hook["LifecycleHookName"])
+    return removed
+
+
+# --- following a deployment (push-app --wait, status) --------------------------------------------------
+
+
+def get_deployment(run: AwsRun, deployment_id: str) -> dict[str, Any]:
+    with aws_errors(f"reading deployment {deployment_id}"):
+        return dict(_codedeploy(run).get_deployment(deploymentId=deployment_id)["deploymentInfo"])
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def deployment_targets(run: AwsRun, deployment_id: str) -> list[dict[str, Any]]:
+    """Each instance of an EC2 deployment with its lifecycle events (and a failed event's diagnostics).
+
+    Empty until CodeDeploy has picked the instances (DeploymentNotStartedException).
+    """
+    client, target_ids = _codedeploy(run), []
+    params: dict[str, Any] = {"deploymentId": deployment_id}
+    while True:
+        reply = call_or_none(
+            f"listing the targets of deployment {deployment_id}",
+            client.list_deployment_targets,
+            ("DeploymentNotStartedException",),
+            **params,
+        )
+        if reply is None:
+            return []
+        target_ids.extend(reply.get("targetIds", []))
+        if not reply.get("nextToken"):
+            break
+        params["nextToken"] = reply["nextToken"]
+    targets: list[dict[str, Any]] = []
+    for batch in _batches(target_ids, TARGETS_PER_BATCH):
+        with aws_errors(f"reading the targets of deployment {deployment_id}"):
+            reply = client.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=list(batch))
+        targets.extend(t["instanceTarget"] for t in reply.get("deploymentTargets", []) if t.get("instanceTarget"))
+    return targets
+
+
+def target_health(run: AwsRun, target_group_name: str) -> dict[str, str]:
+    """{instance id: health state} of the target group's targets; {} when the group does not exist."""
+
+    def arn() -> str:
+        reply = call_or_none(
+            f"looking up target group {target_group_name}",
+            run.client("elbv2").describe_target_groups,
+            ("TargetGroupNotFound",),
+            Names=[target_group_name],
+        )
+        groups = (reply or {}).get("TargetGroups", [])
+        return str(groups[0]["TargetGroupArn"]) if groups else ""
+
+    group_arn = run.memo(f"elbv2:target-group:{target_group_name}", arn)
+    if not group_arn:
+        return {}
+    with aws_errors(f"reading the target health of {target_group_name}"):
+        descriptions = run.client("elbv2").describe_target_health(TargetGroupArn=group_arn)["TargetHealthDescriptions"]
+    return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in descriptions}
+
+
+def use_elb_health_checks(run: AwsRun, group: str, grace_seconds: int) -> bool:
+    """Switch the Auto Scaling group to ELB health checks (after the first good deployment); True if it changed."""
+    with aws_errors(f"reading Auto Scaling group {group}"):
+        groups = _autoscaling(run).describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    if not groups or groups[0].get("HealthCheckType") == "ELB":
+        return False
+    with aws_errors(f"switching Auto Scaling group {group} to ELB health checks"):
+        _autoscaling(run).update_auto_scaling_group(
+            AutoScalingGroupName=group, HealthCheckType="ELB", HealthCheckGracePeriod=grace_seconds
+        )
+    return True
+
+
+HANDLERS: tuple[Handler, ...] = (ApplicationHandler(), DeploymentGroupHandler())

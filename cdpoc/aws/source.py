@@ -1,0 +1,349 @@
+"""The pipeline's source: a CodeCommit repository, or one zip in the versioned artifact bucket (the S3 source).
+
+CodeCommit is preferred (config pipeline.source). Where CodeCommit refuses to create a repository
+(accounts closed to new CodeCommit use get OperationNotAllowedException) the handler falls back to the
+S3 source, and the pipeline's source action records that choice: later runs read it from the pipeline,
+so they neither ask CodeCommit again nor change anything.
+
+Also the reads and writes `push-app` needs: the branch tip, the files of a commit (blob ids and modes,
+so unchanged files are never downloaded), CreateCommit, and the S3 source object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdpoc.aws.account import account_id
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, observed
+from cdpoc.aws.cicd import (
+    call_or_none,
+    caused_by,
+    missing_tags,
+    ownership,
+    ownership_changes,
+    refuse_not_ours,
+    wanted_tags,
+)
+from cdpoc.errors import AwsError, ConflictError
+from cdpoc.model import Change, Observed, Resource
+
+CODECOMMIT = "CodeCommit"
+S3 = "S3"
+
+REPOSITORY_MISSING = ("RepositoryDoesNotExistException",)
+# CodeCommit's answer to an account that may not create repositories (closed to new customers in 2024).
+CODECOMMIT_REFUSED = ("OperationNotAllowedException",)
+PIPELINE_MISSING = ("PipelineNotFoundException",)
+OBJECT_MISSING = ("404", "NoSuchKey", "NotFound")
+# User metadata on the S3 source object: the zip's SHA-256, so an unchanged bundle is not uploaded again.
+DIGEST_METADATA = "cdpoc-sha256"
+
+
+def _codecommit(run: AwsRun) -> Any:
+    return run.client("codecommit")
+
+
+def repository_arn(run: AwsRun, name: str) -> str:
+    return f"arn:aws:codecommit:{run.region}:{account_id(run)}:{name}"
+
+
+# --- the pipeline's record of its source ---------------------------------------------------------------
+
+
+def get_pipeline(run: AwsRun, name: str) -> dict[str, Any] | None:
+    """GetPipeline's reply (pipeline and metadata); None when there is no such pipeline."""
+    reply = call_or_none(
+        f"reading pipeline {name}", run.client("codepipeline").get_pipeline, PIPELINE_MISSING, name=name
+    )
+    return None if reply is None else {"pipeline": reply["pipeline"], "metadata": reply.get("metadata", {})}
+
+
+def read_pipeline(run: AwsRun, name: str) -> dict[str, Any] | None:
+    """get_pipeline once per run: the source, the pipeline and the rule handlers all look at it."""
+    return run.memo(f"codepipeline:{name}", lambda: get_pipeline(run, name))
+
+
+@dataclass(frozen=True)
+class SourceAction:
+    """What a pipeline's Source action reads: CodeCommit repository and branch, or S3 bucket and key."""
+
+    provider: str
+    configuration: Mapping[str, str]
+
+    @property
+    def repository(self) -> str:
+        return self.configuration.get("RepositoryName", "")
+
+    @property
+    def branch(self) -> str:
+        return self.configuration.get("BranchName", "")
+
+    @property
+    def bucket(self) -> str:
+        return self.configuration.get("S3Bucket", "")
+
+    @property
+    def key(self) -> str:
+        return self.configuration.get("S3ObjectKey", "")
+
+
+def source_action(pipeline: Mapping[str, Any] | None) -> SourceAction | None:
+    """The Source-category action of a pipeline declaration, or None."""
+    for stage in (pipeline or {}).get("stages", []):
+        for action in stage.get("actions", []):
+            type_id = action.get("actionTypeId", {})
+            if type_id.get("category") == "Source":
+                return SourceAction(type_id.get("provider", ""), dict(action.get("configuration", {})))
+    return None
+
+
+# --- the handler ----------------------------------------------------------------------------------------
+
+
+def _s3_source(res: Resource, fallback_reason: str = "") -> Observed:
+    bucket, key = res.props["bucket_name"], res.props["s3_key"]
+    return observed(
+        res, "pipeline_source", f"s3://{bucket}/{key}", provider=S3, bucket=bucket, key=key, fallback=fallback_reason
+    )
+
+
+class SourceHandler(Handler):
+    """The CodeCommit repository (tagged, adopted only when ours), or the S3 source (nothing to create:
+    the versioned artifact bucket holds the zip, and goes with the bucket)."""
+
+    kind = "pipeline_source"
+    label = "pipeline source"
+    arn_types = ("codecommit:repository",)
+
+    def _repository(self, run: AwsRun, name: str) -> dict[str, Any] | None:
+        reply = call_or_none(
+            f"reading repository {name}", _codecommit(run).get_repository, REPOSITORY_MISSING, repositoryName=name
+        )
+        return None if reply is None else dict(reply["repositoryMetadata"])
+
+    def _tags(self, run: AwsRun, arn: str) -> dict[str, str]:
+        tags: dict[str, str] = {}
+        with aws_errors(f"reading the tags of {arn}"):
+            reply = _codecommit(run).list_tags_for_resource(resourceArn=arn)
+            tags.update(reply.get("tags", {}))
+            while reply.get("nextToken"):
+                reply = _codecommit(run).list_tags_for_resource(resourceArn=arn, nextToken=reply["nextToken"])
+                tags.update(reply.get("tags", {}))
+        return tags
+
+    def _observe_repository(self, run: AwsRun, key: str, repository: Mapping[str, Any], branch: str) -> Observed:
+        arn = repository.get("Arn") or repository_arn(run, repository["repositoryName"])
+        return observed(
+            key,
+            self.kind,
+            repository["repositoryName"],
+            provider=CODECOMMIT,
+            arn=arn,
+            branch=branch,
+            clone_url=repository.get("cloneUrlHttp", ""),
+            **ownership(self._tags(run, arn)),
+        )
+
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        if res.props["preferred"] == "codecommit":
+            repository = self._repository(run, res.props["repository"])
+            if repository is not None:
+                return self._observe_repository(run, res.key, repository, res.props["branch"])
+        recorded = source_action((read_pipeline(run, res.props["pipeline_name"]) or {}).get("pipeline"))
+        if recorded is not None and recorded.provider == S3:
+            reason = "" if res.props["preferred"] == "s3" else "CodeCommit refused to create the repository earlier"
+            return _s3_source(res, reason)
+        return None
+
+    def scan(self, run: AwsRun) -> dict[str, Observed]:
+        """The stack's repositories (ListRepositories, then each one's tags); the S3 source has nothing to list."""
+        names: list[str] = []
+        with aws_errors("listing CodeCommit repositories"):
+            for page in _codecommit(run).get_paginator("list_repositories").paginate():
+                names.extend(r["repositoryName"] for r in page.get("repositories", []))
+        result = {}
+        for name in names:
+            arn = repository_arn(run, name)
+            attrs = ownership(self._tags(run, arn))
+            if attrs["stack"] == run.stack and attrs["component"]:
+                component = attrs["component"]
+                result[component] = observed(component, self.kind, name, provider=CODECOMMIT, arn=arn, **attrs)
+        return result
+
+    def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        if found.attrs["provider"] == S3:
+            return []
+        return ownership_changes(run, res, found, "CodeCommit repository")
+
+    def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        if res.props["preferred"] == "s3":
+            return _s3_source(res)
+        name = res.props["repository"]
+        try:
+            with aws_errors(f"creating CodeCommit repository {name}"):
+                repository = _codecommit(run).create_repository(
+                    repositoryName=name, repositoryDescription=res.props["description"], tags=wanted_tags(run, res)
+                )["repositoryMetadata"]
+        except AwsError as exc:
+            if caused_by(exc, *CODECOMMIT_REFUSED):
+                return _s3_source(res, f"CodeCommit refused to create a repository ({exc.message.split(': ', 1)[-1]})")
+            if not caused_by(exc, "RepositoryNameExistsException"):
+                raise
+            return self._adopt(run, res)
+        return observed(
+            res,
+            self.kind,
+            name,
+            provider=CODECOMMIT,
+            arn=repository.get("Arn") or repository_arn(run, name),
+            branch=res.props["branch"],
+            clone_url=repository.get("cloneUrlHttp", ""),
+            **ownership(wanted_tags(run, res)),
+        )
+
+    def _adopt(self, run: AwsRun, res: Resource) -> Observed:
+        repository = self._repository(run, res.props["repository"])
+        if repository is None:
+            raise ConflictError(
+                f"CodeCommit says repository {res.props['repository']} exists, yet it cannot be read",
+                "Re-run `cdpoc up`; if it persists, check the repository in the CodeCommit console.",
+            )
+        found = self._observe_repository(run, res.key, repository, res.props["branch"])
+        refuse_not_ours(run, res, "CodeCommit repository", found.attrs["tags"])
+        return self.update(run, res, found, {})
+
+    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        if found.attrs["provider"] == S3:
+            return found
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        if missing:
+            with aws_errors(f"tagging repository {found.id}"):
+                _codecommit(run).tag_resource(resourceArn=found.attrs["arn"], tags=missing)
+        return observed(res, self.kind, found.id, **{**found.attrs, **ownership({**found.attrs["tags"], **missing})})
+
+    def delete(self, run: AwsRun, found: Observed) -> None:
+        if found.attrs.get("provider") == S3:
+            return  # the zip is an object of the artifact bucket, which is emptied and deleted with the bucket
+        # DeleteRepository of a repository that is not there succeeds (it returns no repositoryId).
+        with aws_errors(f"deleting CodeCommit repository {found.id}"):
+            _codecommit(run).delete_repository(repositoryName=found.id)
+
+    def describe(self, found: Observed) -> str:
+        if found.attrs.get("provider") == S3:
+            fallback = found.attrs.get("fallback")
+            return f"S3 source {found.id}" + (f" ({fallback})" if fallback else "")
+        branch = found.attrs.get("branch")
+        return f"CodeCommit repository {found.id}" + (f", branch {branch}" if branch else "")
+
+
+# --- push-app: CodeCommit -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    blob_id: str
+    mode: str  # NORMAL, EXECUTABLE or SYMLINK
+
+
+def branch_tip(run: AwsRun, repository: str, branch: str) -> str | None:
+    """The commit id the branch points at; None for a branch with no commit yet (an empty repository)."""
+    reply = call_or_none(
+        f"reading branch {branch} of {repository}",
+        _codecommit(run).get_branch,
+        ("BranchDoesNotExistException",),
+        repositoryName=repository,
+        branchName=branch,
+    )
+    return None if reply is None else str(reply["branch"]["commitId"])
+
+
+def _relative(path: str) -> str:
+    return path.lstrip("/")
+
+
+def files_at(run: AwsRun, repository: str, commit: str) -> dict[str, RemoteFile]:
+    """Every file of a commit with its blob id and mode: one GetFolder per folder, no file content read."""
+    files: dict[str, RemoteFile] = {}
+    folders = ["/"]
+    client = _codecommit(run)
+    while folders:
+        folder = folders.pop()
+        with aws_errors(f"reading folder {folder} of {repository} at {commit[:12]}"):
+            reply = client.get_folder(repositoryName=repository, commitSpecifier=commit, folderPath=folder)
+        for entry in reply.get("files", []):
+            files[_relative(entry["absolutePath"])] = RemoteFile(entry["blobId"], entry.get("fileMode", "NORMAL"))
+        for link in reply.get("symbolicLinks", []):
+            files[_relative(link["absolutePath"])] = RemoteFile(link["blobId"], "SYMLINK")
+        folders.extend("/" + _relative(sub["absolutePath"]) for sub in reply.get("subFolders", []))
+    return files
+
+
+@dataclass(frozen=True)
+class CommitChanges:
+    """One CreateCommit's worth of changes."""
+
+    puts: Sequence[tuple[str, bytes, str]] = ()  # (path, content, file mode)
+    deletes: Sequence[str] = ()
+    modes: Sequence[tuple[str, str]] = ()  # (path, file mode) for files whose content is unchanged
+
+
+def create_commit(
+    run: AwsRun, repository: str, branch: str, parent: str | None, message: str, changes: CommitChanges
+) -> str | None:
+    """Commit on top of `parent` (None only for an empty repository); None when CodeCommit finds no change."""
+    params: dict[str, Any] = {
+        "repositoryName": repository,
+        "branchName": branch,
+        "authorName": "cdpoc",
+        "commitMessage": message,
+    }
+    if parent:
+        params["parentCommitId"] = parent
+    if changes.puts:
+        params["putFiles"] = [{"filePath": p, "fileMode": m, "fileContent": c} for p, c, m in changes.puts]
+    if changes.deletes:
+        params["deleteFiles"] = [{"filePath": p} for p in changes.deletes]
+    if changes.modes:
+        params["setFileModes"] = [{"filePath": p, "fileMode": m} for p, m in changes.modes]
+    try:
+        with aws_errors(f"committing to {repository} branch {branch}"):
+            return str(_codecommit(run).create_commit(**params)["commitId"])
+    except AwsError as exc:
+        if caused_by(exc, "NoChangeException"):
+            return None
+        if caused_by(exc, "ParentCommitIdOutdatedException"):
+            raise ConflictError(
+                f"branch {branch} of {repository} moved while push-app was committing (someone else pushed)",
+                "Run `cdpoc push-app` again: it compares with the new tip and commits only what still differs.",
+            ) from exc
+        raise
+
+
+# --- push-app: the S3 source --------------------------------------------------------------------------
+
+
+def source_object_digest(run: AwsRun, bucket: str, key: str) -> str | None:
+    """The SHA-256 push-app stored with the current source zip; None when there is no zip (or no digest)."""
+    reply = call_or_none(
+        f"reading s3://{bucket}/{key}", run.client("s3").head_object, OBJECT_MISSING, Bucket=bucket, Key=key
+    )
+    return None if reply is None else reply.get("Metadata", {}).get(DIGEST_METADATA)
+
+
+def upload_source(run: AwsRun, bucket: str, key: str, body: bytes, digest: str) -> str:
+    """Put the zip (the bucket is versioned: the pipeline reads this version); returns its version id."""
+    with aws_errors(f"uploading the bundle to s3://{bucket}/{key}"):
+        reply = run.client("s3").put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/zip",
+            Metadata={DIGEST_METADATA: digest},
+            ChecksumAlgorithm="SHA256",
+        )
+    return str(reply.get("VersionId", ""))
+
+
+HANDLERS: tuple[Handler, ...] = (SourceHandler(),)

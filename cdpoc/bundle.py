@@ -1,0 +1,303 @@
+"""`push-app`: validate bundle/, then hand the pipeline's source only what changed.
+
+CodeCommit source: the bundle's files get git blob ids computed locally (sha1 of "blob <size>\\0" +
+content), compared with the blob ids of the branch tip's files (GetFolder, no content downloaded);
+what differs, and what was deleted locally, goes into CreateCommit calls of at most 100 files and
+a few MB each, chained on the tip (an empty repository's first commit has no parent). Nothing differs:
+no commit at all. Files executable in the working copy are committed EXECUTABLE, the others NORMAL.
+
+S3 source: one zip built deterministically (sorted entries, fixed timestamps and modes), so an unchanged
+bundle gives the same bytes; its SHA-256 is kept as object metadata and compared before uploading.
+The pipeline is then started explicitly (an S3 source has no EventBridge rule, see aws/pipeline.py).
+
+Everything is checked before the first AWS call: a bundle with problems is refused with all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cdpoc.appspec import validate_bundle
+from cdpoc.aws.base import AwsRun
+from cdpoc.aws.pipeline import start_execution
+from cdpoc.aws.source import (
+    CODECOMMIT,
+    S3,
+    CommitChanges,
+    RemoteFile,
+    SourceAction,
+    branch_tip,
+    create_commit,
+    files_at,
+    get_pipeline,
+    source_action,
+    source_object_digest,
+    upload_source,
+)
+from cdpoc.errors import CdpocError, ConfigError
+
+EXECUTABLE = "EXECUTABLE"
+NORMAL = "NORMAL"
+
+# CodeCommit limits: a file of at most 6 MB through the API, at most 100 file changes per commit; the
+# request (base64 content) must stay well under the API's payload limit, so commits carry ~4 MB.
+MAX_FILE_BYTES = 6 * 1000 * 1000
+MAX_FILES_PER_COMMIT = 100
+MAX_BYTES_PER_COMMIT = 4 * 1000 * 1000
+
+# Never part of a revision: caches and VCS metadata a working copy may hold.
+IGNORED_DIRECTORIES = frozenset({".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+IGNORED_SUFFIXES = (".pyc", ".pyo")
+IGNORED_NAMES = frozenset({".DS_Store"})
+
+# 1980-01-01 00:00:00, the earliest time a zip entry can carry: the same bundle always zips to the same bytes.
+ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
+
+
+class BundleInvalid(ConfigError):
+    """The bundle would fail (or could not be pushed); nothing was pushed."""
+
+
+class SourceUnavailable(CdpocError):
+    """There is no pipeline (or no source) to push to yet."""
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: str  # relative, with "/" separators
+    content: bytes
+    mode: str  # EXECUTABLE or NORMAL
+
+    @property
+    def blob_id(self) -> str:
+        return git_blob_id(self.content)
+
+
+def git_blob_id(content: bytes) -> str:
+    """The id git (and CodeCommit) gives a file's content."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+
+
+def _mode(path: Path) -> str:
+    # The working copy's x bit is the truth (git keeps it); validate_bundle already refuses hook scripts
+    # without it, the failure CodeDeploy would otherwise report only on the instance.
+    return EXECUTABLE if path.stat().st_mode & stat.S_IXUSR else NORMAL
+
+
+def _ignored(name: str) -> bool:
+    return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
+
+
+def _walk(bundle_dir: Path) -> Iterator[Path]:
+    for folder, directories, names in os.walk(bundle_dir):
+        directories[:] = sorted(d for d in directories if d not in IGNORED_DIRECTORIES)
+        for name in sorted(names):
+            if not _ignored(name):
+                yield Path(folder) / name
+
+
+def bundle_problems(bundle_dir: Path) -> list[str]:
+    """Everything that stops the bundle from being pushed or deployed: appspec mistakes, sizes, links."""
+    if not bundle_dir.is_dir():
+        return [f"{bundle_dir}: not a directory"]
+    problems = list(validate_bundle(bundle_dir))
+    for path in _walk(bundle_dir):
+        relative = path.relative_to(bundle_dir).as_posix()
+        if path.is_symlink():
+            problems.append(f"{relative}: a symbolic link (push the file it points to instead)")
+        elif path.stat().st_size > MAX_FILE_BYTES:
+            problems.append(f"{relative}: {path.stat().st_size} bytes, over CodeCommit's {MAX_FILE_BYTES} per file")
+    return problems
+
+
+def read_bundle(bundle_dir: Path) -> list[BundleFile]:
+    files = []
+    for path in _walk(bundle_dir):
+        content = path.read_bytes()
+        files.append(BundleFile(path.relative_to(bundle_dir).as_posix(), content, _mode(path)))
+    return files
+
+
+def check_bundle(bundle_dir: Path) -> list[BundleFile]:
+    """The bundle's files, or BundleInvalid (exit 2) listing every problem found."""
+    problems = bundle_problems(bundle_dir)
+    if problems:
+        raise BundleInvalid(
+            f"the bundle in {bundle_dir} has {len(problems)} problem(s):\n  " + "\n  ".join(problems),
+            "Fix them and run `cdpoc push-app` again; nothing was pushed.",
+        )
+    return read_bundle(bundle_dir)
+
+
+# --- CodeCommit: what differs, in commit-sized batches ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class BundleDiff:
+    puts: tuple[BundleFile, ...] = ()  # new or changed content
+    deletes: tuple[str, ...] = ()
+    modes: tuple[tuple[str, str], ...] = ()  # same content, other mode
+
+    @property
+    def empty(self) -> bool:
+        return not (self.puts or self.deletes or self.modes)
+
+    def summary(self) -> str:
+        return f"{len(self.puts)} added or changed, {len(self.deletes)} deleted, {len(self.modes)} mode change(s)"
+
+
+def diff(local: Sequence[BundleFile], remote: Mapping[str, RemoteFile]) -> BundleDiff:
+    puts, modes = [], []
+    for file in local:
+        have = remote.get(file.path)
+        if have is None or have.blob_id != file.blob_id:
+            puts.append(file)
+        elif have.mode != file.mode:
+            modes.append((file.path, file.mode))
+    paths = {f.path for f in local}
+    deletes = sorted(path for path in remote if path not in paths)
+    return BundleDiff(tuple(puts), tuple(deletes), tuple(modes))
+
+
+@dataclass
+class _Batch:
+    puts: list[BundleFile] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    modes: list[tuple[str, str]] = field(default_factory=list)
+    size: int = 0
+
+    @property
+    def entries(self) -> int:
+        return len(self.puts) + len(self.deletes) + len(self.modes)
+
+    def fits(self, size: int) -> bool:
+        return self.entries < MAX_FILES_PER_COMMIT and (self.entries == 0 or self.size + size <= MAX_BYTES_PER_COMMIT)
+
+    def changes(self) -> CommitChanges:
+        return CommitChanges(
+            puts=tuple((f.path, f.content, f.mode) for f in self.puts),
+            deletes=tuple(self.deletes),
+            modes=tuple(self.modes),
+        )
+
+
+def batches(changes: BundleDiff) -> list[CommitChanges]:
+    """Split the changes into commits of at most MAX_FILES_PER_COMMIT entries and ~MAX_BYTES_PER_COMMIT."""
+    result: list[_Batch] = [_Batch()]
+
+    def room(size: int) -> _Batch:
+        if not result[-1].fits(size):
+            result.append(_Batch())
+        return result[-1]
+
+    for file in changes.puts:
+        batch = room(len(file.content))
+        batch.puts.append(file)
+        batch.size += len(file.content)
+    for path in changes.deletes:
+        room(0).deletes.append(path)
+    for path, mode in changes.modes:
+        room(0).modes.append((path, mode))
+    return [b.changes() for b in result if b.entries]
+
+
+# --- S3: one deterministic zip -------------------------------------------------------------------------
+
+
+def zip_bundle(files: Iterable[BundleFile]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(files, key=lambda f: f.path):
+            info = zipfile.ZipInfo(file.path, date_time=ZIP_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # Unix, so that the modes below are read on the instance
+            info.external_attr = (0o100755 if file.mode == EXECUTABLE else 0o100644) << 16
+            archive.writestr(info, file.content, compresslevel=9)
+    return buffer.getvalue()
+
+
+# --- push ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """What a push did: the revision the pipeline will run (commit id or S3 version id), if any."""
+
+    provider: str
+    target: str  # "repository branch" or "s3://bucket/key"
+    revision: str = ""  # "" when nothing changed
+    commits: tuple[str, ...] = ()
+    execution_id: str = ""  # known at once for the S3 source (push-app starts the run)
+    summary: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.revision)
+
+
+def pipeline_source(run: AwsRun, pipeline: str) -> SourceAction:
+    """Where the pipeline takes revisions from (its Source action), or SourceUnavailable."""
+    reply = get_pipeline(run, pipeline)
+    action = source_action(reply["pipeline"]) if reply else None
+    if action is None or action.provider not in (CODECOMMIT, S3):
+        raise SourceUnavailable(
+            f"pipeline {pipeline} does not exist"
+            if reply is None
+            else f"pipeline {pipeline} has no source cdpoc knows",
+            "Run `cdpoc up` first; push-app commits to the pipeline's source.",
+        )
+    return action
+
+
+def push_codecommit(run: AwsRun, action: SourceAction, files: Sequence[BundleFile], message: str | None) -> PushResult:
+    repository, branch = action.repository, action.branch
+    target = f"{repository} branch {branch}"
+    tip = branch_tip(run, repository, branch)
+    remote = files_at(run, repository, tip) if tip else {}
+    changes = diff(files, remote)
+    if changes.empty:
+        return PushResult(CODECOMMIT, target, summary=f"nothing changed since {tip[:12] if tip else 'the start'}")
+    commits: list[str] = []
+    parent = tip
+    chunks = batches(changes)
+    message = message or f"cdpoc push-app: {changes.summary()}"
+    for index, chunk in enumerate(chunks, start=1):
+        # Each part of a large push is a commit of its own; the pipeline runs the last one.
+        text = message if len(chunks) == 1 else f"{message} (part {index} of {len(chunks)})"
+        commit = create_commit(run, repository, branch, parent, text, chunk)
+        if commit is None:  # CodeCommit saw no change in this part after all
+            continue
+        commits.append(commit)
+        parent = commit
+    if not commits:
+        return PushResult(CODECOMMIT, target, summary="CodeCommit found nothing to change")
+    return PushResult(CODECOMMIT, target, revision=commits[-1], commits=tuple(commits), summary=changes.summary())
+
+
+def push_s3(run: AwsRun, action: SourceAction, pipeline: str, files: Sequence[BundleFile]) -> PushResult:
+    target = f"s3://{action.bucket}/{action.key}"
+    body = zip_bundle(files)
+    digest = hashlib.sha256(body).hexdigest()
+    if source_object_digest(run, action.bucket, action.key) == digest:
+        return PushResult(S3, target, summary=f"same SHA-256 {digest[:12]} as the uploaded zip")
+    version = upload_source(run, action.bucket, action.key, body, digest)
+    # The version id makes the token unique per upload and a retried start the same run.
+    token = "cdpoc-" + hashlib.sha256(f"{pipeline}/{version or digest}".encode()).hexdigest()[:48]
+    execution = start_execution(run, pipeline, token)
+    return PushResult(
+        S3, target, revision=version or digest, execution_id=execution, summary=f"{len(files)} files, {len(body)} bytes"
+    )
+
+
+def push(run: AwsRun, pipeline: str, files: Sequence[BundleFile], message: str | None) -> PushResult:
+    action = pipeline_source(run, pipeline)
+    if action.provider == S3:
+        return push_s3(run, action, pipeline, files)
+    return push_codecommit(run, action, files, message)
