@@ -343,20 +343,29 @@ def _after_success(ctx: Context, state: Rollout) -> None:
 
 def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, timeout: float) -> PushResult:
     """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails)."""
-    files = check_bundle(bundle_dir)  # before any AWS call
-    pipeline = StackNames(ctx.settings, (), "").pipeline
-    result = push(ctx.run, pipeline, files, message)
-    _pushed(ctx.ui, result)
-    if not result.changed:
-        return result
-    if not wait:
+    result = push_bundle(ctx, bundle_dir, message)
+    if result.changed and wait:
+        follow_push(ctx, result, timeout)
+    elif result.changed:
         ctx.ui.say("The pipeline picks it up on its own; `cdpoc status --watch` follows it.")
-        return result
+    return result
+
+
+def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResult:
+    """Validate the bundle (before any AWS call), then push only what differs from the source."""
+    files = check_bundle(bundle_dir)
+    result = push(ctx.run, StackNames(ctx.settings, (), "").pipeline, files, message)
+    _pushed(ctx.ui, result)
+    return result
+
+
+def follow_push(ctx: Context, result: PushResult, timeout: float) -> None:
+    """Follow a pushed change through the pipeline to every instance; DeploymentFailed if it did not deploy."""
     target_group = ctx.graph().resources.get("tg.app")
     start = Rollout(result.revision, execution_id=result.execution_id)
+    pipeline = StackNames(ctx.settings, (), "").pipeline
     state = follow(ctx.run, ctx.ui, pipeline, start, target_group.name if target_group else "", timeout)
     problem = verdict(state)
     if problem is not None:
         raise problem
     _after_success(ctx, state)
-    return result

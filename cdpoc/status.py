@@ -875,13 +875,13 @@ def show(
     """`cdpoc status`: print one snapshot (exit 0 healthy, 3 not), or refresh until Ctrl-C (exit 0)."""
     if not watch:
         snapshot = collect(ctx, probe=probe)
-        _print_once(ctx, snapshot)
+        print_snapshot(ctx, snapshot)
         return exit_code(snapshot)
     Watcher(ctx, interval, probe, sleep).run()
     return EXIT_OK
 
 
-def _print_once(ctx: Context, snapshot: StatusSnapshot) -> None:
+def print_snapshot(ctx: Context, snapshot: StatusSnapshot) -> None:
     from cdpoc.statusrender import snapshot_dict, status_lines, status_renderable
 
     if ctx.ui.json_mode:

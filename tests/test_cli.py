@@ -158,15 +158,22 @@ def test_sandbox_port_in_use_is_a_clear_error(endpoint: str) -> None:
 def test_demo_runs_the_lifecycle_to_a_clean_finish() -> None:
     code, out = cdpoc("demo")
     assert code == 0, out
-    for title in (
+    titles = (
         "up: build the stack",
         "up again: must change nothing",
         "plan: must show nothing to do",
+        "status: the fleet before any deployment",
+        "push-app --wait: deploy the bundle",
+        "push-app again: nothing to push",
+        "a new revision: status during and after",
+        "a failing revision: hook and log reported",
         "down: delete everything",
-    ):
+    )
+    for title in titles:
         assert re.search(rf"ok\s+{re.escape(title)}", out), title
-    assert "0 mutating calls" in out
-    assert "Demo finished: every step did what it should." in out
+    assert "0 mutating calls" in out and "nothing to push, 0 commits" in out
+    assert "failed at ValidateService, script scripts/validate_service.sh" in out  # what push-app reports
+    assert "Demo finished in" in out and "every step did what it should." in out
 
 
 def test_ctrl_c_during_up_exits_130_and_a_rerun_finishes_the_job(endpoint: str) -> None:
