@@ -117,7 +117,10 @@ def down(
     from cdpoc import lifecycle
 
     def confirm(question: str) -> bool:
-        return typer.confirm(question, default=False)
+        try:
+            return typer.confirm(question, default=False)
+        except typer.Abort:  # end of input (no terminal, no --yes) or Ctrl-C at the prompt: a "no"
+            return False
 
     lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism)
 

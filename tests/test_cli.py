@@ -73,6 +73,9 @@ def test_down_asks_first_and_no_means_nothing_is_deleted(endpoint: str) -> None:
     assert code == 2
     assert "Delete these" in out and "nothing was deleted" in out
     assert len(stack_vpcs(endpoint, "ask")) == 1
+    code, out = cdpoc(*base, "down", input="")  # no terminal to answer and no --yes: a "no", not a crash
+    assert code == 2 and "Pass --yes" in out
+    assert len(stack_vpcs(endpoint, "ask")) == 1
     code, out = cdpoc(*base, "down", input="y\n")
     assert code == 0, out
     assert stack_vpcs(endpoint, "ask") == []
