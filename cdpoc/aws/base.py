@@ -198,6 +198,30 @@ def observed(res_or_key: Resource | str, kind: str, physical_id: str, **attrs: A
     return Observed(key=key, kind=kind, id=physical_id, attrs=attrs)
 
 
+def paginate(
+    run: AwsRun, operation: str, key: str, *, service: str = "ec2", what: str = "", **params: Any
+) -> list[dict[str, Any]]:
+    """Every item under `key` on every page of a listing (EC2's unless `service` names another client).
+
+    `what` says what a failure was doing; by default "listing the stack's <key>".
+    """
+    items: list[dict[str, Any]] = []
+    with aws_errors(what or f"listing the stack's {key}"):
+        for page in run.client(service).get_paginator(operation).paginate(**params):
+            items.extend(page[key])
+    return items
+
+
+def by_component(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The items that carry a cdpoc:component tag, keyed by it (the last one wins)."""
+    found: dict[str, dict[str, Any]] = {}
+    for item in items:
+        component = tag_map(item.get("Tags")).get(COMPONENT_TAG)
+        if component:
+            found[component] = item
+    return found
+
+
 class Handler:
     """Find / create / update / delete one kind of resource. Subclasses fill in the AWS calls.
 

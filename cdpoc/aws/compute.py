@@ -30,8 +30,10 @@ from cdpoc.aws.base import (
     DependencyViolation,
     Handler,
     aws_errors,
+    by_component,
     is_error,
     observed,
+    paginate,
     tag_map,
 )
 from cdpoc.aws.iam import retry_iam_propagation
@@ -199,10 +201,10 @@ class InstanceHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         filters = [*run.stack_filter(), {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]
-        instances: list[dict[str, Any]] = []
-        with aws_errors("listing the stack's instances"):
-            for page in _ec2(run).get_paginator("describe_instances").paginate(Filters=filters):
-                instances.extend(i for r in page["Reservations"] for i in r["Instances"])
+        reservations = paginate(
+            run, "describe_instances", "Reservations", what="listing the stack's instances", Filters=filters
+        )
+        instances = [i for r in reservations for i in r["Instances"]]
         result: dict[str, Observed] = {}
         for instance in sorted(instances, key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"])):
             tags = tag_map(instance.get("Tags"))
@@ -405,16 +407,14 @@ class LaunchTemplateHandler(Handler):
     arn_types = ("ec2:launch-template",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        templates: list[dict[str, Any]] = []
-        with aws_errors("listing the stack's launch templates"):
-            for page in _ec2(run).get_paginator("describe_launch_templates").paginate(Filters=run.stack_filter()):
-                templates.extend(page["LaunchTemplates"])
-        result = {}
-        for template in templates:
-            component = tag_map(template.get("Tags")).get(COMPONENT_TAG)
-            if component:
-                result[component] = self._observe(run, component, template)
-        return result
+        templates = paginate(
+            run,
+            "describe_launch_templates",
+            "LaunchTemplates",
+            what="listing the stack's launch templates",
+            Filters=run.stack_filter(),
+        )
+        return {component: self._observe(run, component, t) for component, t in by_component(templates).items()}
 
     def _observe(self, run: AwsRun, key: str, template: Mapping[str, Any]) -> Observed:
         template_id = template["LaunchTemplateId"]
@@ -554,17 +554,15 @@ class AutoScalingGroupHandler(Handler):
     arn_types = ("autoscaling:autoScalingGroup",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        groups: list[dict[str, Any]] = []
-        with aws_errors("listing the stack's Auto Scaling groups"):
-            paginator = _autoscaling(run).get_paginator("describe_auto_scaling_groups")
-            for page in paginator.paginate(Filters=[{"Name": f"tag:{STACK_TAG}", "Values": [run.stack]}]):
-                groups.extend(page["AutoScalingGroups"])
-        result = {}
-        for group in groups:
-            component = {t["Key"]: t["Value"] for t in group.get("Tags", [])}.get(COMPONENT_TAG)
-            if component:
-                result[component] = self._observe(run, component, group)
-        return result
+        groups = paginate(
+            run,
+            "describe_auto_scaling_groups",
+            "AutoScalingGroups",
+            service="autoscaling",
+            what="listing the stack's Auto Scaling groups",
+            Filters=run.stack_filter(),
+        )
+        return {component: self._observe(run, component, g) for component, g in by_component(groups).items()}
 
     def _describe_group(self, run: AwsRun, name: str) -> dict[str, Any] | None:
         with aws_errors(f"reading Auto Scaling group {name}"):

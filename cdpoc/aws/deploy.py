@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, observed
+from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, observed, paginate
 from cdpoc.aws.cicd import (
     call_or_none,
     caused_by,
@@ -403,11 +403,15 @@ def _delete_lifecycle_hook(run: AwsRun, group: str, hook: str) -> None:
 
 def remove_leftover_launch_hooks(run: AwsRun, application: str) -> list[str]:
     """Delete the launch hooks CodeDeploy installed for `application` on the stack's Auto Scaling groups."""
-    groups: list[str] = []
-    with aws_errors("listing the stack's Auto Scaling groups"):
-        paginator = _autoscaling(run).get_paginator("describe_auto_scaling_groups")
-        for page in paginator.paginate(Filters=[{"Name": f"tag:{STACK_TAG}", "Values": [run.stack]}]):
-            groups.extend(g["AutoScalingGroupName"] for g in page["AutoScalingGroups"])
+    listed = paginate(
+        run,
+        "describe_auto_scaling_groups",
+        "AutoScalingGroups",
+        service="autoscaling",
+        what="listing the stack's Auto Scaling groups",
+        Filters=run.stack_filter(),
+    )
+    groups = [g["AutoScalingGroupName"] for g in listed]
     removed = []
     for group in groups:
         reply = call_or_none(

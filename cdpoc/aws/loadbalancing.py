@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, Handler, aws_errors, is_error, observed, tag_map
+from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, Handler, aws_errors, is_error, observed, paginate, tag_map
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 
@@ -49,12 +49,8 @@ def _ignore_missing(what: str, call: Callable[..., Any], **params: Any) -> bool:
     return True
 
 
-def _paginate(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    with aws_errors(f"listing {key}"):
-        for page in _elbv2(run).get_paginator(operation).paginate(**params):
-            items.extend(page[key])
-    return items
+def _listing(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+    return paginate(run, operation, key, service="elbv2", what=f"listing {key}", **params)
 
 
 def _tags_by_arn(run: AwsRun, arns: list[str]) -> dict[str, dict[str, str]]:
@@ -114,7 +110,7 @@ class TargetGroupHandler(Handler):
     arn_types = ("elasticloadbalancing:targetgroup",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        groups = _ours_by_component(run, _paginate(run, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
+        groups = _ours_by_component(run, _listing(run, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
         return {component: self._observe(run, component, group) for component, group in groups.items()}
 
     def _observe(self, run: AwsRun, key: str, group: Mapping[str, Any]) -> Observed:
@@ -240,7 +236,7 @@ class LoadBalancerHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         balancers = _ours_by_component(
-            run, _paginate(run, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"
+            run, _listing(run, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"
         )
         return {component: self._observe(component, lb) for component, lb in balancers.items()}
 
@@ -373,7 +369,7 @@ class ListenerHandler(Handler):
         listeners = [
             listener
             for lb in ours.values()
-            for listener in _paginate(run, "describe_listeners", "Listeners", LoadBalancerArn=lb.id)
+            for listener in _listing(run, "describe_listeners", "Listeners", LoadBalancerArn=lb.id)
         ]
         return {
             component: self._observe(component, listener)
@@ -427,7 +423,7 @@ class ListenerHandler(Handler):
         return self.update(run, res, self._observe(res.key, listener), deps)
 
     def _on_port(self, run: AwsRun, lb_arn: str, port: int) -> dict[str, Any]:
-        listeners = _paginate(run, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn)
+        listeners = _listing(run, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn)
         for listener in listeners:
             if listener.get("Port") == port:
                 return listener

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import COMPONENT_TAG, AwsRun, Handler, aws_errors, is_error, observed, tag_map
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, is_error, observed, paginate
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -24,23 +24,6 @@ NOT_FOUND = (
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _by_component(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for item in items:
-        component = tag_map(item.get("Tags")).get(COMPONENT_TAG)
-        if component:
-            found[component] = item
-    return found
-
-
-def _paginate(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    with aws_errors(f"listing the stack's {key}"):
-        for page in _ec2(run).get_paginator(operation).paginate(**params):
-            items.extend(page[key])
-    return items
 
 
 def _ignore_missing(what: str, call: Any, **params: Any) -> None:
@@ -65,9 +48,7 @@ class VpcHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         result = {}
-        for component, vpc in _by_component(
-            _paginate(run, "describe_vpcs", "Vpcs", Filters=run.stack_filter())
-        ).items():
+        for component, vpc in by_component(paginate(run, "describe_vpcs", "Vpcs", Filters=run.stack_filter())).items():
             attrs = {}
             for attribute, field in (
                 ("enableDnsSupport", "EnableDnsSupport"),
@@ -120,7 +101,7 @@ class SubnetHandler(Handler):
     arn_types = ("ec2:subnet",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        subnets = _paginate(run, "describe_subnets", "Subnets", Filters=run.stack_filter())
+        subnets = paginate(run, "describe_subnets", "Subnets", Filters=run.stack_filter())
         return {
             component: observed(
                 component,
@@ -130,7 +111,7 @@ class SubnetHandler(Handler):
                 zone=s["AvailabilityZone"],
                 vpc=s["VpcId"],
             )
-            for component, s in _by_component(subnets).items()
+            for component, s in by_component(subnets).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -180,7 +161,7 @@ class InternetGatewayHandler(Handler):
     arn_types = ("ec2:internet-gateway",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        gateways = _paginate(run, "describe_internet_gateways", "InternetGateways", Filters=run.stack_filter())
+        gateways = paginate(run, "describe_internet_gateways", "InternetGateways", Filters=run.stack_filter())
         return {
             component: observed(
                 component,
@@ -192,7 +173,7 @@ class InternetGatewayHandler(Handler):
                     if a.get("State") in ("attached", "available", "attaching")
                 ),
             )
-            for component, g in _by_component(gateways).items()
+            for component, g in by_component(gateways).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -256,7 +237,7 @@ class ElasticIpHandler(Handler):
                 public_ip=a.get("PublicIp", ""),
                 association=a.get("AssociationId", ""),
             )
-            for component, a in _by_component(addresses).items()
+            for component, a in by_component(addresses).items()
         }
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -287,7 +268,7 @@ class NatGatewayHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         # DescribeNatGateways keeps listing deleted (and failed) gateways for a while: ignore those.
-        gateways = _paginate(
+        gateways = paginate(
             run,
             "describe_nat_gateways",
             "NatGateways",
@@ -302,7 +283,7 @@ class NatGatewayHandler(Handler):
                 state=g["State"],
                 allocations=tuple(a.get("AllocationId", "") for a in g.get("NatGatewayAddresses", [])),
             )
-            for component, g in _by_component(gateways).items()
+            for component, g in by_component(gateways).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -372,9 +353,9 @@ class RouteTableHandler(Handler):
     arn_types = ("ec2:route-table",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        tables = _paginate(run, "describe_route_tables", "RouteTables", Filters=run.stack_filter())
+        tables = paginate(run, "describe_route_tables", "RouteTables", Filters=run.stack_filter())
         result = {}
-        for component, table in _by_component(tables).items():
+        for component, table in by_component(tables).items():
             routes = {
                 r["DestinationCidrBlock"]: r.get("GatewayId") or r.get("NatGatewayId") or ""
                 for r in table.get("Routes", [])

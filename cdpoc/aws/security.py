@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cdpoc.aws.base import (
-    COMPONENT_TAG,
     STACK_TAG,
     AwsRun,
     Handler,
     aws_errors,
+    by_component,
     is_error,
     observed,
+    paginate,
     tag_map,
 )
 from cdpoc.errors import AwsError, ConflictError
@@ -41,23 +42,6 @@ HIGHEST_RULE_NUMBER = 32766
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _paginate(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    with aws_errors(f"listing the stack's {key}"):
-        for page in _ec2(run).get_paginator(operation).paginate(**params):
-            items.extend(page[key])
-    return items
-
-
-def _by_component(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for item in items:
-        component = tag_map(item.get("Tags")).get(COMPONENT_TAG)
-        if component:
-            found[component] = item
-    return found
 
 
 def _ignoring_missing(what: str, call: Any, **params: Any) -> Any:
@@ -97,12 +81,12 @@ class VpcEndpointHandler(Handler):
     arn_types = ("ec2:vpc-endpoint",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        endpoints = _paginate(run, "describe_vpc_endpoints", "VpcEndpoints", Filters=run.stack_filter())
+        endpoints = paginate(run, "describe_vpc_endpoints", "VpcEndpoints", Filters=run.stack_filter())
         # AWS keeps listing deleted endpoints for a while.
         live = [e for e in endpoints if str(e.get("State", "")).lower() not in GONE_ENDPOINT_STATES]
         return {
             component: observed(component, self.kind, e["VpcEndpointId"], **_endpoint_attrs(e))
-            for component, e in _by_component(live).items()
+            for component, e in by_component(live).items()
         }
 
     def _route_tables(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, str | None]:
@@ -261,10 +245,10 @@ class NetworkAclHandler(Handler):
     arn_types = ("ec2:network-acl",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        acls = _paginate(run, "describe_network_acls", "NetworkAcls", Filters=run.stack_filter())
+        acls = paginate(run, "describe_network_acls", "NetworkAcls", Filters=run.stack_filter())
         return {
             component: observed(component, self.kind, acl["NetworkAclId"], **_acl_attrs(acl))
-            for component, acl in _by_component(acls).items()
+            for component, acl in by_component(acls).items()
         }
 
     def _entry_changes(self, res: Resource, found: Observed) -> list[Change]:
@@ -355,7 +339,7 @@ class NetworkAclHandler(Handler):
         ec2 = _ec2(run)
         # AWS refuses to delete an ACL that subnets use: hand them back to the VPC's default ACL first.
         # One listing of the VPC's ACLs gives both the current associations and the default ACL.
-        acls = _paginate(
+        acls = paginate(
             run, "describe_network_acls", "NetworkAcls", Filters=[{"Name": "vpc-id", "Values": [found.attrs["vpc"]]}]
         )
         ours = [acl for acl in acls if acl["NetworkAclId"] == found.id]
@@ -476,10 +460,10 @@ class SecurityGroupHandler(Handler):
     arn_types = ("ec2:security-group",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        groups = _paginate(run, "describe_security_groups", "SecurityGroups", Filters=run.stack_filter())
+        groups = paginate(run, "describe_security_groups", "SecurityGroups", Filters=run.stack_filter())
         return {
             component: observed(component, self.kind, g["GroupId"], **_group_attrs(g))
-            for component, g in _by_component(groups).items()
+            for component, g in by_component(groups).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -581,14 +565,13 @@ class SecurityGroupHandler(Handler):
 
     def _revoke(self, run: AwsRun, group_id: str, direction: str, revoke: Any, doomed: Callable[[Rule], bool]) -> None:
         """Revoke rules by their ids: exact on AWS whatever the rules' descriptions say."""
-        with aws_errors(f"reading the rules of {group_id}"):
-            records = [
-                record
-                for page in _ec2(run)
-                .get_paginator("describe_security_group_rules")
-                .paginate(Filters=[{"Name": "group-id", "Values": [group_id]}])
-                for record in page["SecurityGroupRules"]
-            ]
+        records = paginate(
+            run,
+            "describe_security_group_rules",
+            "SecurityGroupRules",
+            what=f"reading the rules of {group_id}",
+            Filters=[{"Name": "group-id", "Values": [group_id]}],
+        )
         egress = direction == "egress"
         rule_ids = []
         for record in records:
