@@ -74,6 +74,35 @@ def aws_errors(what: str) -> Iterator[None]:
         ) from None
 
 
+def caused_by(exc: BaseException, *codes: str) -> bool:
+    """True when `exc`, or the AWS error aws_errors raised it from, has one of these error codes."""
+    return is_error(exc.__cause__ or exc, *codes)
+
+
+def call_or_none(what: str, call: Callable[..., Any], missing: tuple[str, ...], **params: Any) -> Any | None:
+    """The call's reply, or None when AWS answers with one of the `missing` codes (NotFound is an answer)."""
+    try:
+        with aws_errors(what):
+            return call(**params)
+    except AwsError as exc:
+        if caused_by(exc, *missing):
+            return None
+        raise
+
+
+def ignore_missing(what: str, call: Callable[..., Any], not_found: tuple[str, ...], **params: Any) -> bool:
+    """Run one call (a delete, a detach); a `not_found` answer counts as done, so an interrupted run can
+    simply run again. Returns False when AWS said there was nothing there."""
+    try:
+        with aws_errors(what):
+            call(**params)
+    except AwsError as exc:
+        if not caused_by(exc, *not_found):
+            raise
+        return False
+    return True
+
+
 @dataclass
 class Waits:
     """Time limits (seconds) for things that become ready, or go away, asynchronously."""

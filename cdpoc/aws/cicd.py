@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, aws_errors, is_error
-from cdpoc.errors import AwsError, ConflictError
+from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun
+from cdpoc.errors import ConflictError
 from cdpoc.model import Change, Observed, Resource
-
-
-def caused_by(exc: BaseException, *codes: str) -> bool:
-    """True when an error raised through aws_errors came from one of these AWS error codes."""
-    return exc.__cause__ is not None and is_error(exc.__cause__, *codes)
-
-
-def call_or_none(what: str, call: Callable[..., Any], missing: tuple[str, ...], **params: Any) -> Any | None:
-    """The call's reply, or None when AWS answers with one of the `missing` codes (NotFound is an answer)."""
-    try:
-        with aws_errors(what):
-            return call(**params)
-    except AwsError as exc:
-        if caused_by(exc, *missing):
-            return None
-        raise
 
 
 def wanted_tags(run: AwsRun, res: Resource) -> dict[str, str]:

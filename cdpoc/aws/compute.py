@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -31,7 +31,8 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
-    is_error,
+    caused_by,
+    ignore_missing,
     observed,
     paginate,
     tag_map,
@@ -116,22 +117,6 @@ def _ec2(run: AwsRun) -> Any:
 
 def _autoscaling(run: AwsRun) -> Any:
     return run.client("autoscaling")
-
-
-def _caused_by(exc: BaseException, *codes: str) -> bool:
-    return is_error(exc.__cause__ or exc, *codes)
-
-
-def _ignore_missing(what: str, call: Callable[..., Any], **params: Any) -> bool:
-    """Deletes treat NotFound as success; returns whether there was something to act on."""
-    try:
-        with aws_errors(what):
-            call(**params)
-    except AwsError as exc:
-        if not _caused_by(exc, *NOT_FOUND):
-            raise
-        return False
-    return True
 
 
 def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
@@ -363,12 +348,15 @@ class InstanceHandler(Handler):
             addresses = ec2.describe_addresses(Filters=[{"Name": "instance-id", "Values": [found.id]}])["Addresses"]
         for address in addresses:
             if address.get("AssociationId"):
-                _ignore_missing(
+                ignore_missing(
                     f"disassociating Elastic IP {address.get('PublicIp', '')} from {found.id}",
                     ec2.disassociate_address,
+                    NOT_FOUND,
                     AssociationId=address["AssociationId"],
                 )
-        if _ignore_missing(f"terminating instance {found.id}", ec2.terminate_instances, InstanceIds=[found.id]):
+        if ignore_missing(
+            f"terminating instance {found.id}", ec2.terminate_instances, NOT_FOUND, InstanceIds=[found.id]
+        ):
             run.wait_with("ec2", "instance_terminated", f"instance {found.id} to be terminated", InstanceIds=[found.id])
 
     def describe(self, found: Observed) -> str:
@@ -484,7 +472,7 @@ class LaunchTemplateHandler(Handler):
         try:
             template = retry_iam_propagation(run, f"creating launch template {res.name}", call)
         except AwsError as exc:
-            if not _caused_by(exc, "InvalidLaunchTemplateName.AlreadyExistsException"):
+            if not caused_by(exc, "InvalidLaunchTemplateName.AlreadyExistsException"):
                 raise
             with aws_errors(f"looking up launch template {res.name}"):
                 template = _ec2(run).describe_launch_templates(LaunchTemplateNames=[res.name])["LaunchTemplates"][0]
@@ -510,9 +498,10 @@ class LaunchTemplateHandler(Handler):
         return self._observe(run, res.key, template)
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(
+        ignore_missing(
             f"deleting launch template {found.attrs.get('name', found.id)}",
             _ec2(run).delete_launch_template,
+            NOT_FOUND,
             LaunchTemplateId=found.id,
         )
 
@@ -683,7 +672,7 @@ class AutoScalingGroupHandler(Handler):
             # A fresh instance profile in the launch template is refused for a while ("Invalid IAM Instance Profile").
             retry_iam_propagation(run, f"creating Auto Scaling group {res.name}", call)
         except AwsError as exc:
-            if not _caused_by(exc, "AlreadyExists"):
+            if not caused_by(exc, "AlreadyExists"):
                 raise
         group = self._describe_group(run, res.name)
         if group is None:
@@ -806,10 +795,10 @@ class AutoScalingGroupHandler(Handler):
             with aws_errors(f"deleting Auto Scaling group {name}"):
                 client.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
         except AwsError as exc:
-            if _caused_by(exc, *BUSY):
+            if caused_by(exc, *BUSY):
                 raise DependencyViolation(exc.message) from exc
             # "Not found" is a ValidationError like any other: ask whether the group is gone instead.
-            if not (_caused_by(exc, "ValidationError") and self._describe_group(run, name) is None):
+            if not (caused_by(exc, "ValidationError") and self._describe_group(run, name) is None):
                 raise
         run.wait_until(
             f"Auto Scaling group {name} and its instances to be deleted",

@@ -16,10 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, observed, paginate
+from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, call_or_none, caused_by, observed, paginate
 from cdpoc.aws.cicd import (
-    call_or_none,
-    caused_by,
     missing_tags,
     ownership,
     ownership_changes,

@@ -24,12 +24,13 @@ from cdpoc.aws.base import (
     DependencyViolation,
     Handler,
     aws_errors,
+    caused_by,
     error_code,
-    is_error,
+    ignore_missing,
     observed,
     tag_map,
 )
-from cdpoc.errors import ConflictError, WaitTimeout
+from cdpoc.errors import AwsError, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.stack.names import iam_path
 
@@ -145,17 +146,13 @@ def _iam(run: AwsRun) -> Any:
     return run.client("iam")
 
 
-def _ignore_missing(what: str, call: Callable[..., Any], **params: Any) -> None:
-    """Deletes treat NotFound as success; a resource still in use becomes DependencyViolation (retried)."""
+def _detach_or_delete(what: str, call: Callable[..., Any], **params: Any) -> None:
+    """ignore_missing, and a resource still in use (DeleteConflict) becomes DependencyViolation (retried)."""
     try:
-        with aws_errors(what):
-            call(**params)
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        if is_error(cause, *NOT_FOUND):
-            return
-        if is_error(cause, "DeleteConflict"):
-            raise DependencyViolation(str(getattr(exc, "message", exc))) from exc
+        ignore_missing(what, call, NOT_FOUND, **params)
+    except AwsError as exc:
+        if caused_by(exc, "DeleteConflict"):
+            raise DependencyViolation(exc.message) from exc
         raise
 
 
@@ -293,7 +290,7 @@ class RoleHandler(Handler):
                     Tags=run.tags(res.key, res.name),
                 )["Role"]
         except Exception as exc:
-            if not is_error(exc.__cause__ or exc, "EntityAlreadyExists"):
+            if not caused_by(exc, "EntityAlreadyExists"):
                 raise
             return self._adopt(run, res, deps)
         run.wait_with("iam", "role_exists", f"IAM role {res.name} to exist", RoleName=res.name)
@@ -335,7 +332,7 @@ class RoleHandler(Handler):
                     iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
         for policy_name in have_inline:
             if policy_name not in res.props["inline_policies"]:
-                _ignore_missing(
+                _detach_or_delete(
                     f"deleting inline policy {policy_name} of role {name}",
                     iam.delete_role_policy,
                     RoleName=name,
@@ -346,7 +343,7 @@ class RoleHandler(Handler):
             with aws_errors(f"attaching {arn} to role {name}"):
                 iam.attach_role_policy(RoleName=name, PolicyArn=arn)
         for arn in sorted(have - wanted):
-            _ignore_missing(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
+            _detach_or_delete(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
         return observed(
             res,
             self.kind,
@@ -382,26 +379,26 @@ class RoleHandler(Handler):
                     for p in page["AttachedPolicies"]
                 ]
         except Exception as exc:
-            if is_error(exc.__cause__ or exc, *NOT_FOUND):
+            if caused_by(exc, *NOT_FOUND):
                 return
             raise
         for profile in profiles:
-            _ignore_missing(
+            _detach_or_delete(
                 f"removing role {name} from instance profile {profile}",
                 iam.remove_role_from_instance_profile,
                 InstanceProfileName=profile,
                 RoleName=name,
             )
         for policy_name in inline:
-            _ignore_missing(
+            _detach_or_delete(
                 f"deleting inline policy {policy_name} of role {name}",
                 iam.delete_role_policy,
                 RoleName=name,
                 PolicyName=policy_name,
             )
         for arn in managed:
-            _ignore_missing(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
-        _ignore_missing(f"deleting IAM role {name}", iam.delete_role, RoleName=name)
+            _detach_or_delete(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
+        _detach_or_delete(f"deleting IAM role {name}", iam.delete_role, RoleName=name)
 
     def describe(self, found: Observed) -> str:
         return str(found.attrs.get("arn") or found.id)
@@ -480,7 +477,7 @@ class InstanceProfileHandler(Handler):
                     InstanceProfileName=res.name, Path=res.props["path"], Tags=run.tags(res.key, res.name)
                 )["InstanceProfile"]
         except Exception as exc:
-            if not is_error(exc.__cause__ or exc, "EntityAlreadyExists"):
+            if not caused_by(exc, "EntityAlreadyExists"):
                 raise
             with aws_errors(f"reading instance profile {res.name}"):
                 profile = _iam(run).get_instance_profile(InstanceProfileName=res.name)["InstanceProfile"]
@@ -512,7 +509,7 @@ class InstanceProfileHandler(Handler):
         # A profile holds at most one role: make room before adding ours.
         for other in found.attrs["roles"]:
             if other != role:
-                _ignore_missing(
+                _detach_or_delete(
                     f"removing role {other} from instance profile {name}",
                     iam.remove_role_from_instance_profile,
                     InstanceProfileName=name,
@@ -542,17 +539,17 @@ class InstanceProfileHandler(Handler):
                     for r in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"].get("Roles", [])
                 ]
         except Exception as exc:
-            if is_error(exc.__cause__ or exc, *NOT_FOUND):
+            if caused_by(exc, *NOT_FOUND):
                 return
             raise
         for role in roles:
-            _ignore_missing(
+            _detach_or_delete(
                 f"removing role {role} from instance profile {name}",
                 iam.remove_role_from_instance_profile,
                 InstanceProfileName=name,
                 RoleName=role,
             )
-        _ignore_missing(f"deleting instance profile {name}", iam.delete_instance_profile, InstanceProfileName=name)
+        _detach_or_delete(f"deleting instance profile {name}", iam.delete_instance_profile, InstanceProfileName=name)
 
     def describe(self, found: Observed) -> str:
         return str(found.attrs.get("arn") or found.id)

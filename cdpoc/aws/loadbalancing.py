@@ -8,10 +8,21 @@ checks the stack tag of what it got back and refuses what is not ours.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, Handler, aws_errors, is_error, observed, paginate, tag_map
+from cdpoc.aws.base import (
+    COMPONENT_TAG,
+    STACK_TAG,
+    AwsRun,
+    Handler,
+    aws_errors,
+    caused_by,
+    ignore_missing,
+    observed,
+    paginate,
+    tag_map,
+)
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 
@@ -31,22 +42,6 @@ HEALTH_CHECK_FIELDS = (
 
 def _elbv2(run: AwsRun) -> Any:
     return run.client("elbv2")
-
-
-def _caused_by(exc: BaseException, *codes: str) -> bool:
-    return is_error(exc.__cause__ or exc, *codes)
-
-
-def _ignore_missing(what: str, call: Callable[..., Any], **params: Any) -> bool:
-    """Deletes treat NotFound as success; returns whether there was something to delete."""
-    try:
-        with aws_errors(what):
-            call(**params)
-    except AwsError as exc:
-        if not _caused_by(exc, *NOT_FOUND):
-            raise
-        return False
-    return True
 
 
 def _listing(run: AwsRun, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
@@ -169,7 +164,7 @@ class TargetGroupHandler(Handler):
                 )["TargetGroups"][0]
         except AwsError as exc:
             # Same name, other settings. (Same settings: AWS returns the existing group instead.)
-            if not _caused_by(exc, "DuplicateTargetGroupName"):
+            if not caused_by(exc, "DuplicateTargetGroupName"):
                 raise
             group = self._by_name(run, res.name)
         refuse_unless_ours(run, res, "target group", group["TargetGroupArn"])
@@ -216,9 +211,10 @@ class TargetGroupHandler(Handler):
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         # In use by a listener: ResourceInUse, which the sweeper retries until the listener is gone.
-        _ignore_missing(
+        ignore_missing(
             f"deleting target group {found.attrs.get('name', found.id)}",
             _elbv2(run).delete_target_group,
+            NOT_FOUND,
             TargetGroupArn=found.id,
         )
 
@@ -289,7 +285,7 @@ class LoadBalancerHandler(Handler):
                 )["LoadBalancers"][0]
         except AwsError as exc:
             # Same name, other settings. (Same settings: AWS returns the existing load balancer instead.)
-            if not _caused_by(exc, "DuplicateLoadBalancerName"):
+            if not caused_by(exc, "DuplicateLoadBalancerName"):
                 raise
             with aws_errors(f"looking up load balancer {res.name}"):
                 lb = _elbv2(run).describe_load_balancers(Names=[res.name])["LoadBalancers"][0]
@@ -316,7 +312,9 @@ class LoadBalancerHandler(Handler):
         name = found.attrs.get("name", found.id)
         # Deleting a load balancer deletes its listeners too. DeleteLoadBalancer succeeds for one
         # that is already gone.
-        _ignore_missing(f"deleting load balancer {name}", _elbv2(run).delete_load_balancer, LoadBalancerArn=found.id)
+        ignore_missing(
+            f"deleting load balancer {name}", _elbv2(run).delete_load_balancer, NOT_FOUND, LoadBalancerArn=found.id
+        )
         run.wait_with(
             "elbv2", "load_balancers_deleted", f"load balancer {name} to be deleted", LoadBalancerArns=[found.id]
         )
@@ -416,7 +414,7 @@ class ListenerHandler(Handler):
                 )["Listeners"][0]
         except AwsError as exc:
             # The port is taken by a listener with other settings; ours (tagged) is converged, others refused.
-            if not _caused_by(exc, "DuplicateListener"):
+            if not caused_by(exc, "DuplicateListener"):
                 raise
             listener = self._on_port(run, lb_arn, res.props["port"])
         refuse_unless_ours(run, res, "listener", listener["ListenerArn"])
@@ -446,7 +444,7 @@ class ListenerHandler(Handler):
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(f"deleting listener {found.id}", _elbv2(run).delete_listener, ListenerArn=found.id)
+        ignore_missing(f"deleting listener {found.id}", _elbv2(run).delete_listener, NOT_FOUND, ListenerArn=found.id)
 
     def describe(self, found: Observed) -> str:
         target = found.attrs.get("target_group", "")

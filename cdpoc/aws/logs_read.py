@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from cdpoc.aws.base import AwsRun, is_error
+from cdpoc.aws.base import AwsRun, caused_by
 from cdpoc.aws.observe import reading
 from cdpoc.errors import EXIT_LEFTOVERS, AwsError, CdpocError
 
@@ -17,10 +17,6 @@ class LogGroupNotFound(CdpocError):
     """The stack's log group does not exist: the stack is not up (exit 3, like anything missing)."""
 
     exit_code = EXIT_LEFTOVERS
-
-
-def _not_found(exc: AwsError) -> bool:
-    return exc.__cause__ is not None and is_error(exc.__cause__, "ResourceNotFoundException")
 
 
 def _group_missing(group: str) -> LogGroupNotFound:
@@ -38,7 +34,7 @@ def stream_names(run: AwsRun, group: str) -> list[str]:
             for page in run.client("logs").get_paginator("describe_log_streams").paginate(logGroupName=group):
                 names.extend(s["logStreamName"] for s in page.get("logStreams", []))
     except AwsError as exc:
-        if _not_found(exc):
+        if caused_by(exc, "ResourceNotFoundException"):
             raise _group_missing(group) from None
         raise
     return names
@@ -67,6 +63,6 @@ def events(
             for page in run.client("logs").get_paginator("filter_log_events").paginate(**params):
                 yield from page.get("events", [])
     except AwsError as exc:
-        if _not_found(exc):
+        if caused_by(exc, "ResourceNotFoundException"):
             raise _group_missing(group) from None
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, is_error, observed, paginate
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, ignore_missing, observed, paginate
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -24,16 +24,6 @@ NOT_FOUND = (
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _ignore_missing(what: str, call: Any, **params: Any) -> None:
-    """Deletes treat NotFound as success: a re-run of `down` after an interruption must not fail."""
-    try:
-        with aws_errors(what):
-            call(**params)
-    except Exception as exc:
-        if not is_error(exc.__cause__ or exc, *NOT_FOUND):
-            raise
 
 
 def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
@@ -89,7 +79,7 @@ class VpcHandler(Handler):
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(f"deleting VPC {found.id}", _ec2(run).delete_vpc, VpcId=found.id)
+        ignore_missing(f"deleting VPC {found.id}", _ec2(run).delete_vpc, NOT_FOUND, VpcId=found.id)
 
     def describe(self, found: Observed) -> str:
         return f"{found.id} ({found.attrs.get('cidr', '')})"
@@ -149,7 +139,7 @@ class SubnetHandler(Handler):
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(f"deleting subnet {found.id}", _ec2(run).delete_subnet, SubnetId=found.id)
+        ignore_missing(f"deleting subnet {found.id}", _ec2(run).delete_subnet, NOT_FOUND, SubnetId=found.id)
 
     def describe(self, found: Observed) -> str:
         return f"{found.id} ({found.attrs.get('cidr', '')}, {found.attrs.get('zone', '')})"
@@ -193,9 +183,10 @@ class InternetGatewayHandler(Handler):
         vpc_id = deps[res.props["vpc"]].id
         for other in found.attrs["vpcs"]:
             if other != vpc_id:
-                _ignore_missing(
+                ignore_missing(
                     f"detaching {found.id} from {other}",
                     _ec2(run).detach_internet_gateway,
+                    NOT_FOUND,
                     InternetGatewayId=found.id,
                     VpcId=other,
                 )
@@ -208,15 +199,17 @@ class InternetGatewayHandler(Handler):
         # Detaching fails with DependencyViolation while public addresses are still mapped in the
         # VPC (NAT, ALB); the sweeper retries it within its budget.
         for vpc_id in found.attrs.get("vpcs", ()):
-            _ignore_missing(
+            ignore_missing(
                 f"detaching {found.id} from {vpc_id}",
                 _ec2(run).detach_internet_gateway,
+                NOT_FOUND,
                 InternetGatewayId=found.id,
                 VpcId=vpc_id,
             )
-        _ignore_missing(
+        ignore_missing(
             f"deleting internet gateway {found.id}",
             _ec2(run).delete_internet_gateway,
+            NOT_FOUND,
             InternetGatewayId=found.id,
         )
 
@@ -248,9 +241,10 @@ class ElasticIpHandler(Handler):
     def delete(self, run: AwsRun, found: Observed) -> None:
         # Releasing an address still associated with a NAT/instance fails (InvalidIPAddress.InUse /
         # AuthFailure on some accounts); the owner is deleted first by the graph order.
-        _ignore_missing(
+        ignore_missing(
             f"releasing Elastic IP {found.attrs.get('public_ip') or found.id}",
             _ec2(run).release_address,
+            NOT_FOUND,
             AllocationId=found.id,
         )
 
@@ -336,7 +330,9 @@ class NatGatewayHandler(Handler):
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(f"deleting NAT gateway {found.id}", _ec2(run).delete_nat_gateway, NatGatewayId=found.id)
+        ignore_missing(
+            f"deleting NAT gateway {found.id}", _ec2(run).delete_nat_gateway, NOT_FOUND, NatGatewayId=found.id
+        )
         # Its EIP and network interface are only released once it is `deleted`.
         run.wait_with(
             "ec2",
@@ -450,12 +446,13 @@ class RouteTableHandler(Handler):
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)
         for subnet_id, association_id in found.attrs.get("associations", {}).items():
-            _ignore_missing(
+            ignore_missing(
                 f"disassociating {subnet_id} from {found.id}",
                 ec2.disassociate_route_table,
+                NOT_FOUND,
                 AssociationId=association_id,
             )
-        _ignore_missing(f"deleting route table {found.id}", ec2.delete_route_table, RouteTableId=found.id)
+        ignore_missing(f"deleting route table {found.id}", ec2.delete_route_table, NOT_FOUND, RouteTableId=found.id)
 
 
 HANDLERS: tuple[Handler, ...] = (

@@ -10,7 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, AwsRun, Handler, aws_errors, is_error, observed, tag_map
+from cdpoc.aws.base import (
+    COMPONENT_TAG,
+    STACK_TAG,
+    AwsRun,
+    Handler,
+    aws_errors,
+    caused_by,
+    ignore_missing,
+    observed,
+    tag_map,
+)
 from cdpoc.aws.storage import missing_tags, ownership_changes, tagged_resources
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
@@ -41,14 +51,7 @@ class TopicHandler(Handler):
     arn_types = ("sns:topic",)
 
     def _exists(self, run: AwsRun, arn: str) -> bool:
-        try:
-            with aws_errors(f"looking up topic {arn}"):
-                _sns(run).get_topic_attributes(TopicArn=arn)
-        except AwsError as exc:
-            if exc.__cause__ is not None and is_error(exc.__cause__, *TOPIC_MISSING):
-                return False
-            raise
-        return True
+        return ignore_missing(f"looking up topic {arn}", _sns(run).get_topic_attributes, TOPIC_MISSING, TopicArn=arn)
 
     def _subscriptions(self, run: AwsRun, arn: str) -> tuple[tuple[str, str], ...]:
         """(email address, subscription ARN or "PendingConfirmation") of the topic's email subscriptions."""
@@ -127,12 +130,9 @@ class TopicHandler(Handler):
                 sns.tag_resource(ResourceArn=arn, Tags=missing)
         subscriptions = dict(found.attrs["subscriptions"])
         for endpoint, subscription in self._stale(res, found):
-            try:
-                with aws_errors(f"unsubscribing {endpoint} from {arn}"):
-                    sns.unsubscribe(SubscriptionArn=subscription)
-            except AwsError as exc:
-                if exc.__cause__ is None or not is_error(exc.__cause__, *TOPIC_MISSING):
-                    raise
+            ignore_missing(
+                f"unsubscribing {endpoint} from {arn}", sns.unsubscribe, TOPIC_MISSING, SubscriptionArn=subscription
+            )
             subscriptions.pop(endpoint, None)
         email = res.props["email"]
         if email and email not in subscriptions:
@@ -152,12 +152,7 @@ class TopicHandler(Handler):
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         # Deleting a topic removes its subscriptions, pending ones included; deleting a missing topic succeeds.
-        try:
-            with aws_errors(f"deleting topic {found.id}"):
-                _sns(run).delete_topic(TopicArn=found.id)
-        except AwsError as exc:
-            if exc.__cause__ is None or not is_error(exc.__cause__, *TOPIC_MISSING):
-                raise
+        ignore_missing(f"deleting topic {found.id}", _sns(run).delete_topic, TOPIC_MISSING, TopicArn=found.id)
 
     def describe(self, found: Observed) -> str:
         name = found.attrs.get("name") or found.id
@@ -239,7 +234,7 @@ class LogGroupHandler(Handler):
             with aws_errors(f"creating log group {res.name}"):
                 _logs(run).create_log_group(logGroupName=res.name, tags=tags)
         except AwsError as exc:
-            if exc.__cause__ is None or not is_error(exc.__cause__, "ResourceAlreadyExistsException"):
+            if not caused_by(exc, "ResourceAlreadyExistsException"):
                 raise
             found = self.find(run, res)
             if found is None:
@@ -283,12 +278,9 @@ class LogGroupHandler(Handler):
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        try:
-            with aws_errors(f"deleting log group {found.id}"):
-                _logs(run).delete_log_group(logGroupName=found.id)
-        except AwsError as exc:
-            if exc.__cause__ is None or not is_error(exc.__cause__, *LOG_GROUP_MISSING):
-                raise
+        ignore_missing(
+            f"deleting log group {found.id}", _logs(run).delete_log_group, LOG_GROUP_MISSING, logGroupName=found.id
+        )
 
     def describe(self, found: Observed) -> str:
         days = found.attrs.get("retention_days")

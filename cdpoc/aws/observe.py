@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, is_error
+from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, caused_by
 from cdpoc.errors import AwsError
 
 # Every throttling code the services behind status and logs answer with (EC2 uses RequestLimitExceeded).
@@ -36,15 +36,11 @@ def reading(what: str) -> Iterator[None]:
         with aws_errors(what):
             yield
     except AwsError as exc:
-        if exc.__cause__ is not None and is_error(exc.__cause__, *THROTTLING):
+        if caused_by(exc, *THROTTLING):
             raise Throttled(
                 f"{what}: AWS is throttling requests", "Wait a little, or refresh less often."
             ) from exc.__cause__
         raise
-
-
-def _missing(exc: AwsError, *codes: str) -> bool:
-    return exc.__cause__ is not None and is_error(exc.__cause__, *codes)
 
 
 # --- Auto Scaling and the load balancer ---------------------------------------------------------------
@@ -72,7 +68,7 @@ def target_health(run: AwsRun, target_group_arn: str) -> list[dict[str, Any]]:
         with reading("reading the target group's health"):
             reply = run.client("elbv2").describe_target_health(TargetGroupArn=target_group_arn)
     except AwsError as exc:
-        if _missing(exc, "TargetGroupNotFound", "TargetGroupNotFoundException"):
+        if caused_by(exc, "TargetGroupNotFound", "TargetGroupNotFoundException"):
             return []
         raise
     return list(reply["TargetHealthDescriptions"])
@@ -115,7 +111,7 @@ def pipeline_state(run: AwsRun, name: str) -> dict[str, Any] | None:
         with reading(f"reading the state of pipeline {name}"):
             return dict(run.client("codepipeline").get_pipeline_state(name=name))
     except AwsError as exc:
-        if _missing(exc, "PipelineNotFoundException"):
+        if caused_by(exc, "PipelineNotFoundException"):
             return None
         raise
 
@@ -127,7 +123,7 @@ def action_executions(run: AwsRun, pipeline: str, limit: int = 50) -> list[dict[
         with reading(f"reading the action executions of pipeline {pipeline}"):
             reply = run.client("codepipeline").list_action_executions(pipelineName=pipeline, maxResults=limit)
     except AwsError as exc:
-        if _missing(exc, "PipelineNotFoundException"):
+        if caused_by(exc, "PipelineNotFoundException"):
             return []
         raise
     return list(reply.get("actionExecutionDetails", []))
@@ -156,7 +152,7 @@ def recent_deployments(run: AwsRun, application: str, group: str, also: Sequence
         with reading(f"listing the deployments of {application}/{group}"):
             listed = client.list_deployments(applicationName=application, deploymentGroupName=group)["deployments"]
     except AwsError as exc:
-        if _missing(exc, "ApplicationDoesNotExistException", "DeploymentGroupDoesNotExistException"):
+        if caused_by(exc, "ApplicationDoesNotExistException", "DeploymentGroupDoesNotExistException"):
             return []
         raise
     ids = _candidates(listed, also)
@@ -179,7 +175,7 @@ def deployment_targets(run: AwsRun, deployment_id: str) -> list[dict[str, Any]]:
             for page in client.get_paginator("list_deployment_targets").paginate(deploymentId=deployment_id):
                 target_ids.extend(page.get("targetIds", []))
     except AwsError as exc:
-        if _missing(exc, "DeploymentNotStartedException", "DeploymentDoesNotExistException"):
+        if caused_by(exc, "DeploymentNotStartedException", "DeploymentDoesNotExistException"):
             return []
         raise
     targets: list[dict[str, Any]] = []

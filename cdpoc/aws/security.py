@@ -16,7 +16,8 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
-    is_error,
+    call_or_none,
+    caused_by,
     observed,
     paginate,
     tag_map,
@@ -42,17 +43,6 @@ HIGHEST_RULE_NUMBER = 32766
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _ignoring_missing(what: str, call: Any, **params: Any) -> Any:
-    """Run one call; NotFound counts as done, so an interrupted `down` or `up` can simply run again."""
-    try:
-        with aws_errors(what):
-            return call(**params)
-    except AwsError as exc:
-        if not is_error(exc.__cause__ or exc, *NOT_FOUND):
-            raise
-        return None
 
 
 def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
@@ -154,8 +144,11 @@ class VpcEndpointHandler(Handler):
         return observed(res, self.kind, endpoint_id, **_endpoint_attrs(latest))
 
     def _describe(self, run: AwsRun, endpoint_id: str) -> dict[str, Any] | None:
-        reply = _ignoring_missing(
-            f"reading VPC endpoint {endpoint_id}", _ec2(run).describe_vpc_endpoints, VpcEndpointIds=[endpoint_id]
+        reply = call_or_none(
+            f"reading VPC endpoint {endpoint_id}",
+            _ec2(run).describe_vpc_endpoints,
+            NOT_FOUND,
+            VpcEndpointIds=[endpoint_id],
         )
         endpoints = reply["VpcEndpoints"] if reply else []
         return endpoints[0] if endpoints else None
@@ -306,9 +299,10 @@ class NetworkAclHandler(Handler):
                 call(NetworkAclId=found.id, Egress=egress, **_entry_params(entry))
         # Extras go last, so that a rule that moved to a new number is never missing in between.
         for number in sorted(set(have) - set(wanted)):
-            _ignoring_missing(
+            call_or_none(
                 f"removing {direction} {_show_entry(have[number])} from {found.id}",
                 ec2.delete_network_acl_entry,
+                NOT_FOUND,
                 NetworkAclId=found.id,
                 RuleNumber=number,
                 Egress=egress,
@@ -349,13 +343,14 @@ class NetworkAclHandler(Handler):
         for association in ours[0].get("Associations", []):
             if default is None:
                 raise AwsError(f"VPC {found.attrs['vpc']} has no default network ACL to give {found.id}'s subnets")
-            _ignoring_missing(
+            call_or_none(
                 f"moving {association['SubnetId']} back to the default network ACL",
                 ec2.replace_network_acl_association,
+                NOT_FOUND,
                 AssociationId=association["NetworkAclAssociationId"],
                 NetworkAclId=default,
             )
-        _ignoring_missing(f"deleting network ACL {found.id}", ec2.delete_network_acl, NetworkAclId=found.id)
+        call_or_none(f"deleting network ACL {found.id}", ec2.delete_network_acl, NOT_FOUND, NetworkAclId=found.id)
 
     def describe(self, found: Observed) -> str:
         rules = sum(len(found.attrs.get(d, {})) for d in DIRECTIONS)
@@ -499,7 +494,7 @@ class SecurityGroupHandler(Handler):
                     TagSpecifications=run.ec2_tag_specs("security-group", res),
                 )["GroupId"]
         except AwsError as exc:
-            if not is_error(exc.__cause__ or exc, "InvalidGroup.Duplicate"):
+            if not caused_by(exc, "InvalidGroup.Duplicate"):
                 raise
             group_id = self._adopt(run, res, vpc_id)
         run.wait_with("ec2", "security_group_exists", f"security group {group_id} to exist", GroupIds=[group_id])
@@ -555,7 +550,7 @@ class SecurityGroupHandler(Handler):
                     authorize(GroupId=found.id, IpPermissions=[_permission(r, wanted[r]) for r in missing])
             except AwsError as exc:
                 # Another run (or an interrupted one) added it already: the rule is there, as wanted.
-                if not is_error(exc.__cause__ or exc, "InvalidPermission.Duplicate"):
+                if not caused_by(exc, "InvalidPermission.Duplicate"):
                     raise
                 self._authorize_one_by_one(found.id, authorize, [_permission(r, wanted[r]) for r in missing])
         extra = have - set(wanted)
@@ -579,9 +574,10 @@ class SecurityGroupHandler(Handler):
             if bool(record.get("IsEgress")) is egress and rule is not None and doomed(rule):
                 rule_ids.append(record["SecurityGroupRuleId"])
         if rule_ids:
-            _ignoring_missing(
+            call_or_none(
                 f"revoking {direction} rules {', '.join(rule_ids)} of {group_id}",
                 revoke,
+                NOT_FOUND,
                 GroupId=group_id,
                 SecurityGroupRuleIds=rule_ids,
             )
@@ -593,13 +589,13 @@ class SecurityGroupHandler(Handler):
                 with aws_errors(f"allowing traffic into {group_id}"):
                     authorize(GroupId=group_id, IpPermissions=[permission])
             except AwsError as exc:
-                if not is_error(exc.__cause__ or exc, "InvalidPermission.Duplicate"):
+                if not caused_by(exc, "InvalidPermission.Duplicate"):
                     raise
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)
-        reply = _ignoring_missing(
-            f"reading security group {found.id}", ec2.describe_security_groups, GroupIds=[found.id]
+        reply = call_or_none(
+            f"reading security group {found.id}", ec2.describe_security_groups, NOT_FOUND, GroupIds=[found.id]
         )
         if not reply or not reply["SecurityGroups"]:
             return
@@ -613,7 +609,7 @@ class SecurityGroupHandler(Handler):
         ):
             if any(rule[3] == "group" for rule in _rules_from_aws(permissions)):
                 self._revoke(run, found.id, direction, revoke, lambda rule: rule[3] == "group")
-        _ignoring_missing(f"deleting security group {found.id}", ec2.delete_security_group, GroupId=found.id)
+        call_or_none(f"deleting security group {found.id}", ec2.delete_security_group, NOT_FOUND, GroupId=found.id)
 
     def describe(self, found: Observed) -> str:
         return f"{found.id} ({found.attrs.get('name', '')})"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, is_error, observed
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, caused_by, observed
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.stack.site import CONFIG_KEY, config_json, web_file_bytes
 
@@ -34,7 +34,7 @@ class SiteContentHandler(Handler):
                 for page in run.client("s3").get_paginator("list_objects_v2").paginate(Bucket=res.name):
                     etags.update({o["Key"]: o["ETag"].strip('"') for o in page.get("Contents", [])})
         except Exception as exc:
-            if is_error(exc.__cause__ or exc, "NoSuchBucket"):
+            if caused_by(exc, "NoSuchBucket"):
                 return None
             raise
         # SSE-S3 (the web bucket's encryption) keeps the ETag of a single-part upload equal to its MD5.
@@ -74,7 +74,7 @@ class SiteContentHandler(Handler):
                         Bucket=found.id, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
                     )
         except Exception as exc:
-            if not is_error(exc.__cause__ or exc, "NoSuchBucket"):
+            if not caused_by(exc, "NoSuchBucket"):
                 raise
 
     def describe(self, found: Observed) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -24,7 +24,9 @@ from cdpoc.aws.base import (
     DependencyViolation,
     Handler,
     aws_errors,
-    is_error,
+    call_or_none,
+    caused_by,
+    ignore_missing,
     observed,
     tag_map,
 )
@@ -83,29 +85,6 @@ def tagged_resources(run: AwsRun, resource_type: str) -> dict[str, tuple[str, di
 
 def _s3(run: AwsRun) -> Any:
     return run.client("s3")
-
-
-def _read_optional(what: str, call: Callable[..., Any], missing: Sequence[str], **params: Any) -> Any | None:
-    """A bucket sub-resource (policy, website, ...) that may not exist; None when it does not."""
-    try:
-        with aws_errors(what):
-            return call(**params)
-    except AwsError as exc:
-        if exc.__cause__ is not None and is_error(exc.__cause__, *missing):
-            return None
-        raise
-
-
-def _ignore_missing(what: str, call: Callable[..., Any], missing: Sequence[str], **params: Any) -> bool:
-    """Run a delete; NotFound counts as done. Returns False when the thing was already gone."""
-    try:
-        with aws_errors(what):
-            call(**params)
-    except AwsError as exc:
-        if exc.__cause__ is not None and is_error(exc.__cause__, *missing):
-            return False
-        raise
-    return True
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -187,17 +166,16 @@ class BucketHandler(Handler):
             with aws_errors(f"looking up bucket {name}"):
                 reply = _s3(run).head_bucket(Bucket=name)
         except AwsError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_error(cause, *BUCKET_MISSING):
+            if caused_by(exc, *BUCKET_MISSING):
                 return None
-            if cause is not None and is_error(cause, *BUCKET_FORBIDDEN):
+            if caused_by(exc, *BUCKET_FORBIDDEN):
                 return ""
             raise
         headers = reply.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         return str(reply.get("BucketRegion") or headers.get("x-amz-bucket-region") or run.region)
 
     def _tags(self, run: AwsRun, name: str) -> dict[str, str] | None:
-        reply = _read_optional(
+        reply = call_or_none(
             f"reading the tags of bucket {name}", _s3(run).get_bucket_tagging, ("NoSuchTagSet",), Bucket=name
         )
         return tag_map(reply["TagSet"]) if reply else None
@@ -205,13 +183,13 @@ class BucketHandler(Handler):
     def _settings(self, run: AwsRun, name: str) -> dict[str, Any]:
         """Everything of the bucket that the stack manages, read back for comparison."""
         s3 = _s3(run)
-        block = _read_optional(
+        block = call_or_none(
             f"reading the public access block of {name}",
             s3.get_public_access_block,
             ("NoSuchPublicAccessBlockConfiguration",),
             Bucket=name,
         )
-        encryption = _read_optional(
+        encryption = call_or_none(
             f"reading the encryption of {name}",
             s3.get_bucket_encryption,
             ("ServerSideEncryptionConfigurationNotFoundError",),
@@ -220,13 +198,13 @@ class BucketHandler(Handler):
         rules = encryption["ServerSideEncryptionConfiguration"]["Rules"] if encryption else []
         with aws_errors(f"reading the versioning of {name}"):
             versioning = s3.get_bucket_versioning(Bucket=name).get("Status", "")
-        website = _read_optional(
+        website = call_or_none(
             f"reading the website of {name}", s3.get_bucket_website, ("NoSuchWebsiteConfiguration",), Bucket=name
         )
-        policy = _read_optional(
+        policy = call_or_none(
             f"reading the policy of {name}", s3.get_bucket_policy, ("NoSuchBucketPolicy",), Bucket=name
         )
-        cors = _read_optional(
+        cors = call_or_none(
             f"reading the CORS of {name}", s3.get_bucket_cors, ("NoSuchCORSConfiguration",), Bucket=name
         )
         return {
@@ -320,10 +298,9 @@ class BucketHandler(Handler):
                     Bucket=res.name, CreateBucketConfiguration=configuration, ObjectOwnership="BucketOwnerEnforced"
                 )
         except AwsError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_error(cause, "BucketAlreadyExists"):
+            if caused_by(exc, "BucketAlreadyExists"):
                 raise self._taken(res) from exc
-            if cause is not None and is_error(cause, "BucketAlreadyOwnedByYou"):
+            if caused_by(exc, "BucketAlreadyOwnedByYou"):
                 return self._adopt(run, res, deps)
             raise
         run.wait_with("s3", "bucket_exists", f"bucket {res.name} to exist", Bucket=res.name)
@@ -455,7 +432,7 @@ class BucketHandler(Handler):
                     _s3(run).put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
                 return
             except AwsError as exc:
-                if exc.__cause__ is None or not is_error(exc.__cause__, "AccessDenied"):
+                if not caused_by(exc, "AccessDenied"):
                     raise
                 if attempt == PUBLIC_POLICY_ATTEMPTS:
                     raise self._public_policy_refused(run, name) from exc
@@ -481,10 +458,9 @@ class BucketHandler(Handler):
             with aws_errors(f"deleting bucket {found.id}"):
                 _s3(run).delete_bucket(Bucket=found.id)
         except AwsError as exc:
-            cause = exc.__cause__
-            if cause is not None and is_error(cause, "NoSuchBucket"):
+            if caused_by(exc, "NoSuchBucket"):
                 return
-            if cause is not None and is_error(cause, "BucketNotEmpty"):
+            if caused_by(exc, "BucketNotEmpty"):
                 # Something wrote to it while we emptied it; the sweeper retries (and we empty it again).
                 raise DependencyViolation(f"bucket {found.id} is not empty yet") from exc
             raise
@@ -503,7 +479,7 @@ class BucketHandler(Handler):
                     for batch in _chunks(keys, DELETE_BATCH):
                         self._delete_batch(run, name, batch)
         except AwsError as exc:
-            if exc.__cause__ is not None and is_error(exc.__cause__, "NoSuchBucket"):
+            if caused_by(exc, "NoSuchBucket"):
                 return False
             raise
         return True
@@ -648,7 +624,7 @@ class ParameterHandler(Handler):
                     Tags=run.tags(res.key, res.name),
                 )
         except AwsError as exc:
-            if exc.__cause__ is None or not is_error(exc.__cause__, "ParameterAlreadyExists"):
+            if not caused_by(exc, "ParameterAlreadyExists"):
                 raise
             return self._adopt(run, res, deps)
         return self._result(run, res, res.props["type"], value)
@@ -698,7 +674,7 @@ class ParameterHandler(Handler):
         return observed(res, self.kind, res.name, **attrs)
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        _ignore_missing(
+        ignore_missing(
             f"deleting parameter {found.id}", _ssm(run).delete_parameter, ("ParameterNotFound",), Name=found.id
         )
 
