@@ -227,6 +227,20 @@ def observed(res_or_key: Resource | str, kind: str, physical_id: str, **attrs: A
     return Observed(key=key, kind=kind, id=physical_id, attrs=attrs)
 
 
+def dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
+    """The id of dependency `key`; None while it does not exist."""
+    found = deps.get(key)
+    return found.id if found else None
+
+
+def dep_attr(deps: Mapping[str, Observed | None], key: str, attr: str) -> str | None:
+    """Attribute `attr` of dependency `key` as text; None while it does not exist or the attribute is empty."""
+    found = deps.get(key)
+    if found is None:
+        return None
+    return str(found.attrs.get(attr, "")) or None
+
+
 def paginate(
     run: AwsRun, operation: str, key: str, *, service: str = "ec2", what: str = "", **params: Any
 ) -> list[dict[str, Any]]:

@@ -32,6 +32,8 @@ from cdpoc.aws.base import (
     aws_errors,
     by_component,
     caused_by,
+    dep_attr,
+    dep_id,
     ignore_missing,
     observed,
     paginate,
@@ -100,8 +102,7 @@ def user_data(spec: Mapping[str, Any], deps: Mapping[str, Observed | None]) -> s
     """
     values = dict(spec["values"])
     for placeholder, source in spec.get("from_dependencies", {}).items():
-        found = deps.get(source["resource"])
-        value = str(found.attrs.get(source["attr"], "")) if found else ""
+        value = dep_attr(deps, source["resource"], source["attr"])
         if not value:
             raise AwsError(f"{source['resource']} has no {source['attr']}: cannot render {spec['template']}")
         values[placeholder] = _origin(value) if source.get("as") == "origin" else value
@@ -117,18 +118,6 @@ def _ec2(run: AwsRun) -> Any:
 
 def _autoscaling(run: AwsRun) -> Any:
     return run.client("autoscaling")
-
-
-def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
-    found = deps.get(key)
-    return found.id if found else None
-
-
-def _dep_attr(deps: Mapping[str, Observed | None], key: str, attr: str) -> str | None:
-    found = deps.get(key)
-    if found is None:
-        return None
-    return str(found.attrs.get(attr, "")) or None
 
 
 def resolve_ami(run: AwsRun, parameter: str) -> str:
@@ -209,7 +198,7 @@ class InstanceHandler(Handler):
             changes.append(
                 Change(f"instance type is {attrs['instance_type']}, config wants {props['instance_type']}", False)
             )
-        subnet_id = _dep_id(deps, props["subnet"])
+        subnet_id = dep_id(deps, props["subnet"])
         if subnet_id and attrs["subnet"] != subnet_id:
             changes.append(Change(f"it is in subnet {attrs['subnet']}, not {subnet_id}", in_place=False))
         if attrs["key_name"] != (props["key_name"] or ""):
@@ -224,15 +213,15 @@ class InstanceHandler(Handler):
         changes = []
         if attrs["state"] != "running":
             changes.append(Change(f"state is {attrs['state']}: start it (or wait) until running"))
-        groups = tuple(_dep_id(deps, key) for key in props["security_groups"])
+        groups = tuple(dep_id(deps, key) for key in props["security_groups"])
         if None in groups or tuple(sorted(g for g in groups if g)) != attrs["security_groups"]:
             changes.append(Change(f"security groups -> {', '.join(props['security_groups'])}"))
         if (attrs["http_tokens"], attrs["metadata_tags"]) != ("required", "enabled"):
             changes.append(Change("require IMDSv2 tokens and show instance tags in the metadata"))
-        if props.get("profile") and _dep_attr(deps, props["profile"], "arn") != attrs["profile_arn"]:
+        if props.get("profile") and dep_attr(deps, props["profile"], "arn") != attrs["profile_arn"]:
             changes.append(Change(f"instance profile -> {props['profile']}"))
         if props.get("eip"):
-            address = _dep_attr(deps, props["eip"], "public_ip")
+            address = dep_attr(deps, props["eip"], "public_ip")
             if address is None or address != attrs["public_ip"]:
                 changes.append(Change(f"associate Elastic IP {address or props['eip']}"))
         return changes
@@ -598,15 +587,15 @@ class AutoScalingGroupHandler(Handler):
         self, run: AwsRun, res: Resource, deps: Mapping[str, Observed | None], found: Observed | None = None
     ) -> dict[str, Any]:
         props = res.props
-        subnets = tuple(_dep_id(deps, key) for key in props["subnets"])
-        alb, target_group = _dep_id(deps, props["load_balancer"]), _dep_id(deps, props["target_group"])
+        subnets = tuple(dep_id(deps, key) for key in props["subnets"])
+        alb, target_group = dep_id(deps, props["load_balancer"]), dep_id(deps, props["target_group"])
         policy = props["scaling_policy"]
         return {
             "settings": {
                 "min_size": props["min_size"],
                 "max_size": props["max_size"],
                 "subnets": None if None in subnets else tuple(sorted(s for s in subnets if s)),
-                "launch_template": (_dep_id(deps, props["launch_template"]), "$Default"),
+                "launch_template": (dep_id(deps, props["launch_template"]), "$Default"),
                 "health_check_type": _health_check_type(
                     props["health_check_type"], found.attrs["health_check_type"] if found else ""
                 ),
@@ -621,7 +610,7 @@ class AutoScalingGroupHandler(Handler):
                 "target": float(policy["target_requests_per_instance"]),
             },
             "notifications": (
-                _dep_id(deps, props["notifications"]["topic"]),
+                dep_id(deps, props["notifications"]["topic"]),
                 tuple(sorted(props["notifications"]["types"])),
             ),
         }

@@ -18,6 +18,7 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     caused_by,
+    dep_id,
     ignore_missing,
     observed,
     paginate,
@@ -80,11 +81,6 @@ def refuse_unless_ours(run: AwsRun, res: Resource, what: str, arn: str) -> None:
         )
 
 
-def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
-    found = deps.get(key)
-    return found.id if found else None
-
-
 def _arn_tail(arn: str, marker: str) -> str:
     """'arn:...:loadbalancer/app/name/id' with marker 'loadbalancer/' -> 'app/name/id'."""
     return arn.split(f":{marker}", 1)[1] if f":{marker}" in arn else ""
@@ -134,7 +130,7 @@ class TargetGroupHandler(Handler):
             for what in ("protocol", "port", "target_type")
             if attrs[what] != props[what]
         ]
-        vpc_id = _dep_id(deps, props["vpc"])
+        vpc_id = dep_id(deps, props["vpc"])
         if vpc_id and attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         wanted = props["health_check"]
@@ -254,7 +250,7 @@ class LoadBalancerHandler(Handler):
 
     @staticmethod
     def _wanted(res: Resource, deps: Mapping[str, Observed | None], prop: str) -> tuple[str | None, ...]:
-        return tuple(_dep_id(deps, key) for key in res.props[prop])
+        return tuple(dep_id(deps, key) for key in res.props[prop])
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         attrs = found.attrs
@@ -388,12 +384,12 @@ class ListenerHandler(Handler):
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         attrs, props = found.attrs, res.props
         changes = []
-        lb_arn = _dep_id(deps, props["load_balancer"])
+        lb_arn = dep_id(deps, props["load_balancer"])
         if lb_arn and attrs["load_balancer"] != lb_arn:
             changes.append(Change("it belongs to another load balancer", in_place=False))
         if (attrs["protocol"], attrs["port"]) != (props["protocol"], props["port"]):
             changes.append(Change(f"{attrs['protocol']}:{attrs['port']} -> {props['protocol']}:{props['port']}"))
-        tg_arn = _dep_id(deps, props["target_group"])
+        tg_arn = dep_id(deps, props["target_group"])
         if tg_arn is None or attrs["target_group"] != tg_arn:
             changes.append(Change(f"forward to {props['target_group']} (now {attrs['target_group'] or 'nothing'})"))
         return changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, ignore_missing, observed, paginate
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, dep_id, ignore_missing, observed, paginate
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -24,11 +24,6 @@ NOT_FOUND = (
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
-    found = deps.get(key)
-    return found.id if found else None
 
 
 class VpcHandler(Handler):
@@ -110,7 +105,7 @@ class SubnetHandler(Handler):
             changes.append(Change(f"CIDR is {found.attrs['cidr']}, config wants {res.props['cidr']}", in_place=False))
         if found.attrs["zone"] != res.props["zone"]:
             changes.append(Change(f"zone is {found.attrs['zone']}, config wants {res.props['zone']}", in_place=False))
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id and found.attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         return changes
@@ -167,7 +162,7 @@ class InternetGatewayHandler(Handler):
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id not in found.attrs["vpcs"]:
             return [Change(f"not attached to {vpc_id or 'the stack VPC'}")]
         return []
@@ -282,7 +277,7 @@ class NatGatewayHandler(Handler):
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
-        subnet_id = _dep_id(deps, res.props["subnet"])
+        subnet_id = dep_id(deps, res.props["subnet"])
         if subnet_id and found.attrs["subnet"] != subnet_id:
             changes.append(Change(f"it is in subnet {found.attrs['subnet']}, not {subnet_id}", in_place=False))
         if found.attrs["state"] == "pending":
@@ -373,13 +368,13 @@ class RouteTableHandler(Handler):
     def _wanted(
         self, res: Resource, deps: Mapping[str, Observed | None]
     ) -> tuple[dict[str, str | None], dict[str, str | None]]:
-        routes = {dest: _dep_id(deps, target) for dest, target in res.props["routes"].items()}
-        subnets = {key: _dep_id(deps, key) for key in res.props["subnets"]}
+        routes = {dest: dep_id(deps, target) for dest, target in res.props["routes"].items()}
+        subnets = {key: dep_id(deps, key) for key in res.props["subnets"]}
         return routes, subnets
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id and found.attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         routes, subnets = self._wanted(res, deps)

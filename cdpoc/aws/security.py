@@ -18,6 +18,7 @@ from cdpoc.aws.base import (
     by_component,
     call_or_none,
     caused_by,
+    dep_id,
     observed,
     paginate,
     tag_map,
@@ -43,11 +44,6 @@ HIGHEST_RULE_NUMBER = 32766
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
-
-
-def _dep_id(deps: Mapping[str, Observed | None], key: str) -> str | None:
-    found = deps.get(key)
-    return found.id if found else None
 
 
 # -- S3 gateway endpoint ------------------------------------------------------------------------------
@@ -80,11 +76,11 @@ class VpcEndpointHandler(Handler):
         }
 
     def _route_tables(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, str | None]:
-        return {key: _dep_id(deps, key) for key in res.props["route_tables"]}
+        return {key: dep_id(deps, key) for key in res.props["route_tables"]}
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id and found.attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         if found.attrs["service"] != res.props["service"]:
@@ -260,12 +256,12 @@ class NetworkAclHandler(Handler):
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id and found.attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         changes.extend(self._entry_changes(res, found))
         for key in res.props["subnets"]:
-            subnet_id = _dep_id(deps, key)
+            subnet_id = dep_id(deps, key)
             if subnet_id is None or subnet_id not in found.attrs["associations"]:
                 changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
         return changes
@@ -415,7 +411,7 @@ def _wanted_rule(rule: Mapping[str, Any], deps: Mapping[str, Observed | None]) -
     ports = rule.get("ports")
     from_port, to_port = (ports[0], ports[1]) if ports else (None, None)
     if "group" in rule:
-        group_id = _dep_id(deps, rule["group"])
+        group_id = dep_id(deps, rule["group"])
         return _rule(rule["protocol"], from_port, to_port, "group", group_id) if group_id else None
     return _rule(rule["protocol"], from_port, to_port, "cidr", rule["cidr"])
 
@@ -463,7 +459,7 @@ class SecurityGroupHandler(Handler):
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
-        vpc_id = _dep_id(deps, res.props["vpc"])
+        vpc_id = dep_id(deps, res.props["vpc"])
         if vpc_id and found.attrs["vpc"] != vpc_id:
             changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
         if found.attrs["name"] != res.name:
