@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 from cdpoc.apply import apply_plan
 from cdpoc.aws.account import account_id, arn_type, resolve_zones
-from cdpoc.aws.cicd import ownership
+from cdpoc.aws.base import ownership
 from cdpoc.aws.deploy import LAUNCH_HOOK_PREFIX, ApplicationHandler, DeploymentGroupHandler, _comparable
 from cdpoc.aws.pipeline import PipelineHandler, RuleHandler, branch_event_pattern
 from cdpoc.aws.source import SourceHandler

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import botocore.exceptions
 
 from cdpoc.aws.clients import ClientFactory
-from cdpoc.errors import AccessError, AwsError, Cancelled, WaitTimeout
+from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource
 
 STACK_TAG = "cdpoc:stack"
@@ -143,7 +143,7 @@ class AwsRun:
         tags = {**self.extra_tags, STACK_TAG: self.stack, COMPONENT_TAG: component}
         if name:
             tags["Name"] = name
-        return [{"Key": k, "Value": v} for k, v in tags.items()]
+        return tag_list(tags)
 
     def ec2_tag_specs(self, resource_type: str, res: Resource) -> list[dict[str, Any]]:
         return [{"ResourceType": resource_type, "Tags": self.tags(res.key, res.name)}]
@@ -222,6 +222,11 @@ def tag_map(tags: Iterable[Mapping[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or ()}
 
 
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    """Tags the way most AWS APIs take them, [{"Key": ..., "Value": ...}]: tag_map's inverse."""
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
 def observed(res_or_key: Resource | str, kind: str, physical_id: str, **attrs: Any) -> Observed:
     key = res_or_key.key if isinstance(res_or_key, Resource) else res_or_key
     return Observed(key=key, kind=kind, id=physical_id, attrs=attrs)
@@ -263,6 +268,81 @@ def by_component(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if component:
             found[component] = item
     return found
+
+
+# --- ownership by tags --------------------------------------------------------------------------------
+
+NOT_MANAGED = "nothing cdpoc manages"
+# Who owns a resource without a cdpoc:stack tag, in messages.
+UNTAGGED = f"{NOT_MANAGED} (no cdpoc:stack tag)"
+
+
+def tagged_resources(run: AwsRun, resource_type: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """{component: (ARN, tags)} of the stack's resources of one type, from the Resource Groups Tagging API.
+
+    The API may still list a resource for a while after it is deleted: callers check it exists.
+    """
+
+    def lookup() -> dict[str, tuple[str, dict[str, str]]]:
+        found: dict[str, tuple[str, dict[str, str]]] = {}
+        with aws_errors(f"listing the stack's {resource_type} resources by tag"):
+            paginator = run.client("resourcegroupstaggingapi").get_paginator("get_resources")
+            for page in paginator.paginate(
+                ResourceTypeFilters=[resource_type], TagFilters=[{"Key": STACK_TAG, "Values": [run.stack]}]
+            ):
+                for mapping in page["ResourceTagMappingList"]:
+                    tags = tag_map(mapping.get("Tags"))
+                    if tags.get(COMPONENT_TAG):
+                        found[tags[COMPONENT_TAG]] = (mapping["ResourceARN"], tags)
+        return found
+
+    return run.memo(f"tagged:{resource_type}", lookup)
+
+
+def wanted_tags(run: AwsRun, res: Resource) -> dict[str, str]:
+    """The tags the resource should carry: the stack's, its component and name, and the config's extra tags."""
+    return tag_map(run.tags(res.key, res.name))
+
+
+def missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> dict[str, str]:
+    """The wanted tags that the resource lacks or has with another value."""
+    return {k: v for k, v in wanted_tags(run, res).items() if have.get(k) != v}
+
+
+def ownership(tags: Mapping[str, str]) -> dict[str, Any]:
+    """The attrs an Observed found by name carries, so that changes() can tell ours from someone else's."""
+    return {"tags": dict(tags), "stack": tags.get(STACK_TAG, ""), "component": tags.get(COMPONENT_TAG, "")}
+
+
+def ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
+    """Another stack's or an untagged resource is a conflict (never adopted); ours missing a tag is an update."""
+    stack = found.attrs.get("stack", "")
+    if stack != run.stack:
+        owner = f"stack {stack}" if stack else UNTAGGED
+        return [Change(f"{what} {res.name} exists and belongs to {owner}: cdpoc will not take it over", in_place=False)]
+    component = found.attrs.get("component", "")
+    if component and component != res.key:
+        return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]
+    return [Change("tags differ")] if missing_tags(run, res, found.attrs.get("tags", {})) else []
+
+
+def not_ours(res: Resource, what: str, tags: Mapping[str, str], untagged: str = UNTAGGED) -> ConflictError:
+    """The refusal to take over an existing resource whose tags name another owner (`untagged` when none)."""
+    owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else untagged
+    return ConflictError(
+        f"{what} {res.name} already exists and belongs to {owner}",
+        f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
+    )
+
+
+def refuse_not_ours(
+    run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], *, component: bool = True, untagged: str = UNTAGGED
+) -> None:
+    """Adopt an existing resource (a create that raced, or a re-run) only when its tags say it is ours:
+    this stack's and, with `component`, not another component's. Raises not_ours otherwise."""
+    if tags.get(STACK_TAG) == run.stack and (not component or tags.get(COMPONENT_TAG, res.key) == res.key):
+        return
+    raise not_ours(res, what, tags, untagged)
 
 
 class Handler:

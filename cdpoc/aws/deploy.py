@@ -16,11 +16,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import STACK_TAG, AwsRun, Handler, aws_errors, call_or_none, caused_by, observed, paginate
-from cdpoc.aws.cicd import (
+from cdpoc.aws.base import (
+    STACK_TAG,
+    AwsRun,
+    Handler,
+    aws_errors,
+    call_or_none,
+    caused_by,
     missing_tags,
+    observed,
     ownership,
     ownership_changes,
+    paginate,
     refuse_not_ours,
     wanted_tags,
 )

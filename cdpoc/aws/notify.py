@@ -18,24 +18,20 @@ from cdpoc.aws.base import (
     aws_errors,
     caused_by,
     ignore_missing,
+    missing_tags,
+    not_ours,
     observed,
+    ownership_changes,
+    tag_list,
     tag_map,
+    tagged_resources,
 )
-from cdpoc.aws.storage import missing_tags, ownership_changes, tagged_resources
-from cdpoc.errors import AwsError, ConflictError
+from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
 
 PENDING = "PendingConfirmation"
 TOPIC_MISSING = ("NotFound", "NotFoundException")
 LOG_GROUP_MISSING = ("ResourceNotFoundException",)
-
-
-def _not_ours(res: Resource, what: str, tags: Mapping[str, str]) -> ConflictError:
-    owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages (no cdpoc:stack tag)"
-    return ConflictError(
-        f"{what} {res.name} already exists and belongs to {owner}",
-        f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
-    )
 
 
 # --- SNS --------------------------------------------------------------------------------------------
@@ -127,7 +123,7 @@ class TopicHandler(Handler):
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging topic {arn}"):
-                sns.tag_resource(ResourceArn=arn, Tags=missing)
+                sns.tag_resource(ResourceArn=arn, Tags=tag_list(missing))
         subscriptions = dict(found.attrs["subscriptions"])
         for endpoint, subscription in self._stale(res, found):
             ignore_missing(
@@ -144,7 +140,7 @@ class TopicHandler(Handler):
             self.kind,
             arn,
             name=res.name,
-            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            tags={**found.attrs.get("tags", {}), **missing},
             stack=run.stack,
             component=res.key,
             subscriptions=tuple(sorted(subscriptions.items())),
@@ -242,7 +238,7 @@ class LogGroupHandler(Handler):
                     f"log group {res.name} was reported to exist but cannot be found", "Re-run `cdpoc up`."
                 ) from exc
             if found.attrs["stack"] != run.stack:
-                raise _not_ours(res, "log group", found.attrs["tags"]) from exc
+                raise not_ours(res, "log group", found.attrs["tags"]) from exc
             return self.update(run, res, found, deps)
         group = self._group(run, res.name) or {}
         found = observed(
@@ -261,7 +257,7 @@ class LogGroupHandler(Handler):
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing and found.attrs["arn"]:
             with aws_errors(f"tagging log group {res.name}"):
-                _logs(run).tag_resource(resourceArn=found.attrs["arn"], tags=tag_map(missing))
+                _logs(run).tag_resource(resourceArn=found.attrs["arn"], tags=missing)
         wanted = res.props["retention_days"]
         if found.attrs["retention_days"] != wanted:
             with aws_errors(f"setting the retention of log group {res.name}"):
@@ -272,7 +268,7 @@ class LogGroupHandler(Handler):
             res.name,
             arn=found.attrs["arn"],
             retention_days=wanted,
-            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            tags={**found.attrs.get("tags", {}), **missing},
             stack=run.stack,
             component=res.key,
         )

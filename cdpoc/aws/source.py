@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, call_or_none, caused_by, observed
-from cdpoc.aws.cicd import (
+from cdpoc.aws.base import (
+    AwsRun,
+    Handler,
+    aws_errors,
+    call_or_none,
+    caused_by,
     missing_tags,
+    observed,
     ownership,
     ownership_changes,
     refuse_not_ours,

@@ -20,6 +20,7 @@ from cdpoc.aws.account import account_id
 from cdpoc.aws.base import (
     COMPONENT_TAG,
     STACK_TAG,
+    UNTAGGED,
     AwsRun,
     DependencyViolation,
     Handler,
@@ -27,8 +28,12 @@ from cdpoc.aws.base import (
     call_or_none,
     caused_by,
     ignore_missing,
+    missing_tags,
     observed,
+    ownership_changes,
+    tag_list,
     tag_map,
+    tagged_resources,
 )
 from cdpoc.aws.iam import normalize_policy
 from cdpoc.errors import AwsError, ConflictError
@@ -61,28 +66,6 @@ def website_url(bucket: str, region: str) -> str:
     return f"http://{bucket}.s3-website{separator}{region}.amazonaws.com"
 
 
-def tagged_resources(run: AwsRun, resource_type: str) -> dict[str, tuple[str, dict[str, str]]]:
-    """{component: (ARN, tags)} of the stack's resources of one type, from the Resource Groups Tagging API.
-
-    The API may still list a resource for a while after it is deleted: callers check it exists.
-    """
-
-    def lookup() -> dict[str, tuple[str, dict[str, str]]]:
-        found: dict[str, tuple[str, dict[str, str]]] = {}
-        with aws_errors(f"listing the stack's {resource_type} resources by tag"):
-            paginator = run.client("resourcegroupstaggingapi").get_paginator("get_resources")
-            for page in paginator.paginate(
-                ResourceTypeFilters=[resource_type], TagFilters=[{"Key": STACK_TAG, "Values": [run.stack]}]
-            ):
-                for mapping in page["ResourceTagMappingList"]:
-                    tags = tag_map(mapping.get("Tags"))
-                    if tags.get(COMPONENT_TAG):
-                        found[tags[COMPONENT_TAG]] = (mapping["ResourceARN"], tags)
-        return found
-
-    return run.memo(f"tagged:{resource_type}", lookup)
-
-
 def _s3(run: AwsRun) -> Any:
     return run.client("s3")
 
@@ -94,23 +77,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _purpose(res: Resource) -> str:
     return res.key.split(".", 1)[-1]
-
-
-def missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> list[dict[str, str]]:
-    """The stack's tags (and the config's extra tags) that the resource lacks or has with another value."""
-    return [t for t in run.tags(res.key, res.name) if have.get(t["Key"]) != t["Value"]]
-
-
-def ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
-    """Another stack's or an untagged resource is a conflict (never adopted); ours missing a tag is an update."""
-    stack = found.attrs.get("stack", "")
-    if stack != run.stack:
-        owner = f"stack {stack}" if stack else "nothing cdpoc manages (no cdpoc:stack tag)"
-        return [Change(f"{what} {res.name} exists and belongs to {owner}: cdpoc will not take it over", in_place=False)]
-    component = found.attrs.get("component", "")
-    if component and component != res.key:
-        return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]
-    return [Change("tags differ")] if missing_tags(run, res, found.attrs.get("tags", {})) else []
 
 
 # --- buckets --------------------------------------------------------------------------------------
@@ -335,7 +301,7 @@ class BucketHandler(Handler):
         )
 
     def _not_ours(self, res: Resource, tags: Mapping[str, str]) -> ConflictError:
-        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages (no cdpoc:stack tag)"
+        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else UNTAGGED
         return ConflictError(
             f"bucket {res.name} already exists in this account and belongs to {owner}",
             f"Empty and delete it yourself, or set buckets.{_purpose(res)} to another name: cdpoc will not adopt it.",
@@ -359,7 +325,7 @@ class BucketHandler(Handler):
         tags = dict(attrs.get("tags", {}))
         missing = missing_tags(run, res, tags)
         if missing:
-            tags.update(tag_map(missing))
+            tags.update(missing)
             with aws_errors(f"tagging bucket {name}"):
                 s3.put_bucket_tagging(
                     Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
@@ -646,7 +612,7 @@ class ParameterHandler(Handler):
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging parameter {found.id}"):
-                _ssm(run).add_tags_to_resource(ResourceType="Parameter", ResourceId=found.id, Tags=missing)
+                _ssm(run).add_tags_to_resource(ResourceType="Parameter", ResourceId=found.id, Tags=tag_list(missing))
         wanted = _source_value(res, deps)
         value = found.attrs.get("value")
         if wanted is not None and (value != wanted or found.attrs["type"] != res.props["type"]):
