@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from cdpoc.aws.base import (
     COMPONENT_TAG,
-    STACK_TAG,
+    NOT_MANAGED,
     AwsRun,
     DependencyViolation,
     Handler,
@@ -37,10 +37,11 @@ from cdpoc.aws.base import (
     ignore_missing,
     observed,
     paginate,
+    refuse_not_ours,
     tag_map,
 )
 from cdpoc.aws.iam import retry_iam_propagation
-from cdpoc.errors import AwsError, ConfigError, ConflictError
+from cdpoc.errors import AwsError, ConfigError
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -128,15 +129,6 @@ def resolve_ami(run: AwsRun, parameter: str) -> str:
             return str(run.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"])
 
     return run.memo(f"ami:{parameter}", read)
-
-
-def _refuse_not_ours(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str]) -> None:
-    if tags.get(STACK_TAG) != run.stack:
-        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages"
-        raise ConflictError(
-            f"{what} {res.name} already exists and belongs to {owner}",
-            f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
-        )
 
 
 # IMDSv2 only, and instance tags readable from the metadata: the application reads its stack there.
@@ -465,7 +457,9 @@ class LaunchTemplateHandler(Handler):
                 raise
             with aws_errors(f"looking up launch template {res.name}"):
                 template = _ec2(run).describe_launch_templates(LaunchTemplateNames=[res.name])["LaunchTemplates"][0]
-            _refuse_not_ours(run, res, "launch template", tag_map(template.get("Tags")))
+            refuse_not_ours(
+                run, res, "launch template", tag_map(template.get("Tags")), component=False, untagged=NOT_MANAGED
+            )
         return self.update(run, res, self._observe(run, res.key, template), deps)
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
@@ -666,7 +660,9 @@ class AutoScalingGroupHandler(Handler):
         group = self._describe_group(run, res.name)
         if group is None:
             raise AwsError(f"Auto Scaling group {res.name} was created but cannot be read back")
-        _refuse_not_ours(run, res, "Auto Scaling group", {t["Key"]: t["Value"] for t in group.get("Tags", [])})
+        refuse_not_ours(
+            run, res, "Auto Scaling group", tag_map(group.get("Tags")), component=False, untagged=NOT_MANAGED
+        )
         return self.update(run, res, self._observe(run, res.key, group), deps)
 
     @staticmethod

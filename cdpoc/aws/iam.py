@@ -19,6 +19,7 @@ import botocore.exceptions
 
 from cdpoc.aws.base import (
     COMPONENT_TAG,
+    NOT_MANAGED,
     STACK_TAG,
     AwsRun,
     DependencyViolation,
@@ -27,7 +28,11 @@ from cdpoc.aws.base import (
     caused_by,
     error_code,
     ignore_missing,
+    missing_tags,
     observed,
+    ownership_changes,
+    refuse_not_ours,
+    tag_list,
     tag_map,
 )
 from cdpoc.errors import AwsError, ConflictError, WaitTimeout
@@ -156,30 +161,18 @@ def _detach_or_delete(what: str, call: Callable[..., Any], **params: Any) -> Non
         raise
 
 
-def _missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> list[dict[str, str]]:
-    return [t for t in run.tags(res.key, res.name) if have.get(t["Key"]) != t["Value"]]
-
-
 def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
+    """ownership_changes, in IAM's own words for a role or profile of another stack (or none)."""
     stack = found.attrs.get("stack", "")
     if stack != run.stack:
         owner = f"stack {stack}" if stack else "no cdpoc stack (not created by cdpoc)"
         return [Change(f"{what} {res.name} exists but belongs to {owner}", in_place=False)]
-    component = found.attrs.get("component", "")
-    if component and component != res.key:
-        return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]
-    if _missing_tags(run, res, found.attrs.get("tags", {})):
-        return [Change("tags differ")]
-    return []
+    return ownership_changes(run, res, found, what)
 
 
-def _refuse_not_ours(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
-    if tags.get(STACK_TAG) != run.stack:
-        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages"
-        raise ConflictError(
-            f"{what} {res.name} already exists and belongs to {owner}",
-            f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
-        )
+def _refuse_unless_adoptable(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
+    """Take over an existing role or profile only when it is this stack's and under the stack's path."""
+    refuse_not_ours(run, res, what, tags, component=False, untagged=NOT_MANAGED)
     if path != res.props["path"]:
         raise ConflictError(
             f"{what} {res.name} exists at path {path}, not under {res.props['path']}",
@@ -313,15 +306,15 @@ class RoleHandler(Handler):
         """The role exists (a race, or it is outside our path): take it over only if it is ours."""
         with aws_errors(f"reading IAM role {res.name}"):
             role = _iam(run).get_role(RoleName=res.name)["Role"]
-        _refuse_not_ours(run, res, "role", self._tags(run, role), role["Path"])
+        _refuse_unless_adoptable(run, res, "role", self._tags(run, role), role["Path"])
         return self.update(run, res, self._inspect(run, res.key, role), deps)
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
         iam, name = _iam(run), found.id
-        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging role {name}"):
-                iam.tag_role(RoleName=name, Tags=missing)
+                iam.tag_role(RoleName=name, Tags=tag_list(missing))
         if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
             with aws_errors(f"updating the trust policy of role {name}"):
                 iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(res.props["assume_role_policy"]))
@@ -353,7 +346,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(res.props["assume_role_policy"]),
             managed=tuple(sorted(wanted)),
             inline={n: normalize_policy(p) for n, p in res.props["inline_policies"].items()},
-            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            tags={**found.attrs.get("tags", {}), **missing},
             stack=run.stack,
             component=res.key,
         )
@@ -481,7 +474,7 @@ class InstanceProfileHandler(Handler):
                 raise
             with aws_errors(f"reading instance profile {res.name}"):
                 profile = _iam(run).get_instance_profile(InstanceProfileName=res.name)["InstanceProfile"]
-            _refuse_not_ours(run, res, "instance profile", self._tags(run, profile), profile["Path"])
+            _refuse_unless_adoptable(run, res, "instance profile", self._tags(run, profile), profile["Path"])
             return self.update(run, res, self._observe(run, res.key, profile), deps)
         run.wait_with(
             "iam", "instance_profile_exists", f"instance profile {res.name} to exist", InstanceProfileName=res.name
@@ -502,10 +495,10 @@ class InstanceProfileHandler(Handler):
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
         iam, name = _iam(run), found.id
         role = deps[res.props["role"]].id
-        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
+        missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging instance profile {name}"):
-                iam.tag_instance_profile(InstanceProfileName=name, Tags=missing)
+                iam.tag_instance_profile(InstanceProfileName=name, Tags=tag_list(missing))
         # A profile holds at most one role: make room before adding ours.
         for other in found.attrs["roles"]:
             if other != role:
@@ -525,7 +518,7 @@ class InstanceProfileHandler(Handler):
             arn=found.attrs["arn"],
             path=found.attrs["path"],
             roles=(role,),
-            tags={**found.attrs.get("tags", {}), **tag_map(missing)},
+            tags={**found.attrs.get("tags", {}), **missing},
             stack=run.stack,
             component=res.key,
         )

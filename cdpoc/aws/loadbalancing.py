@@ -13,6 +13,7 @@ from typing import Any
 
 from cdpoc.aws.base import (
     COMPONENT_TAG,
+    NOT_MANAGED,
     STACK_TAG,
     AwsRun,
     Handler,
@@ -22,6 +23,7 @@ from cdpoc.aws.base import (
     ignore_missing,
     observed,
     paginate,
+    refuse_not_ours,
     tag_map,
 )
 from cdpoc.errors import AwsError, ConflictError
@@ -73,12 +75,7 @@ def _ours_by_component(run: AwsRun, items: Iterable[dict[str, Any]], arn_field: 
 def refuse_unless_ours(run: AwsRun, res: Resource, what: str, arn: str) -> None:
     """A same-named resource that is not tagged with this stack is someone else's: never take it over."""
     tags = _tags_by_arn(run, [arn]).get(arn, {})
-    if tags.get(STACK_TAG) != run.stack:
-        owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else "nothing cdpoc manages"
-        raise ConflictError(
-            f"{what} {res.name} already exists and belongs to {owner}",
-            f"Delete or rename that {what}, or choose another stack name; cdpoc will not take it over.",
-        )
+    refuse_not_ours(run, res, what, tags, component=False, untagged=NOT_MANAGED)
 
 
 def _arn_tail(arn: str, marker: str) -> str:
