@@ -29,6 +29,8 @@ from cdpoc.aws.base import (
     ownership_changes,
     paginate,
     refuse_not_ours,
+    tag_list,
+    tag_map,
     wanted_tags,
 )
 from cdpoc.aws.iam import retry_iam_propagation
@@ -51,17 +53,17 @@ def _tags_of(run: AwsRun, arn: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     with aws_errors(f"reading the tags of {arn}"):
         reply = _codedeploy(run).list_tags_for_resource(ResourceArn=arn)
-        tags.update({t["Key"]: t["Value"] for t in reply.get("Tags", [])})
+        tags.update(tag_map(reply.get("Tags")))
         while reply.get("NextToken"):
             reply = _codedeploy(run).list_tags_for_resource(ResourceArn=arn, NextToken=reply["NextToken"])
-            tags.update({t["Key"]: t["Value"] for t in reply.get("Tags", [])})
+            tags.update(tag_map(reply.get("Tags")))
     return tags
 
 
 def _tag(run: AwsRun, arn: str, tags: Mapping[str, str]) -> None:
     if tags:
         with aws_errors(f"tagging {arn}"):
-            _codedeploy(run).tag_resource(ResourceArn=arn, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+            _codedeploy(run).tag_resource(ResourceArn=arn, Tags=tag_list(tags))
 
 
 def application_arn(run: AwsRun, name: str) -> str:
@@ -141,7 +143,7 @@ class ApplicationHandler(Handler):
                 _codedeploy(run).create_application(
                     applicationName=res.name,
                     computePlatform=res.props["compute_platform"],
-                    tags=[{"Key": k, "Value": v} for k, v in wanted_tags(run, res).items()],
+                    tags=tag_list(wanted_tags(run, res)),
                 )
         except AwsError as exc:
             if not caused_by(exc, "ApplicationAlreadyExistsException"):
@@ -322,7 +324,7 @@ class DeploymentGroupHandler(Handler):
                 _codedeploy(run).create_deployment_group(
                     applicationName=application,
                     deploymentGroupName=res.name,
-                    tags=[{"Key": k, "Value": v} for k, v in wanted_tags(run, res).items()],
+                    tags=tag_list(wanted_tags(run, res)),
                     **request,
                 )
 

@@ -30,10 +30,12 @@ from cdpoc.aws.base import (
     ignore_missing,
     missing_tags,
     observed,
+    ownership,
     ownership_changes,
     refuse_not_ours,
     tag_list,
     tag_map,
+    wanted_tags,
 )
 from cdpoc.errors import AwsError, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource
@@ -233,9 +235,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(role.get("AssumeRolePolicyDocument")),
             managed=tuple(managed),
             inline=inline,
-            tags=tags,
-            stack=tags.get(STACK_TAG, ""),
-            component=tags.get(COMPONENT_TAG, ""),
+            **ownership(tags),
         )
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -296,9 +296,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(res.props["assume_role_policy"]),
             managed=(),
             inline={},
-            tags=tag_map(run.tags(res.key, res.name)),
-            stack=run.stack,
-            component=res.key,
+            **ownership(wanted_tags(run, res)),
         )
         return self.update(run, res, found, deps)
 
@@ -346,9 +344,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(res.props["assume_role_policy"]),
             managed=tuple(sorted(wanted)),
             inline={n: normalize_policy(p) for n, p in res.props["inline_policies"].items()},
-            tags={**found.attrs.get("tags", {}), **missing},
-            stack=run.stack,
-            component=res.key,
+            **ownership({**found.attrs.get("tags", {}), **missing}),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
@@ -434,9 +430,7 @@ class InstanceProfileHandler(Handler):
             arn=profile["Arn"],
             path=profile["Path"],
             roles=tuple(r["RoleName"] for r in profile.get("Roles", [])),
-            tags=tags,
-            stack=tags.get(STACK_TAG, ""),
-            component=tags.get(COMPONENT_TAG, ""),
+            **ownership(tags),
         )
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -486,9 +480,7 @@ class InstanceProfileHandler(Handler):
             arn=profile["Arn"],
             path=profile["Path"],
             roles=(),
-            tags=tag_map(run.tags(res.key, res.name)),
-            stack=run.stack,
-            component=res.key,
+            **ownership(wanted_tags(run, res)),
         )
         return self.update(run, res, found, deps)
 
@@ -518,9 +510,7 @@ class InstanceProfileHandler(Handler):
             arn=found.attrs["arn"],
             path=found.attrs["path"],
             roles=(role,),
-            tags={**found.attrs.get("tags", {}), **missing},
-            stack=run.stack,
-            component=res.key,
+            **ownership({**found.attrs.get("tags", {}), **missing}),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from cdpoc.aws.base import (
-    COMPONENT_TAG,
-    STACK_TAG,
     AwsRun,
     Handler,
     aws_errors,
@@ -21,10 +19,12 @@ from cdpoc.aws.base import (
     missing_tags,
     not_ours,
     observed,
+    ownership,
     ownership_changes,
     tag_list,
     tag_map,
     tagged_resources,
+    wanted_tags,
 )
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
@@ -73,9 +73,7 @@ class TopicHandler(Handler):
             self.kind,
             arn,
             name=res.name,
-            tags=tags,
-            stack=tags.get(STACK_TAG, ""),
-            component=tags.get(COMPONENT_TAG, ""),
+            **ownership(tags),
             subscriptions=self._subscriptions(run, arn),
         )
 
@@ -111,9 +109,7 @@ class TopicHandler(Handler):
             self.kind,
             arn,
             name=res.name,
-            tags=tag_map(run.tags(res.key, res.name)),
-            stack=run.stack,
-            component=res.key,
+            **ownership(wanted_tags(run, res)),
             subscriptions=(),
         )
         return self.update(run, res, found, deps)
@@ -140,9 +136,7 @@ class TopicHandler(Handler):
             self.kind,
             arn,
             name=res.name,
-            tags={**found.attrs.get("tags", {}), **missing},
-            stack=run.stack,
-            component=res.key,
+            **ownership({**found.attrs.get("tags", {}), **missing}),
             subscriptions=tuple(sorted(subscriptions.items())),
         )
 
@@ -202,9 +196,7 @@ class LogGroupHandler(Handler):
             res.name,
             arn=_group_arn(group),
             retention_days=group.get("retentionInDays"),
-            tags=tags,
-            stack=tags.get(STACK_TAG, ""),
-            component=tags.get(COMPONENT_TAG, ""),
+            **ownership(tags),
         )
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -225,7 +217,7 @@ class LogGroupHandler(Handler):
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        tags = tag_map(run.tags(res.key, res.name))
+        tags = wanted_tags(run, res)
         try:
             with aws_errors(f"creating log group {res.name}"):
                 _logs(run).create_log_group(logGroupName=res.name, tags=tags)
@@ -247,9 +239,7 @@ class LogGroupHandler(Handler):
             res.name,
             arn=_group_arn(group) if group else "",
             retention_days=None,
-            tags=tags,
-            stack=run.stack,
-            component=res.key,
+            **ownership(tags),
         )
         return self.update(run, res, found, deps)
 
@@ -268,9 +258,7 @@ class LogGroupHandler(Handler):
             res.name,
             arn=found.attrs["arn"],
             retention_days=wanted,
-            tags={**found.attrs.get("tags", {}), **missing},
-            stack=run.stack,
-            component=res.key,
+            **ownership({**found.attrs.get("tags", {}), **missing}),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:

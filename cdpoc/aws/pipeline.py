@@ -28,6 +28,8 @@ from cdpoc.aws.base import (
     ownership,
     ownership_changes,
     refuse_not_ours,
+    tag_list,
+    tag_map,
     wanted_tags,
 )
 from cdpoc.aws.iam import retry_iam_propagation
@@ -346,7 +348,7 @@ class RuleHandler(Handler):
             pattern=_canonical(rule.get("EventPattern")),
             state=rule.get("State", ""),
             targets=self._targets(run, rule["Name"]),
-            **ownership({t["Key"]: t["Value"] for t in tags}),
+            **ownership(tag_map(tags)),
         )
 
     def _not_needed(self, res: Resource) -> Observed:
@@ -367,9 +369,7 @@ class RuleHandler(Handler):
         result = {}
         for rule in rules:
             with aws_errors(f"reading the tags of rule {rule['Name']}"):
-                tags = {
-                    t["Key"]: t["Value"] for t in _events(run).list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"]
-                }
+                tags = tag_map(_events(run).list_tags_for_resource(ResourceARN=rule["Arn"])["Tags"])
             attrs = ownership(tags)
             if tags.get(STACK_TAG) == run.stack and attrs["component"]:
                 result[attrs["component"]] = observed(
@@ -449,7 +449,7 @@ class RuleHandler(Handler):
             "Description": res.props["description"],
         }
         with aws_errors(f"putting rule {res.name}"):
-            arn = events.put_rule(**params, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])["RuleArn"]
+            arn = events.put_rule(**params, Tags=tag_list(tags))["RuleArn"]
         target = wanted["target"]
         stale = [t[0] for t in targets if t[0] != target["Id"]]
         if stale:
@@ -485,9 +485,7 @@ class RuleHandler(Handler):
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging rule {found.id}"):
-                _events(run).tag_resource(
-                    ResourceARN=found.attrs["arn"], Tags=[{"Key": k, "Value": v} for k, v in missing.items()]
-                )
+                _events(run).tag_resource(ResourceARN=found.attrs["arn"], Tags=tag_list(missing))
         tags = {**found.attrs.get("tags", {}), **missing}
         if not self._differences(res, found, deps):
             return observed(res, self.kind, found.id, **{**found.attrs, **ownership(tags)})

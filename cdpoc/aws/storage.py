@@ -18,7 +18,6 @@ from typing import Any
 
 from cdpoc.aws.account import account_id
 from cdpoc.aws.base import (
-    COMPONENT_TAG,
     STACK_TAG,
     UNTAGGED,
     AwsRun,
@@ -30,10 +29,12 @@ from cdpoc.aws.base import (
     ignore_missing,
     missing_tags,
     observed,
+    ownership,
     ownership_changes,
     tag_list,
     tag_map,
     tagged_resources,
+    wanted_tags,
 )
 from cdpoc.aws.iam import normalize_policy
 from cdpoc.errors import AwsError, ConflictError
@@ -197,9 +198,7 @@ class BucketHandler(Handler):
         tags = self._tags(run, res.name) or {}
         base = {
             "region": region,
-            "tags": tags,
-            "stack": tags.get(STACK_TAG, ""),
-            "component": tags.get(COMPONENT_TAG, ""),
+            **ownership(tags),
         }
         if base["stack"] != run.stack or region != run.region:
             return observed(res, self.kind, res.name, **base)
@@ -287,9 +286,7 @@ class BucketHandler(Handler):
             self.kind,
             res.name,
             region=run.region,
-            tags=tag_map(run.tags(res.key, res.name)),
-            stack=run.stack,
-            component=res.key,
+            **ownership(wanted_tags(run, res)),
             **empty,
         )
         return self.update(run, res, found, deps)
@@ -327,9 +324,7 @@ class BucketHandler(Handler):
         if missing:
             tags.update(missing)
             with aws_errors(f"tagging bucket {name}"):
-                s3.put_bucket_tagging(
-                    Bucket=name, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]}
-                )
+                s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_list(tags)})
         # The block must be relaxed before a public policy can go on.
         if attrs["public_access_block"] != props["public_access_block"]:
             with aws_errors(f"setting Block Public Access on {name}"):
@@ -383,9 +378,7 @@ class BucketHandler(Handler):
             self.kind,
             name,
             region=attrs.get("region", run.region),
-            tags=tags,
-            stack=run.stack,
-            component=res.key,
+            **ownership(tags),
             **self._attrs(run, res, settings),
         )
 
@@ -531,13 +524,8 @@ class ParameterHandler(Handler):
         result = {}
         for param in params:
             tags = self._tags(run, param["Name"])
-            component = tags.get(COMPONENT_TAG, "")
-            attrs: dict[str, Any] = {
-                "type": param["Type"],
-                "tags": tags,
-                "stack": tags.get(STACK_TAG, ""),
-                "component": component,
-            }
+            attrs: dict[str, Any] = {"type": param["Type"], **ownership(tags)}
+            component = attrs["component"]
             if param["Name"] in plain:
                 attrs["value"] = plain[param["Name"]]
             result[key or component] = observed(key or component, self.kind, param["Name"], **attrs)
@@ -631,9 +619,7 @@ class ParameterHandler(Handler):
     def _result(self, run: AwsRun, res: Resource, kind: str, value: str | None) -> Observed:
         attrs: dict[str, Any] = {
             "type": kind,
-            "tags": tag_map(run.tags(res.key, res.name)),
-            "stack": run.stack,
-            "component": res.key,
+            **ownership(wanted_tags(run, res)),
         }
         if kind == "String" and value is not None:
             attrs["value"] = value
