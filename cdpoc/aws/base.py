@@ -246,6 +246,17 @@ def dep_attr(deps: Mapping[str, Observed | None], key: str, attr: str) -> str | 
     return str(found.attrs.get(attr, "")) or None
 
 
+def vpc_changes(res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+    """A resource in another VPC than the stack's (res.props["vpc"]) is a conflict: it cannot be moved.
+
+    Nothing to say while the stack's VPC does not exist yet.
+    """
+    vpc_id = dep_id(deps, res.props["vpc"])
+    if vpc_id and found.attrs["vpc"] != vpc_id:
+        return [Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False)]
+    return []
+
+
 def paginate(
     run: AwsRun, operation: str, key: str, *, service: str = "ec2", what: str = "", **params: Any
 ) -> list[dict[str, Any]]:

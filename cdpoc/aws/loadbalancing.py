@@ -25,6 +25,7 @@ from cdpoc.aws.base import (
     paginate,
     refuse_not_ours,
     tag_map,
+    vpc_changes,
 )
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
@@ -127,9 +128,7 @@ class TargetGroupHandler(Handler):
             for what in ("protocol", "port", "target_type")
             if attrs[what] != props[what]
         ]
-        vpc_id = dep_id(deps, props["vpc"])
-        if vpc_id and attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes.extend(vpc_changes(res, found, deps))
         wanted = props["health_check"]
         changes.extend(
             Change(f"health check {setting} {attrs['health_check'].get(setting)} -> {value}")

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, by_component, dep_id, ignore_missing, observed, paginate
+from cdpoc.aws.base import (
+    AwsRun,
+    Handler,
+    aws_errors,
+    by_component,
+    dep_id,
+    ignore_missing,
+    observed,
+    paginate,
+    vpc_changes,
+)
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -105,9 +115,7 @@ class SubnetHandler(Handler):
             changes.append(Change(f"CIDR is {found.attrs['cidr']}, config wants {res.props['cidr']}", in_place=False))
         if found.attrs["zone"] != res.props["zone"]:
             changes.append(Change(f"zone is {found.attrs['zone']}, config wants {res.props['zone']}", in_place=False))
-        vpc_id = dep_id(deps, res.props["vpc"])
-        if vpc_id and found.attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes.extend(vpc_changes(res, found, deps))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -373,10 +381,7 @@ class RouteTableHandler(Handler):
         return routes, subnets
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = []
-        vpc_id = dep_id(deps, res.props["vpc"])
-        if vpc_id and found.attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes = vpc_changes(res, found, deps)
         routes, subnets = self._wanted(res, deps)
         for dest, target_id in routes.items():
             have = found.attrs["routes"].get(dest)

@@ -22,6 +22,7 @@ from cdpoc.aws.base import (
     observed,
     paginate,
     tag_map,
+    vpc_changes,
 )
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
@@ -79,10 +80,7 @@ class VpcEndpointHandler(Handler):
         return {key: dep_id(deps, key) for key in res.props["route_tables"]}
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = []
-        vpc_id = dep_id(deps, res.props["vpc"])
-        if vpc_id and found.attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes = vpc_changes(res, found, deps)
         if found.attrs["service"] != res.props["service"]:
             changes.append(Change(f"it serves {found.attrs['service']}, not {res.props['service']}", in_place=False))
         if found.attrs["type"].lower() != "gateway":
@@ -255,10 +253,7 @@ class NetworkAclHandler(Handler):
         return changes
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = []
-        vpc_id = dep_id(deps, res.props["vpc"])
-        if vpc_id and found.attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes = vpc_changes(res, found, deps)
         changes.extend(self._entry_changes(res, found))
         for key in res.props["subnets"]:
             subnet_id = dep_id(deps, key)
@@ -458,10 +453,7 @@ class SecurityGroupHandler(Handler):
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = []
-        vpc_id = dep_id(deps, res.props["vpc"])
-        if vpc_id and found.attrs["vpc"] != vpc_id:
-            changes.append(Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False))
+        changes = vpc_changes(res, found, deps)
         if found.attrs["name"] != res.name:
             changes.append(Change(f"it is named {found.attrs['name']}, not {res.name}", in_place=False))
         for direction in DIRECTIONS:
