@@ -520,20 +520,25 @@ def _policy_attrs(policy: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def stack_auto_scaling_groups(run: AwsRun) -> list[dict[str, Any]]:
+    """The Auto Scaling groups tagged with the stack (DescribeAutoScalingGroups filters by tag)."""
+    return paginate(
+        run,
+        "describe_auto_scaling_groups",
+        "AutoScalingGroups",
+        service="autoscaling",
+        what="listing the stack's Auto Scaling groups",
+        Filters=run.stack_filter(),
+    )
+
+
 class AutoScalingGroupHandler(Handler):
     kind = "autoscaling_group"
     label = "Auto Scaling group"
     arn_types = ("autoscaling:autoScalingGroup",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
-        groups = paginate(
-            run,
-            "describe_auto_scaling_groups",
-            "AutoScalingGroups",
-            service="autoscaling",
-            what="listing the stack's Auto Scaling groups",
-            Filters=run.stack_filter(),
-        )
+        groups = stack_auto_scaling_groups(run)
         return {component: self._observe(run, component, g) for component, g in by_component(groups).items()}
 
     def _describe_group(self, run: AwsRun, name: str) -> dict[str, Any] | None:

@@ -27,12 +27,12 @@ from cdpoc.aws.base import (
     observed,
     ownership,
     ownership_changes,
-    paginate,
     refuse_not_ours,
     tag_list,
     tag_map,
     wanted_tags,
 )
+from cdpoc.aws.compute import stack_auto_scaling_groups
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
@@ -410,15 +410,7 @@ def _delete_lifecycle_hook(run: AwsRun, group: str, hook: str) -> None:
 
 def remove_leftover_launch_hooks(run: AwsRun, application: str) -> list[str]:
     """Delete the launch hooks CodeDeploy installed for `application` on the stack's Auto Scaling groups."""
-    listed = paginate(
-        run,
-        "describe_auto_scaling_groups",
-        "AutoScalingGroups",
-        service="autoscaling",
-        what="listing the stack's Auto Scaling groups",
-        Filters=run.stack_filter(),
-    )
-    groups = [g["AutoScalingGroupName"] for g in listed]
+    groups = [g["AutoScalingGroupName"] for g in stack_auto_scaling_groups(run)]
     removed = []
     for group in groups:
         reply = call_or_none(
