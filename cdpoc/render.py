@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cdpoc.executor import State
-from cdpoc.model import Action, Observed, Plan
+from cdpoc.model import Action, Observed, Plan, Step
 
 ACTION_STYLE = {
     Action.CREATE: "green",
@@ -40,22 +40,25 @@ class ProgressRow:
     elapsed: float | None = None
 
 
+def _step_details(step: Step, describe: Callable[[Observed], str]) -> str:
+    """What the plan says about a step: nothing for a create, its changes, or what exists."""
+    if step.action is Action.CREATE:
+        return ""
+    if step.changes:
+        return "; ".join(c.text for c in step.changes)
+    return describe(step.found) if step.found else ""
+
+
 def plan_table(plan: Plan, describe: Callable[[Observed], str]) -> Table:
     table = Table(title="Plan", title_justify="left", expand=False)
     for column in ("action", "resource", "name", "details"):
         table.add_column(column)
     for step in plan.steps:
-        if step.action is Action.CREATE:
-            details = ""
-        elif step.changes:
-            details = "; ".join(c.text for c in step.changes)
-        else:
-            details = describe(step.found) if step.found else ""
         table.add_row(
             Text(step.action.value, style=ACTION_STYLE[step.action]),
             Text(step.resource.key),
             Text(step.resource.name),
-            Text(details),
+            Text(_step_details(step, describe)),
         )
     return table
 
@@ -63,12 +66,7 @@ def plan_table(plan: Plan, describe: Callable[[Observed], str]) -> Table:
 def plan_lines(plan: Plan, describe: Callable[[Observed], str]) -> list[str]:
     lines = []
     for step in plan.steps:
-        if step.action is Action.CREATE:
-            details = ""
-        elif step.changes:
-            details = "; ".join(c.text for c in step.changes)
-        else:
-            details = describe(step.found) if step.found else ""
+        details = _step_details(step, describe)
         lines.append(f"{step.action.value:8} {step.resource.key:22} {step.resource.name:28} {details}".rstrip())
     return lines
 
