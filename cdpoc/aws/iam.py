@@ -32,6 +32,7 @@ from cdpoc.aws.base import (
     observed,
     ownership,
     ownership_changes,
+    paginate,
     refuse_not_ours,
     tag_list,
     tag_map,
@@ -163,6 +164,16 @@ def _detach_or_delete(what: str, call: Callable[..., Any], **params: Any) -> Non
         raise
 
 
+def _under_path(run: AwsRun, path: str, operation: str, key: str, name: str, what: str) -> dict[str, dict[str, Any]]:
+    """{name: item} of one IAM listing, only the items exactly at `path` (not deeper); read once per run."""
+
+    def listing() -> dict[str, dict[str, Any]]:
+        items = paginate(run, operation, key, service="iam", what=f"listing {what} under {path}", PathPrefix=path)
+        return {item[name]: item for item in items if item["Path"] == path}
+
+    return run.memo(f"iam:{operation}:{path}", listing)
+
+
 def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
     """ownership_changes, in IAM's own words for a role or profile of another stack (or none)."""
     stack = found.attrs.get("stack", "")
@@ -191,14 +202,7 @@ class RoleHandler(Handler):
     arn_types = ("iam:role",)
 
     def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
-        def list_roles() -> dict[str, dict[str, Any]]:
-            roles: dict[str, dict[str, Any]] = {}
-            with aws_errors(f"listing IAM roles under {path}"):
-                for page in _iam(run).get_paginator("list_roles").paginate(PathPrefix=path):
-                    roles.update({r["RoleName"]: r for r in page["Roles"] if r["Path"] == path})
-            return roles
-
-        return run.memo(f"iam:roles:{path}", list_roles)
+        return _under_path(run, path, "list_roles", "Roles", "RoleName", "IAM roles")
 
     def _tags(self, run: AwsRun, role: Mapping[str, Any]) -> dict[str, str]:
         # ListRoles leaves tags out on AWS; ask only when the listing has none.
@@ -402,16 +406,9 @@ class InstanceProfileHandler(Handler):
     arn_types = ("iam:instance-profile",)
 
     def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
-        def list_profiles() -> dict[str, dict[str, Any]]:
-            profiles: dict[str, dict[str, Any]] = {}
-            with aws_errors(f"listing instance profiles under {path}"):
-                for page in _iam(run).get_paginator("list_instance_profiles").paginate(PathPrefix=path):
-                    profiles.update(
-                        {p["InstanceProfileName"]: p for p in page["InstanceProfiles"] if p["Path"] == path}
-                    )
-            return profiles
-
-        return run.memo(f"iam:profiles:{path}", list_profiles)
+        return _under_path(
+            run, path, "list_instance_profiles", "InstanceProfiles", "InstanceProfileName", "instance profiles"
+        )
 
     def _tags(self, run: AwsRun, profile: Mapping[str, Any]) -> dict[str, str]:
         # ListInstanceProfiles leaves tags out on AWS; GetInstanceProfile carries them.
