@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -34,6 +34,18 @@ NOT_FOUND = (
 
 def _ec2(run: AwsRun) -> Any:
     return run.client("ec2")
+
+
+def association_changes(
+    subnets: Iterable[str], deps: Mapping[str, Observed | None], associations: Mapping[str, str]
+) -> list[Change]:
+    """The subnets (logical keys) not yet associated with a route table or network ACL, as changes."""
+    changes = []
+    for key in subnets:
+        subnet_id = dep_id(deps, key)
+        if subnet_id is None or subnet_id not in associations:
+            changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
+    return changes
 
 
 class VpcHandler(Handler):
@@ -388,9 +400,7 @@ class RouteTableHandler(Handler):
             if target_id is None or have != target_id:
                 target = target_id or f"{res.props['routes'][dest]} (to be created)"
                 changes.append(Change(f"route {dest} -> {target} (now {have or 'missing'})"))
-        for key, subnet_id in subnets.items():
-            if subnet_id is None or subnet_id not in found.attrs["associations"]:
-                changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
+        changes.extend(association_changes(subnets, deps, found.attrs["associations"]))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:

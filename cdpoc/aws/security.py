@@ -24,6 +24,7 @@ from cdpoc.aws.base import (
     tag_map,
     vpc_changes,
 )
+from cdpoc.aws.network import association_changes
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 
@@ -255,10 +256,7 @@ class NetworkAclHandler(Handler):
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = vpc_changes(res, found, deps)
         changes.extend(self._entry_changes(res, found))
-        for key in res.props["subnets"]:
-            subnet_id = dep_id(deps, key)
-            if subnet_id is None or subnet_id not in found.attrs["associations"]:
-                changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
+        changes.extend(association_changes(res.props["subnets"], deps, found.attrs["associations"]))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
