@@ -24,6 +24,13 @@ DEFAULT_SOURCE = "config/default.yaml"
 # Longest name suffixes we append to the stack name, per service limit. See resource names in stack.py.
 MAX_NAME_LENGTH = 20
 STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+# Prefixes AWS reserves in names cdpoc derives from the stack name ("<name>-alb", "<name>-app-sg", buckets).
+RESERVED_NAME_PREFIXES = {
+    "sg-": "security group names starting with 'sg-'",
+    "internal-": "load balancer names starting with 'internal-'",
+    "sthree-": "bucket names starting with 'sthree-'",
+    "amzn-s3-demo-": "bucket names starting with 'amzn-s3-demo-'",
+}
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -259,6 +266,9 @@ class Settings(_Frozen):
                 f"{value!r} cannot prefix every resource name: use 1-{MAX_NAME_LENGTH} lowercase letters, "
                 "digits and single hyphens, starting with a letter and not ending with a hyphen"
             )
+        for prefix, refused in RESERVED_NAME_PREFIXES.items():
+            if f"{value}-".startswith(prefix):
+                raise ValueError(f"{value!r} cannot prefix every resource name: AWS refuses {refused}")
         return value
 
     @field_validator("region")

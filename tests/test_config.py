@@ -160,7 +160,10 @@ def test_bad_ssh_cidr(tmp_path: Path) -> None:
     assert "operator.ssh_cidr" in problem(tmp_path, {"operator": {"ssh_cidr": "my laptop"}})
 
 
-@pytest.mark.parametrize("name", ["", "Shop", "shop-", "-shop", "sh--op", "9shop", "s" * (MAX_NAME_LENGTH + 1), "a_b"])
+@pytest.mark.parametrize(
+    "name",
+    ["", "Shop", "shop-", "-shop", "sh--op", "9shop", "s" * (MAX_NAME_LENGTH + 1), "a_b", "sg", "sg-web", "internal"],
+)
 def test_stack_name_that_cannot_prefix_every_resource(tmp_path: Path, name: str) -> None:
     assert "cannot prefix every resource name" in problem(tmp_path, {"name": name})
 
