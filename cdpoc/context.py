@@ -54,7 +54,9 @@ class Context:
     def graph(self) -> Graph:
         """The stack's resource graph; resolving the zones is the one AWS call it needs."""
         if self._graph is None:
-            zones = resolve_zones(self.run, self.settings.availability_zones)
+            compute = self.settings.compute
+            types = (compute.instance_type, compute.bastion_instance_type, compute.mongodb_instance_type)
+            zones = resolve_zones(self.run, self.settings.availability_zones, types)
             self.run.zones = zones
             self._graph = build(self.settings, zones, account_id(self.run))
         return self._graph

@@ -307,3 +307,20 @@ def test_leftover_scan_finds_what_remains_and_ignores_other_stacks(ctx: Context)
     left = leftovers(ctx.run, graph, ctx.handlers, lambda: tagged_arns(ctx.run))
     assert len(left) == len(graph.resources)
     assert not any("10.9.0.0/16" in item for item in left)
+
+
+def test_zones_are_chosen_among_those_offering_every_instance_type(ctx: Context) -> None:
+    from cdpoc.aws.account import resolve_zones
+    from cdpoc.errors import ConfigError
+
+    offered = resolve_zones(ctx.run, (), ("t3.micro", "t3.small"))
+    assert len(offered) == 2
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    offers = ec2.describe_instance_type_offerings(
+        LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": ["t3.micro"]}]
+    )
+    assert set(offered) <= {o["Location"] for o in offers["InstanceTypeOfferings"]}
+    with pytest.raises(ConfigError, match=r"fewer than two available zones offering no-such\.type"):
+        resolve_zones(ctx.run, (), ("no-such.type",))
+    with pytest.raises(ConfigError, match=r"us-east-1a lacks no-such\.type"):
+        resolve_zones(ctx.run, ("us-east-1a", "us-east-1b"), ("no-such.type",))

@@ -14,16 +14,20 @@ def account_id(run: AwsRun) -> str:
     return run.memo("account", lookup)
 
 
-def resolve_zones(run: AwsRun, wanted: tuple[str, ...]) -> tuple[str, ...]:
-    """The configured zones, checked against the region; or the region's first two available ones."""
+def resolve_zones(run: AwsRun, wanted: tuple[str, ...], instance_types: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The configured zones, checked against the region; or the region's first two that offer every
+    instance type the stack runs (zone names map to different physical zones per account, and not
+    every zone has every type: a launch there fails with "Unsupported")."""
+    ec2 = run.client("ec2")
     with aws_errors(f"listing availability zones of {run.region}"):
-        zones = run.client("ec2").describe_availability_zones(
+        zones = ec2.describe_availability_zones(
             Filters=[
                 {"Name": "state", "Values": ["available"]},
                 {"Name": "zone-type", "Values": ["availability-zone"]},
             ]
         )["AvailabilityZones"]
     available = sorted(z["ZoneName"] for z in zones)
+    lacking = _zones_lacking(run, available, instance_types) if instance_types else {}
     if wanted:
         unknown = [z for z in wanted if z not in available]
         if unknown:
@@ -31,10 +35,36 @@ def resolve_zones(run: AwsRun, wanted: tuple[str, ...]) -> tuple[str, ...]:
                 f"availability_zones: {', '.join(unknown)} not available in {run.region}",
                 f"Use two of: {', '.join(available)} (or leave the setting empty).",
             )
+        unsuited = [f"{zone} lacks {', '.join(lacking[zone])}" for zone in wanted if lacking.get(zone)]
+        if unsuited:
+            raise ConfigError(f"availability_zones: {'; '.join(unsuited)}", "Choose other zones or instance types.")
         return wanted
-    if len(available) < 2:
-        raise ConfigError(f"region {run.region} has fewer than two available zones: {', '.join(available) or 'none'}")
-    return tuple(available[:2])
+    suited = [zone for zone in available if not lacking.get(zone)]
+    if len(suited) < 2:
+        raise ConfigError(
+            f"region {run.region} has fewer than two available zones offering {', '.join(instance_types) or 'EC2'}: "
+            f"{', '.join(suited) or 'none'}",
+            "Choose other instance types (compute.*) or another region.",
+        )
+    return tuple(suited[:2])
+
+
+def _zones_lacking(run: AwsRun, zones: list[str], instance_types: tuple[str, ...]) -> dict[str, list[str]]:
+    """zone -> the configured instance types it does not offer."""
+    offered: dict[str, set[str]] = {zone: set() for zone in zones}
+    with aws_errors(f"listing which zones of {run.region} offer {', '.join(instance_types)}"):
+        pages = (
+            run.client("ec2")
+            .get_paginator("describe_instance_type_offerings")
+            .paginate(
+                LocationType="availability-zone",
+                Filters=[{"Name": "instance-type", "Values": sorted(set(instance_types))}],
+            )
+        )
+        for page in pages:
+            for offering in page["InstanceTypeOfferings"]:
+                offered.setdefault(offering["Location"], set()).add(offering["InstanceType"])
+    return {zone: sorted(set(instance_types) - offered[zone]) for zone in zones}
 
 
 def tagged_arns(run: AwsRun) -> list[str]:
