@@ -6,7 +6,7 @@ import hashlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -255,6 +255,12 @@ def vpc_changes(res: Resource, found: Observed, deps: Mapping[str, Observed | No
     if vpc_id and found.attrs["vpc"] != vpc_id:
         return [Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False)]
     return []
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`, for the batch APIs (DeleteObjects, GetParameters, ...)."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def paginate(

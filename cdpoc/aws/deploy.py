@@ -12,7 +12,7 @@ instances would wait in Pending:Wait for a deployment that never comes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -23,6 +23,7 @@ from cdpoc.aws.base import (
     aws_errors,
     call_or_none,
     caused_by,
+    chunks,
     missing_tags,
     observed,
     ownership,
@@ -434,11 +435,6 @@ def get_deployment(run: AwsRun, deployment_id: str) -> dict[str, Any]:
         return dict(_codedeploy(run).get_deployment(deploymentId=deployment_id)["deploymentInfo"])
 
 
-def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def deployment_targets(run: AwsRun, deployment_id: str) -> list[dict[str, Any]]:
     """Each instance of an EC2 deployment with its lifecycle events (and a failed event's diagnostics).
 
@@ -460,7 +456,7 @@ def deployment_targets(run: AwsRun, deployment_id: str) -> list[dict[str, Any]]:
             break
         params["nextToken"] = reply["nextToken"]
     targets: list[dict[str, Any]] = []
-    for batch in _batches(target_ids, TARGETS_PER_BATCH):
+    for batch in chunks(target_ids, TARGETS_PER_BATCH):
         with aws_errors(f"reading the targets of deployment {deployment_id}"):
             reply = client.batch_get_deployment_targets(deploymentId=deployment_id, targetIds=list(batch))
         targets.extend(t["instanceTarget"] for t in reply.get("deploymentTargets", []) if t.get("instanceTarget"))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -26,6 +26,7 @@ from cdpoc.aws.base import (
     aws_errors,
     call_or_none,
     caused_by,
+    chunks,
     ignore_missing,
     missing_tags,
     observed,
@@ -69,11 +70,6 @@ def website_url(bucket: str, region: str) -> str:
 
 def _s3(run: AwsRun) -> Any:
     return run.client("s3")
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _purpose(res: Resource) -> str:
@@ -435,7 +431,7 @@ class BucketHandler(Handler):
                         {"Key": item["Key"], "VersionId": item["VersionId"]}
                         for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
                     ]
-                    for batch in _chunks(keys, DELETE_BATCH):
+                    for batch in chunks(keys, DELETE_BATCH):
                         self._delete_batch(run, name, batch)
         except AwsError as exc:
             if caused_by(exc, "NoSuchBucket"):
@@ -513,7 +509,7 @@ class ParameterHandler(Handler):
     def _plain_values(self, run: AwsRun, names: list[str]) -> dict[str, str]:
         """Values of String parameters only: SecureString values are never read."""
         values: dict[str, str] = {}
-        for batch in _chunks(names, 10):
+        for batch in chunks(names, 10):
             with aws_errors("reading SSM parameter values"):
                 reply = _ssm(run).get_parameters(Names=list(batch), WithDecryption=False)
             values.update({p["Name"]: p["Value"] for p in reply["Parameters"] if p["Type"] == "String"})
