@@ -201,8 +201,22 @@ class AwsRun:
             self.pause(min(delay, max(0.0, deadline - time.monotonic())) * random.uniform(0.8, 1.2))
             delay = min(delay * 1.5, self.waits.poll_max)
 
-    def wait_with(self, service: str, waiter_name: str, what: str, timeout: float | None = None, **params: Any) -> None:
-        """Use botocore's waiter one attempt at a time, so that our timeout and Ctrl-C apply to it."""
+    def wait_with(
+        self,
+        service: str,
+        waiter_name: str,
+        what: str,
+        timeout: float | None = None,
+        passing_states: bool = False,
+        **params: Any,
+    ) -> None:
+        """Use botocore's waiter one attempt at a time, so that our timeout and Ctrl-C apply to it.
+
+        A NotFound answer means "not yet": EC2 is eventually consistent, and a resource created a moment
+        ago may not be visible (botocore's vpc_available and subnet_available waiters would fail on it).
+        passing_states: the waiter's failure states are steps on the way, not failures (instance_terminated
+        calls `pending` and `stopping` failures; an instance being terminated passes through them).
+        """
         waiter = self.client(service).get_waiter(waiter_name)
 
         def ready() -> bool:
@@ -210,7 +224,10 @@ class AwsRun:
                 waiter.wait(**params, WaiterConfig={"Delay": 1, "MaxAttempts": 1})
             except botocore.exceptions.WaiterError as exc:
                 reason = str(exc.kwargs.get("reason", ""))
-                if reason.startswith("Max attempts exceeded"):
+                code = str((exc.last_response or {}).get("Error", {}).get("Code", ""))
+                if reason.startswith("Max attempts exceeded") or code.endswith(".NotFound"):
+                    return False
+                if passing_states and "terminal failure" in reason and not code:
                     return False
                 raise AwsError(f"{what} failed: {reason}") from None
             return True

@@ -338,7 +338,13 @@ class InstanceHandler(Handler):
         if ignore_missing(
             f"terminating instance {found.id}", ec2.terminate_instances, NOT_FOUND, InstanceIds=[found.id]
         ):
-            run.wait_with("ec2", "instance_terminated", f"instance {found.id} to be terminated", InstanceIds=[found.id])
+            run.wait_with(
+                "ec2",
+                "instance_terminated",
+                f"instance {found.id} to be terminated",
+                passing_states=True,
+                InstanceIds=[found.id],
+            )
 
     def describe(self, found: Observed) -> str:
         address = found.attrs.get("public_ip") or found.attrs.get("private_ip", "")
