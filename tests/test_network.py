@@ -13,7 +13,7 @@ from cdpoc.aws.account import account_id, tagged_arns
 from cdpoc.context import Context
 from cdpoc.errors import Cancelled, ConflictError
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Resource
+from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.stack import network
 from cdpoc.stack.names import StackNames
@@ -324,3 +324,53 @@ def test_zones_are_chosen_among_those_offering_every_instance_type(ctx: Context)
         resolve_zones(ctx.run, (), ("no-such.type",))
     with pytest.raises(ConfigError, match=r"us-east-1a lacks no-such\.type"):
         resolve_zones(ctx.run, ("us-east-1a", "us-east-1b"), ("no-such.type",))
+
+
+def test_releasing_an_address_its_nat_gateway_still_holds_is_retried_not_a_credentials_error(ctx: Context) -> None:
+    """AWS answers ReleaseAddress with AuthFailure while a deleted NAT gateway still holds the address."""
+    from botocore.stub import Stubber
+
+    from cdpoc.aws.base import DependencyViolation
+    from cdpoc.aws.network import ElasticIpHandler
+
+    stub = Stubber(ctx.clients.client("ec2"))
+    stub.add_client_error(
+        "release_address", "AuthFailure", "You do not have permission to access the specified resource."
+    )
+    stub.add_client_error("release_address", "InvalidIPAddress.InUse", "Address is in use.")
+    stub.add_client_error("release_address", "InvalidAllocationID.NotFound", "gone")
+    found = Observed("eip.nat.a", "elastic_ip", "eipalloc-1", {"public_ip": "203.0.113.1"})
+    with stub:
+        for _ in range(2):
+            with pytest.raises(DependencyViolation):
+                ElasticIpHandler().delete(ctx.run, found)
+        ElasticIpHandler().delete(ctx.run, found)  # NotFound: already released
+    stub.assert_no_pending_responses()
+
+
+def test_a_replayed_client_token_that_returns_a_deleted_resource_creates_anew(ctx: Context) -> None:
+    """After a `down` stopped halfway the parent survives, so the token repeats: AWS would hand back the
+    deleted route table. cdpoc notices and creates again with a token salted by the dead id."""
+    graph = network_graph(ctx)
+    results = up(ctx, graph)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    dead = results["rt.private.b"]
+    replay = {"RouteTable": {"RouteTableId": dead.id, "VpcId": results["vpc"].id, "Routes": [], "Associations": []}}
+    for association in dead.attrs["associations"].values():
+        ec2.disassociate_route_table(AssociationId=association)
+    ec2.delete_route_table(RouteTableId=dead.id)
+    client = ctx.clients.client("ec2")
+    real = client.create_route_table
+    tokens: list[str] = []
+
+    def create_route_table(**params: Any) -> Any:
+        tokens.append(params["ClientToken"])
+        return replay if len(tokens) == 1 else real(**params)  # the first answer is AWS's replay
+
+    client.create_route_table = create_route_table
+    up(ctx, graph)
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+    tables = [
+        t for t in tagged(ec2.describe_route_tables()["RouteTables"]) if tags_of(t)["cdpoc:component"] == "rt.private.b"
+    ]
+    assert len(tables) == 1 and tables[0]["RouteTableId"] != dead.id

@@ -156,6 +156,21 @@ class AwsRun:
         digest = hashlib.sha256("/".join((self.stack, res.key, *parts)).encode()).hexdigest()
         return f"cdpoc-{digest[:58]}"
 
+    def create_with_token(
+        self, res: Resource, parts: Sequence[str], create: Callable[[str], T], dead_id: Callable[[T], str | None]
+    ) -> T:
+        """create(token) with a deterministic token, so a retried or re-run create cannot duplicate.
+
+        AWS answers a token it has seen with its first result for hours, also after that resource was
+        deleted (a `down` stopped halfway leaves the parent whose id is in the token). dead_id says when
+        the answer is such a deleted resource; then the create runs again with a token salted by its id.
+        """
+        result = create(self.client_token(res, *parts))
+        gone = dead_id(result)
+        if gone:
+            result = create(self.client_token(res, *parts, gone))
+        return result
+
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """Cache one discovery call per run (e.g. all of the stack's subnets), shared by all handlers."""
         with self._memo_lock:

@@ -7,15 +7,19 @@ from typing import Any
 
 from cdpoc.aws.base import (
     AwsRun,
+    DependencyViolation,
     Handler,
     aws_errors,
     by_component,
+    call_or_none,
+    caused_by,
     dep_id,
     ignore_missing,
     observed,
     paginate,
     vpc_changes,
 )
+from cdpoc.errors import AccessError
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -254,20 +258,24 @@ class ElasticIpHandler(Handler):
         return observed(res, self.kind, address["AllocationId"], public_ip=address.get("PublicIp", ""), association="")
 
     def delete(self, run: AwsRun, found: Observed) -> None:
-        # Releasing an address still associated with a NAT/instance fails (InvalidIPAddress.InUse /
-        # AuthFailure on some accounts); the owner is deleted first by the graph order.
-        ignore_missing(
-            f"releasing Elastic IP {found.attrs.get('public_ip') or found.id}",
-            _ec2(run).release_address,
-            NOT_FOUND,
-            AllocationId=found.id,
-        )
+        # The owner (NAT gateway, instance) is deleted first by the graph order, but AWS lets go of the
+        # address a little later: until then release fails, with InvalidIPAddress.InUse or, for a NAT
+        # gateway's address, a bare AuthFailure. Both mean "retry", not "bad credentials".
+        what = f"releasing Elastic IP {found.attrs.get('public_ip') or found.id}"
+        try:
+            ignore_missing(what, _ec2(run).release_address, NOT_FOUND, AllocationId=found.id)
+        except AccessError as exc:
+            if caused_by(exc, "AuthFailure"):
+                raise DependencyViolation(f"{what}: AuthFailure while AWS still holds it for its last owner") from exc
+            raise
 
     def describe(self, found: Observed) -> str:
         return f"{found.id} ({found.attrs.get('public_ip', '')})"
 
 
-LIVE_NAT_STATES = ("pending", "available")
+# A deleting gateway is still listed (and `down` waits for it); deleted and failed ones are history.
+LISTED_NAT_STATES = ("pending", "available", "deleting")
+GONE_NAT_STATES = ("deleting", "deleted", "failed")
 
 
 class NatGatewayHandler(Handler):
@@ -281,7 +289,7 @@ class NatGatewayHandler(Handler):
             run,
             "describe_nat_gateways",
             "NatGateways",
-            Filter=[*run.stack_filter(), {"Name": "state", "Values": list(LIVE_NAT_STATES)}],
+            Filter=[*run.stack_filter(), {"Name": "state", "Values": list(LISTED_NAT_STATES)}],
         )
         return {
             component: observed(
@@ -307,16 +315,24 @@ class NatGatewayHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         subnet_id = deps[res.props["subnet"]].id
         allocation_id = deps[res.props["eip"]].id
-        with aws_errors(f"creating NAT gateway {res.name}"):
-            gateway = _ec2(run).create_nat_gateway(
-                SubnetId=subnet_id,
-                AllocationId=allocation_id,
-                ConnectivityType="public",
-                # The subnet id in the token makes it new after a teardown: AWS remembers tokens for a while
-                # and would hand back the deleted gateway.
-                ClientToken=run.client_token(res, subnet_id, allocation_id),
-                TagSpecifications=run.ec2_tag_specs("natgateway", res),
-            )["NatGateway"]
+
+        def create(token: str) -> dict[str, Any]:
+            with aws_errors(f"creating NAT gateway {res.name}"):
+                reply: dict[str, Any] = _ec2(run).create_nat_gateway(
+                    SubnetId=subnet_id,
+                    AllocationId=allocation_id,
+                    ConnectivityType="public",
+                    ClientToken=token,
+                    TagSpecifications=run.ec2_tag_specs("natgateway", res),
+                )["NatGateway"]
+            return reply
+
+        gateway = run.create_with_token(
+            res,
+            (subnet_id, allocation_id),
+            create,
+            lambda g: g["NatGatewayId"] if g.get("State") in GONE_NAT_STATES else None,
+        )
         found = observed(
             res,
             self.kind,
@@ -344,10 +360,16 @@ class NatGatewayHandler(Handler):
             allocations=found.attrs["allocations"],
         )
 
+    def find(self, run: AwsRun, res: Resource) -> Observed | None:
+        """A gateway on its way out does not count for `up` (a new one is made); `down` still waits for it."""
+        found = super().find(run, res)
+        return None if found is not None and found.attrs["state"] == "deleting" else found
+
     def delete(self, run: AwsRun, found: Observed) -> None:
-        ignore_missing(
-            f"deleting NAT gateway {found.id}", _ec2(run).delete_nat_gateway, NOT_FOUND, NatGatewayId=found.id
-        )
+        if found.attrs.get("state") != "deleting":
+            ignore_missing(
+                f"deleting NAT gateway {found.id}", _ec2(run).delete_nat_gateway, NOT_FOUND, NatGatewayId=found.id
+            )
         # Its EIP and network interface are only released once it is `deleted`.
         run.wait_with(
             "ec2",
@@ -405,12 +427,24 @@ class RouteTableHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         vpc_id = deps[res.props["vpc"]].id
-        with aws_errors(f"creating route table {res.name}"):
-            table = _ec2(run).create_route_table(
-                VpcId=vpc_id,
-                ClientToken=run.client_token(res, vpc_id),
-                TagSpecifications=run.ec2_tag_specs("route-table", res),
-            )["RouteTable"]
+
+        def create(token: str) -> dict[str, Any]:
+            with aws_errors(f"creating route table {res.name}"):
+                reply: dict[str, Any] = _ec2(run).create_route_table(
+                    VpcId=vpc_id, ClientToken=token, TagSpecifications=run.ec2_tag_specs("route-table", res)
+                )["RouteTable"]
+            return reply
+
+        def dead_id(table: dict[str, Any]) -> str | None:
+            listed = call_or_none(
+                f"checking route table {table['RouteTableId']}",
+                _ec2(run).describe_route_tables,
+                NOT_FOUND,
+                RouteTableIds=[table["RouteTableId"]],
+            )
+            return None if listed and listed["RouteTables"] else str(table["RouteTableId"])
+
+        table = run.create_with_token(res, (vpc_id,), create, dead_id)
         found = observed(res, self.kind, table["RouteTableId"], vpc=vpc_id, routes={}, associations={})
         return self.update(run, res, found, deps)
 
