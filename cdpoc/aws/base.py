@@ -114,6 +114,8 @@ class Waits:
     # Auto Scaling instances InService and healthy in the target group (boot, user data, health checks),
     # or gone after a forced delete.
     fleet: float = 900.0
+    # An ALB becoming active, or its network interfaces being released after deletion: often minutes.
+    load_balancer: float = 900.0
     poll_initial: float = 2.0
     poll_max: float = 15.0
 

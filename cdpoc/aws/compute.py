@@ -163,7 +163,8 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
 class InstanceHandler(Handler):
     kind = "instance"
     label = "instance"
-    arn_types = ("ec2:instance",)
+    # Root volumes go with their instance (DeleteOnTermination); the tagging API lists them for a while after.
+    arn_types = ("ec2:instance", "ec2:volume")
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         filters = [*run.stack_filter(), {"Name": "instance-state-name", "Values": list(LIVE_STATES)}]

@@ -294,7 +294,11 @@ class LoadBalancerHandler(Handler):
             with aws_errors(f"setting the security groups of load balancer {res.name}"):
                 _elbv2(run).set_security_groups(LoadBalancerArn=found.id, SecurityGroups=groups)
         run.wait_with(
-            "elbv2", "load_balancer_available", f"load balancer {res.name} to be active", LoadBalancerArns=[found.id]
+            "elbv2",
+            "load_balancer_available",
+            f"load balancer {res.name} to be active",
+            timeout=run.waits.load_balancer,
+            LoadBalancerArns=[found.id],
         )
         with aws_errors(f"reading load balancer {res.name}"):
             lb = _elbv2(run).describe_load_balancers(LoadBalancerArns=[found.id])["LoadBalancers"][0]
@@ -308,13 +312,18 @@ class LoadBalancerHandler(Handler):
             f"deleting load balancer {name}", _elbv2(run).delete_load_balancer, NOT_FOUND, LoadBalancerArn=found.id
         )
         run.wait_with(
-            "elbv2", "load_balancers_deleted", f"load balancer {name} to be deleted", LoadBalancerArns=[found.id]
+            "elbv2",
+            "load_balancers_deleted",
+            f"load balancer {name} to be deleted",
+            timeout=run.waits.load_balancer,
+            LoadBalancerArns=[found.id],
         )
         # Its network interfaces outlive it for a while; the subnets and security groups cannot be
         # deleted (nor the internet gateway detached) until they are released.
         run.wait_until(
             f"the network interfaces of load balancer {name} to be released",
             lambda: not self._network_interfaces(run, found),
+            timeout=run.waits.load_balancer,
         )
 
     @staticmethod

@@ -104,11 +104,21 @@ def instance_policy(names: StackNames) -> dict[str, Any]:
 
 def codedeploy_policy(names: StackNames) -> dict[str, Any]:
     """What AWSCodeDeployRole lacks for Auto Scaling groups with launch templates."""
-    account_resources = names.arn("ec2", "*")
+    # The resource types a RunInstances from a launch template touches, not every EC2 resource.
+    launched = [
+        names.arn("ec2", f"{kind}/*")
+        for kind in (
+            "instance",
+            "volume",
+            "network-interface",
+            "subnet",
+            "security-group",
+            "launch-template",
+            "key-pair",
+        )
+    ]
     return document(
-        allow(
-            "LaunchFromTemplate", ["ec2:RunInstances"], [account_resources, names.arn("ec2", "image/*", account=False)]
-        ),
+        allow("LaunchFromTemplate", ["ec2:RunInstances"], [*launched, names.arn("ec2", "image/*", account=False)]),
         allow(
             "TagLaunched",
             ["ec2:CreateTags"],
@@ -164,7 +174,12 @@ def pipeline_policy(names: StackNames) -> dict[str, Any]:
             ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"],
             [bucket_arn(artifacts, "*")],
         ),
-        allow("ArtifactBucket", ["s3:GetBucketVersioning", "s3:GetBucketLocation"], [bucket_arn(artifacts)]),
+        # AWS's documented minimum for a pipeline's artifact store also reads the bucket's ACL.
+        allow(
+            "ArtifactBucket",
+            ["s3:GetBucketVersioning", "s3:GetBucketLocation", "s3:GetBucketAcl"],
+            [bucket_arn(artifacts)],
+        ),
     )
 
 
