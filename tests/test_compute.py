@@ -293,9 +293,10 @@ class TestDeployed:
         }
         specs = {s["ResourceType"]: tag_dict(s["Tags"]) for s in params["TagSpecifications"]}
         assert specs["instance"] == specs["volume"] == tag_dict(mongodb["Tags"])
-        # Deterministic, and new after a teardown (the subnet id is part of it).
+        # Deterministic, and new after a teardown (the subnet id is part of it) or a new AMI (AWS refuses a
+        # replayed token with other parameters: IdempotentParameterMismatch).
         assert params["ClientToken"] == deployed.ctx.run.client_token(
-            deployed.resource("instance.mongodb"), deployed.existing["subnet.data.a"].id
+            deployed.resource("instance.mongodb"), deployed.existing["subnet.data.a"].id, params["ImageId"]
         )
 
     def test_mongodb_user_data_names_its_inputs_and_holds_no_secret(self, deployed: Stack) -> None:

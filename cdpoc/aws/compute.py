@@ -31,6 +31,7 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
+    call_or_none,
     caused_by,
     dep_attr,
     dep_id,
@@ -222,11 +223,14 @@ class InstanceHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         subnet_id = deps[res.props["subnet"]].id
         params = self._launch_params(run, res, deps)
-        # The subnet id in the token makes it new after a teardown; AWS answers a reused token with
-        # the instance it launched before, even a terminated one: then launch anew with another token.
-        instance = self._launch(run, res, params, run.client_token(res, subnet_id))
-        if instance["State"]["Name"] in GONE_STATES:
-            instance = self._launch(run, res, params, run.client_token(res, subnet_id, instance["InstanceId"]))
+        # AWS answers a reused token with the instance it launched before, even a terminated one (then
+        # launch anew with another token), and refuses it when the parameters changed: the AMI is in it.
+        instance = run.create_with_token(
+            res,
+            (subnet_id, params["ImageId"]),
+            lambda token: self._launch(run, res, params, token),
+            lambda i: i["InstanceId"] if i["State"]["Name"] in GONE_STATES else None,
+        )
         found = observed(res, self.kind, instance["InstanceId"], **_instance_attrs(instance))
         return self.update(run, res, found, deps)
 
@@ -442,10 +446,9 @@ class LaunchTemplateHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         data = self._data(run, res, deps, resolve_ami(run, res.props["ami_parameter"]))
-        # The security group's id in the token makes it new after a teardown.
-        token = run.client_token(res, *(deps[key].id for key in res.props["security_groups"]))
+        groups = tuple(deps[key].id for key in res.props["security_groups"])
 
-        def call() -> dict[str, Any]:
+        def call(token: str) -> dict[str, Any]:
             with aws_errors(f"creating launch template {res.name}"):
                 return dict(
                     _ec2(run).create_launch_template(
@@ -457,8 +460,23 @@ class LaunchTemplateHandler(Handler):
                     )["LaunchTemplate"]
                 )
 
+        def dead_id(template: dict[str, Any]) -> str | None:
+            # A token replayed after the template was deleted: its id no longer answers.
+            listed = call_or_none(
+                f"checking launch template {template['LaunchTemplateId']}",
+                _ec2(run).describe_launch_templates,
+                NOT_FOUND,
+                LaunchTemplateIds=[template["LaunchTemplateId"]],
+            )
+            return None if listed and listed["LaunchTemplates"] else str(template["LaunchTemplateId"])
+
         try:
-            template = retry_iam_propagation(run, f"creating launch template {res.name}", call)
+            template = run.create_with_token(
+                res,
+                groups,
+                lambda token: retry_iam_propagation(run, f"creating launch template {res.name}", lambda: call(token)),
+                dead_id,
+            )
         except AwsError as exc:
             if not caused_by(exc, "InvalidLaunchTemplateName.AlreadyExistsException"):
                 raise

@@ -99,16 +99,25 @@ class VpcEndpointHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         vpc_id = deps[res.props["vpc"]].id
         tables = sorted(deps[key].id for key in res.props["route_tables"])
-        with aws_errors(f"creating S3 gateway endpoint {res.name}"):
-            endpoint = _ec2(run).create_vpc_endpoint(
-                VpcEndpointType="Gateway",
-                VpcId=vpc_id,
-                ServiceName=res.props["service"],
-                RouteTableIds=tables,
-                # The VPC id makes the token new after a teardown (AWS remembers tokens for a while).
-                ClientToken=run.client_token(res, vpc_id),
-                TagSpecifications=run.ec2_tag_specs("vpc-endpoint", res),
-            )["VpcEndpoint"]
+
+        def create(token: str) -> dict[str, Any]:
+            with aws_errors(f"creating S3 gateway endpoint {res.name}"):
+                reply: dict[str, Any] = _ec2(run).create_vpc_endpoint(
+                    VpcEndpointType="Gateway",
+                    VpcId=vpc_id,
+                    ServiceName=res.props["service"],
+                    RouteTableIds=tables,
+                    ClientToken=token,
+                    TagSpecifications=run.ec2_tag_specs("vpc-endpoint", res),
+                )["VpcEndpoint"]
+            return reply
+
+        endpoint = run.create_with_token(
+            res,
+            (vpc_id,),
+            create,
+            lambda e: e["VpcEndpointId"] if str(e.get("State", "")).lower() in GONE_ENDPOINT_STATES else None,
+        )
         return self._wait_available(run, res, endpoint["VpcEndpointId"])
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
@@ -261,12 +270,26 @@ class NetworkAclHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         vpc_id = deps[res.props["vpc"]].id
-        with aws_errors(f"creating network ACL {res.name}"):
-            acl = _ec2(run).create_network_acl(
-                VpcId=vpc_id,
-                ClientToken=run.client_token(res, vpc_id),
-                TagSpecifications=run.ec2_tag_specs("network-acl", res),
-            )["NetworkAcl"]
+
+        def create(token: str) -> dict[str, Any]:
+            with aws_errors(f"creating network ACL {res.name}"):
+                reply: dict[str, Any] = _ec2(run).create_network_acl(
+                    VpcId=vpc_id, ClientToken=token, TagSpecifications=run.ec2_tag_specs("network-acl", res)
+                )["NetworkAcl"]
+            return reply
+
+        def dead_id(acl: dict[str, Any]) -> str | None:
+            # moto answers a missing ACL with a route-table NotFound code: any NotFound means gone.
+            try:
+                with aws_errors(f"checking network ACL {acl['NetworkAclId']}"):
+                    listed = _ec2(run).describe_network_acls(NetworkAclIds=[acl["NetworkAclId"]])["NetworkAcls"]
+            except AwsError as exc:
+                if caused_by(exc, "InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"):
+                    return str(acl["NetworkAclId"])
+                raise
+            return None if listed else str(acl["NetworkAclId"])
+
+        acl = run.create_with_token(res, (vpc_id,), create, dead_id)
         # A retried create returns the ACL the token made, possibly with entries already in it.
         return self.update(run, res, observed(res, self.kind, acl["NetworkAclId"], **_acl_attrs(acl)), deps)
 
