@@ -8,7 +8,8 @@
 #       cdpoc:stack = <stack name>
 #     read from /latest/meta-data/tags/instance/cdpoc:stack. The region comes from
 #     /latest/meta-data/placement/region.
-#   - SSM parameters (the instance role may ssm:GetParameter them, and kms:Decrypt the SecureString):
+#   - SSM parameters (the instance role may ssm:GetParameter them; the SecureString uses the aws/ssm key,
+#     whose key policy lets SSM decrypt for the account, so no kms:Decrypt grant is needed):
 #       /<stack>/mongodb/host          String        private IP or DNS name of MongoDB
 #       /<stack>/mongodb/app-password  SecureString  password of MongoDB user s3upload, database s3upload
 #     The hooks only write the password parameter's *name* to /etc/s3upload.env; the application
