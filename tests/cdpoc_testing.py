@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rich.console import Console
 
-from cdpoc.aws.base import Waits
+from cdpoc.aws.base import Handler, Waits
+from cdpoc.model import Observed, Resource
 from cdpoc.ui import Ui
 
 FAST_WAITS = Waits(default=30.0, nat_gateway=30.0, poll_initial=0.01, poll_max=0.05)
@@ -14,3 +18,19 @@ def recording_ui() -> Ui:
     return Ui(
         console=Console(record=True, width=200, force_terminal=False), err=Console(record=True, width=200, stderr=True)
     )
+
+
+class Existing(Handler):
+    """Another area's resources in these tests: found as the test made them, never created or deleted."""
+
+    kind = "existing"
+    label = "existing"
+
+    def __init__(self, found: Mapping[str, Observed]) -> None:
+        self.found = dict(found)
+
+    def find(self, run: Any, res: Resource) -> Observed | None:
+        return self.found.get(res.key)
+
+    def delete(self, run: Any, found: Observed) -> None:
+        """Not ours to delete here."""

@@ -12,7 +12,7 @@ import base64
 import dataclasses
 import itertools
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cdpoc_testing import FAST_WAITS, recording_ui
+from cdpoc_testing import FAST_WAITS, Existing, recording_ui
 from moto import mock_aws
 
 from cdpoc.apply import apply_plan
@@ -45,22 +45,6 @@ AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-
 PASSWORDS = {"param.mongodb.admin-password": "Adm1n-s3cr3t-value", "param.mongodb.app-password": "App-s3cr3t-value"}
 # Dependencies only there for ordering: no handler of this area reads their ids.
 ORDER_ONLY = ("rt.public", "rt.private.a", "rt.private.b", "nacl.bastion", "nacl.data", "nacl.app", "endpoint.s3")
-
-
-class Existing(Handler):
-    """Another area's resources in these tests: found as the test made them, never created or deleted."""
-
-    kind = "existing"
-    label = "existing"
-
-    def __init__(self, found: Mapping[str, Observed]) -> None:
-        self.found = dict(found)
-
-    def find(self, run: Any, res: Resource) -> Observed | None:
-        return self.found.get(res.key)
-
-    def delete(self, run: Any, found: Observed) -> None:
-        """Not ours to delete here."""
 
 
 @dataclass

@@ -8,7 +8,7 @@ graph as already existing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from cdpoc_testing import FAST_WAITS, recording_ui
+from cdpoc_testing import FAST_WAITS, Existing, recording_ui
 from moto import mock_aws
 
 from cdpoc.apply import apply_plan
@@ -34,22 +34,6 @@ from cdpoc.sweeper import find_everything, leftovers, sweep
 
 REGION = "us-east-1"
 ZONES = ("us-east-1a", "us-east-1b")
-
-
-class Existing(Handler):
-    """Another area's resources in these tests: found as the test made them, never created or deleted."""
-
-    kind = "existing"
-    label = "existing"
-
-    def __init__(self, found: Mapping[str, Observed]) -> None:
-        self.found = dict(found)
-
-    def find(self, run: Any, res: Resource) -> Observed | None:
-        return self.found.get(res.key)
-
-    def delete(self, run: Any, found: Observed) -> None:
-        """Not ours to delete here."""
 
 
 @dataclass
