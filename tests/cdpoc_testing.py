@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from cdpoc.aws.base import Handler, Waits
+from cdpoc.context import Context, Options
 from cdpoc.model import Observed, Resource
 from cdpoc.ui import Ui
 
@@ -34,3 +37,15 @@ class Existing(Handler):
 
     def delete(self, run: Any, found: Observed) -> None:
         """Not ours to delete here."""
+
+
+# Tests that share one moto session per module (the moto_session fixture) give every stack its own
+# name: moto's start-up and reset cost seconds each, and stacks are told apart by their tags and names.
+STACK_NUMBERS = itertools.count(1)
+
+
+def numbered_context(directory: Path, prefix: str, settings: str = "") -> Context:
+    """A Context for a stack named <prefix><n>, unique in the process, with extra YAML settings."""
+    config = directory / "cdpoc.yaml"
+    config.write_text(f"name: {prefix}{next(STACK_NUMBERS)}\n{settings}")
+    return Context.build(Options(config=config), recording_ui(), waits=FAST_WAITS)

@@ -60,6 +60,13 @@ def _only_the_managed_policies_cdpoc_names() -> None:
 _only_the_managed_policies_cdpoc_names()
 
 
+@pytest.fixture(scope="module")
+def moto_session() -> Iterator[None]:
+    """moto for a whole test module, for tests that keep their stacks apart by name (numbered_context)."""
+    with mock_aws():
+        yield
+
+
 @pytest.fixture
 def aws() -> Iterator[None]:
     """moto in-process, started before any client exists."""

@@ -7,8 +7,6 @@ graph as already existing.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,13 +14,12 @@ from typing import Any
 
 import boto3
 import pytest
-from cdpoc_testing import FAST_WAITS, Existing, recording_ui
-from moto import mock_aws
+from cdpoc_testing import Existing, numbered_context
 
 from cdpoc.apply import apply_plan
 from cdpoc.aws.base import DependencyViolation, Handler
 from cdpoc.aws.loadbalancing import HANDLERS as LB_HANDLERS
-from cdpoc.context import Context, Options
+from cdpoc.context import Context
 from cdpoc.cost import hourly_cost
 from cdpoc.errors import ConflictError
 from cdpoc.graph import Graph
@@ -97,21 +94,8 @@ def build_stack(ctx: Context) -> Stack:
     return Stack(ctx, Graph.of([*stand_ins, *declared]), handlers, existing)
 
 
-# Every test builds its own stack (its own name, its own VPC) in one moto session per module:
-# moto's start-up and reset cost seconds each, and stacks are told apart by their tags and names.
-STACK_NUMBERS = itertools.count(1)
-
-
 def new_context(directory: Path, settings: str = "") -> Context:
-    config = directory / "cdpoc.yaml"
-    config.write_text(f"name: lb{next(STACK_NUMBERS)}\n{settings}")
-    return Context.build(Options(config=config), recording_ui(), waits=FAST_WAITS)
-
-
-@pytest.fixture(scope="module")
-def moto_session() -> Iterator[None]:
-    with mock_aws():
-        yield
+    return numbered_context(directory, "lb", settings)
 
 
 @pytest.fixture
