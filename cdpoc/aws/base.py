@@ -90,6 +90,14 @@ def call_or_none(what: str, call: Callable[..., Any], missing: tuple[str, ...], 
         raise
 
 
+def unless_listed(
+    what: str, describe: Callable[..., Any], listing: str, id_param: str, resource_id: str, not_found: tuple[str, ...]
+) -> str | None:
+    """For create_with_token's dead_id: the id when describe(<id_param>=[id]) no longer lists it."""
+    reply = call_or_none(what, describe, not_found, **{id_param: [resource_id]})
+    return None if reply and reply[listing] else resource_id
+
+
 def ignore_missing(what: str, call: Callable[..., Any], not_found: tuple[str, ...], **params: Any) -> bool:
     """Run one call (a delete, a detach); a `not_found` answer counts as done, so an interrupted run can
     simply run again. Returns False when AWS said there was nothing there."""

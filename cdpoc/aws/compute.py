@@ -31,7 +31,6 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
-    call_or_none,
     caused_by,
     dep_attr,
     dep_id,
@@ -40,6 +39,7 @@ from cdpoc.aws.base import (
     paginate,
     refuse_not_ours,
     tag_map,
+    unless_listed,
 )
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.errors import AwsError, ConfigError
@@ -462,13 +462,15 @@ class LaunchTemplateHandler(Handler):
 
         def dead_id(template: dict[str, Any]) -> str | None:
             # A token replayed after the template was deleted: its id no longer answers.
-            listed = call_or_none(
-                f"checking launch template {template['LaunchTemplateId']}",
+            template_id = str(template["LaunchTemplateId"])
+            return unless_listed(
+                f"checking launch template {template_id}",
                 _ec2(run).describe_launch_templates,
+                "LaunchTemplates",
+                "LaunchTemplateIds",
+                template_id,
                 NOT_FOUND,
-                LaunchTemplateIds=[template["LaunchTemplateId"]],
             )
-            return None if listed and listed["LaunchTemplates"] else str(template["LaunchTemplateId"])
 
         try:
             template = run.create_with_token(

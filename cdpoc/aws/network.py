@@ -11,12 +11,12 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
-    call_or_none,
     caused_by,
     dep_id,
     ignore_missing,
     observed,
     paginate,
+    unless_listed,
     vpc_changes,
 )
 from cdpoc.errors import AccessError
@@ -436,13 +436,15 @@ class RouteTableHandler(Handler):
             return reply
 
         def dead_id(table: dict[str, Any]) -> str | None:
-            listed = call_or_none(
-                f"checking route table {table['RouteTableId']}",
+            table_id = str(table["RouteTableId"])
+            return unless_listed(
+                f"checking route table {table_id}",
                 _ec2(run).describe_route_tables,
+                "RouteTables",
+                "RouteTableIds",
+                table_id,
                 NOT_FOUND,
-                RouteTableIds=[table["RouteTableId"]],
             )
-            return None if listed and listed["RouteTables"] else str(table["RouteTableId"])
 
         table = run.create_with_token(res, (vpc_id,), create, dead_id)
         found = observed(res, self.kind, table["RouteTableId"], vpc=vpc_id, routes={}, associations={})

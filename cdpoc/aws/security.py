@@ -22,6 +22,7 @@ from cdpoc.aws.base import (
     observed,
     paginate,
     tag_map,
+    unless_listed,
     vpc_changes,
 )
 from cdpoc.aws.network import association_changes
@@ -279,15 +280,17 @@ class NetworkAclHandler(Handler):
             return reply
 
         def dead_id(acl: dict[str, Any]) -> str | None:
-            # moto answers a missing ACL with a route-table NotFound code: any NotFound means gone.
-            try:
-                with aws_errors(f"checking network ACL {acl['NetworkAclId']}"):
-                    listed = _ec2(run).describe_network_acls(NetworkAclIds=[acl["NetworkAclId"]])["NetworkAcls"]
-            except AwsError as exc:
-                if caused_by(exc, "InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound"):
-                    return str(acl["NetworkAclId"])
-                raise
-            return None if listed else str(acl["NetworkAclId"])
+            acl_id = str(acl["NetworkAclId"])
+            # moto answers a missing ACL with a route-table NotFound code: either means gone.
+            gone = ("InvalidNetworkAclID.NotFound", "InvalidRouteTableID.NotFound")
+            return unless_listed(
+                f"checking network ACL {acl_id}",
+                _ec2(run).describe_network_acls,
+                "NetworkAcls",
+                "NetworkAclIds",
+                acl_id,
+                gone,
+            )
 
         acl = run.create_with_token(res, (vpc_id,), create, dead_id)
         # A retried create returns the ACL the token made, possibly with entries already in it.
