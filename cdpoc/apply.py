@@ -19,15 +19,26 @@ class ApplyFailed(CdpocError):
 
 
 def refuse_conflicts(plan: Plan) -> None:
-    if plan.conflicts:
-        lines = [
-            f"{s.resource.key} ({s.resource.name}): {'; '.join(c.text for c in s.changes if not c.in_place)}"
-            for s in plan.conflicts
-        ]
-        raise ConflictError(
-            "existing resources differ from the config in ways AWS cannot change in place:\n  " + "\n  ".join(lines),
-            "Revert those settings, or run `cdpoc down` and then `cdpoc up` to rebuild. Nothing was changed.",
+    if not plan.conflicts:
+        return
+    lines = [
+        f"{s.resource.key} ({s.resource.name}): {'; '.join(c.text for c in s.changes if not c.in_place)}"
+        for s in plan.conflicts
+    ]
+    hints = []
+    if any(c.foreign for s in plan.conflicts for c in s.changes):
+        # Never suggest `down` here: it is this stack's down, and it leaves those resources alone anyway.
+        hints.append(
+            "Names held by resources that are not this stack's: set other names in the config (e.g. "
+            "pipeline.repository, buckets.*) or choose another stack name; if they are yours and unused, "
+            "delete them yourself. cdpoc never changes or deletes them."
         )
+    if any(not c.in_place and not c.foreign for s in plan.conflicts for c in s.changes):
+        hints.append("Revert the other settings, or run `cdpoc down` and then `cdpoc up` to rebuild this stack.")
+    raise ConflictError(
+        "existing resources differ from the config in ways AWS cannot change in place:\n  " + "\n  ".join(lines),
+        " ".join(hints) + " Nothing was changed.",
+    )
 
 
 def apply_plan(

@@ -10,10 +10,10 @@ from cdpoc.aws.account import tagged_arns
 from cdpoc.context import Context
 from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
-from cdpoc.model import Observed, Plan
+from cdpoc.model import Observed, Plan, owner_text
 from cdpoc.planner import make_plan
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
-from cdpoc.sweeper import find_everything, leftovers, sweep
+from cdpoc.sweeper import leftovers, survey, sweep
 
 
 def _describe(ctx: Context) -> Callable[[Observed], str]:
@@ -69,7 +69,14 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
 def down(ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism: int = 8) -> dict[str, str]:
     """Delete every resource of the stack in dependency order, then scan for anything left."""
     graph = ctx.graph()
-    doomed = find_everything(ctx.run, graph, ctx.handlers)
+    found = survey(ctx.run, graph, ctx.handlers)
+    doomed = found.doomed
+    for key, other in sorted(found.not_ours.items()):
+        handler = ctx.handlers[other.kind]
+        ctx.ui.say(
+            f"Left alone: {handler.label} {handler.describe(other)} ({key}) belongs to {owner_text(other.owner)}, "
+            "not to this stack."
+        )
     deleted: dict[str, str] = {}
     if not doomed:
         ctx.ui.say(f"Nothing of stack {ctx.settings.name} exists in {ctx.settings.region}.")

@@ -31,6 +31,26 @@ class Observed:
     id: str
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def owner(self) -> str:
+        """The stack named by the cdpoc:stack tag read from the resource itself; "" when it has none.
+
+        Only this proves a resource is a stack's: never its name, nor the filter of the listing that found it.
+        """
+        return str(self.attrs.get("stack") or "")
+
+
+def owner_text(owner: str) -> str:
+    """Who a resource belongs to, from its cdpoc:stack tag ("" for none), in words."""
+    return f"stack {owner}" if owner else "nothing cdpoc manages (no cdpoc:stack tag)"
+
+
+def not_ours_change(what: str, name: str, owner: str) -> Change:
+    """The conflict for a resource that holds a name the stack wants but whose tags do not prove it ours."""
+    return Change(
+        f"{what} {name} exists and belongs to {owner_text(owner)}: cdpoc will not take it over", False, foreign=True
+    )
+
 
 @dataclass(frozen=True)
 class Change:
@@ -38,6 +58,8 @@ class Change:
 
     text: str
     in_place: bool = True
+    # The resource is not this stack's: no command of this stack may change or delete it.
+    foreign: bool = False
 
 
 class Action(StrEnum):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Observed, Plan, Step
+from cdpoc.model import Action, Observed, Plan, Step, not_ours_change
 
 if TYPE_CHECKING:
     from cdpoc.aws.base import Handler
@@ -27,6 +27,8 @@ def make_plan(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> Plan:
             steps.append(Step(res, Action.CREATE))
             continue
         changes = tuple(handlers[res.kind].changes(run, res, existing, found))
+        if existing.owner != run.stack and all(c.in_place for c in changes):
+            changes = (not_ours_change(handlers[res.kind].label, res.name, existing.owner), *changes)
         if any(not c.in_place for c in changes):
             action = Action.CONFLICT
         elif changes:

@@ -34,14 +34,41 @@ class Doomed:
     ancestors: frozenset[str]  # logical keys it depends on (empty for resources outside the graph)
 
 
-def find_everything(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> dict[str, Doomed]:
-    """The stack's declared resources that exist, plus tagged extras of any kind cdpoc knows."""
+@dataclass(frozen=True)
+class Survey:
+    """What `down` found: the stack's own resources, and same-named ones it must leave alone."""
+
+    doomed: dict[str, Doomed]
+    not_ours: dict[str, Observed]
+
+
+def survey(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> Survey:
+    """The stack's declared resources that exist, plus tagged extras of any kind cdpoc knows (a second
+    resource of one component, an orphaned instance, a resource no longer declared).
+
+    Only what the resource's own cdpoc:stack tag proves to be this stack's is doomed: a declared name
+    can be held by another stack or by someone's hand-made resource, which `down` must never touch.
+    """
     found = discover(run, graph, handlers)
-    doomed = {key: Doomed(obs, frozenset(graph.ancestors(key))) for key, obs in found.items() if obs is not None}
+    doomed: dict[str, Doomed] = {}
+    not_ours: dict[str, Observed] = {}
+    for key, obs in found.items():
+        if obs is None:
+            continue
+        if obs.owner == run.stack:
+            doomed[key] = Doomed(obs, frozenset(graph.ancestors(key)))
+        else:
+            not_ours[key] = obs
     for handler in handlers.values():
         for key, obs in run.memo(f"scan:{handler.kind}", lambda h=handler: h.scan(run)).items():
-            doomed.setdefault(key, Doomed(obs, frozenset()))
-    return doomed
+            if obs.owner == run.stack and key not in not_ours:
+                doomed.setdefault(key, Doomed(obs, frozenset()))
+    return Survey(doomed, not_ours)
+
+
+def find_everything(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> dict[str, Doomed]:
+    """survey()'s doomed: everything of the stack that exists."""
+    return survey(run, graph, handlers).doomed
 
 
 def deletion_needs(graph: Graph, doomed: Mapping[str, Doomed]) -> dict[str, set[str]]:

@@ -17,7 +17,7 @@ from cdpoc.executor import Event, NoChange, State, run_graph
 from cdpoc.graph import Graph, GraphError, topological
 from cdpoc.model import Action, Change, Observed, Resource
 from cdpoc.planner import make_plan
-from cdpoc.sweeper import deletion_needs, find_everything, sweep
+from cdpoc.sweeper import deletion_needs, find_everything, survey, sweep
 
 WAIT = 10.0  # generous bound for barriers: a deadlock fails the test instead of hanging it
 
@@ -173,6 +173,14 @@ def test_ctrl_c_stops_scheduling_and_lets_running_work_finish() -> None:
 # ---------------------------------------------------------------- planner / apply / sweeper with a fake cloud
 
 
+FAKE_STACK = "fake"
+
+
+def owned(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A fake item's attrs; its "stack" tag is the run's unless the test gave it another."""
+    return {"stack": FAKE_STACK, **item}
+
+
 class FakeCloud:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
@@ -190,10 +198,15 @@ class FakeHandler(Handler):
 
     def find(self, run: Any, res: Resource) -> Observed | None:
         item = self.cloud.items.get(res.key)
-        return Observed(res.key, self.kind, f"id-{res.key}", dict(item)) if item else None
+        return Observed(res.key, self.kind, f"id-{res.key}", owned(item)) if item else None
 
     def scan(self, run: Any) -> dict[str, Observed]:
-        return {k: Observed(k, self.kind, f"id-{k}", dict(v)) for k, v in self.cloud.items.items()}
+        # Like the real scans: only what is tagged with the run's stack.
+        return {
+            k: Observed(k, self.kind, f"id-{k}", owned(v))
+            for k, v in self.cloud.items.items()
+            if owned(v)["stack"] == run.stack
+        }
 
     def changes(self, run: Any, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []
@@ -225,6 +238,8 @@ class FakeHandler(Handler):
 
 
 class FakeRun:
+    stack = FAKE_STACK
+
     def __init__(self) -> None:
         self.cancel = threading.Event()
         self.waits = type("W", (), {"poll_initial": 0.0, "poll_max": 0.0})()
@@ -346,3 +361,30 @@ def test_wait_until_times_out_with_what_it_waited_for() -> None:
     run.cancel.set()
     with pytest.raises(Cancelled):
         run.wait_until("the moon", lambda: False, timeout=10)
+
+
+def test_a_resource_tagged_for_another_stack_is_a_conflict_and_down_leaves_it(cloud: FakeCloud) -> None:
+    """Ownership is read from the resource: a declared name held by another stack (or untagged) is never
+    adopted by `up` nor deleted by `down`, and the refusal names the owner and never suggests `down`."""
+    handlers = {"thing": FakeHandler(cloud)}
+    graph = fake_graph()
+    cloud.items = {"net": {"size": 1, "zone": "a", "stack": "other"}, "left": {"size": 2, "zone": "a", "stack": ""}}
+    plan = make_plan(FakeRun(), graph, handlers)
+    texts = {s.resource.key: [c.text for c in s.changes] for s in plan.conflicts}
+    assert texts == {
+        "net": ["thing net exists and belongs to stack other: cdpoc will not take it over"],
+        "left": [
+            "thing left exists and belongs to nothing cdpoc manages (no cdpoc:stack tag): cdpoc will not take it over"
+        ],
+    }
+    with pytest.raises(ConflictError) as refused:
+        apply_plan(FakeRun(), plan, handlers)
+    assert "cdpoc down" not in refused.value.hint and "never changes or deletes them" in refused.value.hint
+
+    cloud.items["right"] = {"size": 3, "zone": "a"}  # this stack's own
+    found = survey(FakeRun(), graph, handlers)
+    assert set(found.not_ours) == {"net", "left"}
+    assert set(found.doomed) == {"right"}
+    sweep(FakeRun(), graph, handlers, found.doomed)
+    assert set(cloud.items) == {"net", "left"}
+    assert [op for op, key in cloud.calls if key in ("net", "left")] == []

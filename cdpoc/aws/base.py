@@ -8,14 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import botocore.exceptions
 
 from cdpoc.aws.clients import ClientFactory
 from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTimeout
-from cdpoc.model import Change, Observed, Resource
+from cdpoc.model import Change, Observed, Resource, not_ours_change
 
 STACK_TAG = "cdpoc:stack"
 COMPONENT_TAG = "cdpoc:component"
@@ -319,14 +319,55 @@ def paginate(
     return items
 
 
-def by_component(items: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The items that carry a cdpoc:component tag, keyed by it (the last one wins)."""
-    found: dict[str, dict[str, Any]] = {}
+def extra_key(component: str, physical_id: str) -> str:
+    """The key a scan gives a second resource of one component (a create whose answer was lost and that
+    AWS ran twice, or a crash between create and lookup), so that it is reported and `down` removes it."""
+    return f"{component}#{physical_id}"
+
+
+def is_extra(key: str) -> bool:
+    return "#" in key
+
+
+def by_component(
+    run: AwsRun,
+    items: Iterable[dict[str, Any]],
+    id_field: str,
+    prefer: Callable[[dict[str, Any]], Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The items whose own tags say cdpoc:stack=<this stack>, keyed by their cdpoc:component tag.
+
+    A listing's tag filter is not proof of ownership (moto ignores it on NAT gateways, and a filter is
+    only as good as the code that wrote it): every item's tags are checked again here. A second item of
+    one component is never dropped: it is listed under extra_key(). `prefer` ranks the items of one
+    component (highest first, e.g. the attached one); otherwise the listing order decides.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
     for item in items:
-        component = tag_map(item.get("Tags")).get(COMPONENT_TAG)
-        if component:
-            found[component] = item
+        tags = tag_map(item.get("Tags"))
+        if tags.get(STACK_TAG) == run.stack and tags.get(COMPONENT_TAG):
+            groups.setdefault(tags[COMPONENT_TAG], []).append(item)
+    found: dict[str, dict[str, Any]] = {}
+    for component, group in groups.items():
+        ranked = sorted(group, key=prefer, reverse=True) if prefer else group
+        found[component] = ranked[0]
+        for extra in ranked[1:]:
+            found[extra_key(component, str(extra[id_field]))] = extra
     return found
+
+
+def owner_attrs(item: Mapping[str, Any]) -> dict[str, Any]:
+    """ownership() of a listed item that carries its own Tags."""
+    return ownership(tag_map(item.get("Tags")))
+
+
+def with_owner(found: Observed, item: Mapping[str, Any]) -> Observed:
+    """`found` with the stack and component tags of the listed item it was made from (its own "tags" attr,
+    where it has one, stays as the handler shaped it)."""
+    tags = tag_map(item.get("Tags"))
+    return replace(
+        found, attrs={**found.attrs, "stack": tags.get(STACK_TAG, ""), "component": tags.get(COMPONENT_TAG, "")}
+    )
 
 
 # --- ownership by tags --------------------------------------------------------------------------------
@@ -375,10 +416,8 @@ def ownership(tags: Mapping[str, str]) -> dict[str, Any]:
 
 def ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
     """Another stack's or an untagged resource is a conflict (never adopted); ours missing a tag is an update."""
-    stack = found.attrs.get("stack", "")
-    if stack != run.stack:
-        owner = f"stack {stack}" if stack else UNTAGGED
-        return [Change(f"{what} {res.name} exists and belongs to {owner}: cdpoc will not take it over", in_place=False)]
+    if found.owner != run.stack:
+        return [not_ours_change(what, res.name, found.owner)]
     component = found.attrs.get("component", "")
     if component and component != res.key:
         return [Change(f"{what} {res.name} is this stack's {component}, not {res.key}", in_place=False)]

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from cdpoc.aws.base import (
     COMPONENT_TAG,
     NOT_MANAGED,
+    STACK_TAG,
     AwsRun,
     DependencyViolation,
     Handler,
@@ -34,12 +35,15 @@ from cdpoc.aws.base import (
     caused_by,
     dep_attr,
     dep_id,
+    extra_key,
     ignore_missing,
     observed,
+    owner_attrs,
     paginate,
     refuse_not_ours,
     tag_map,
     unless_listed,
+    with_owner,
 )
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.errors import AwsError, ConfigError
@@ -173,16 +177,33 @@ class InstanceHandler(Handler):
             run, "describe_instances", "Reservations", what="listing the stack's instances", Filters=filters
         )
         instances = [i for r in reservations for i in r["Instances"]]
-        result: dict[str, Observed] = {}
-        for instance in sorted(instances, key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"])):
+        # Oldest first: the one in use. A second one for the same component (a crash between launch and
+        # lookup) is listed as an extra, so that `down` removes it.
+        instances.sort(key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"]))
+        launched_by_groups = [i for i in instances if AUTOSCALING_GROUP_TAG in tag_map(i.get("Tags"))]
+        result = {
+            component: observed(component, self.kind, i["InstanceId"], **_instance_attrs(i), **owner_attrs(i))
+            for component, i in by_component(
+                run, [i for i in instances if i not in launched_by_groups], "InstanceId"
+            ).items()
+        }
+        result.update(self._orphans(run, launched_by_groups))
+        return result
+
+    def _orphans(self, run: AwsRun, launched_by_groups: list[dict[str, Any]]) -> dict[str, Observed]:
+        """Instances an Auto Scaling group launched that outlived their group: nothing terminates them
+        but us. Those of a live group are the group's business (and it replaces what we would delete)."""
+        if not launched_by_groups:
+            return {}
+        groups = {g["AutoScalingGroupName"] for g in stack_auto_scaling_groups(run)}
+        result = {}
+        for instance in launched_by_groups:
             tags = tag_map(instance.get("Tags"))
-            component = tags.get(COMPONENT_TAG)
-            if not component or AUTOSCALING_GROUP_TAG in tags:
-                continue
-            # The oldest is the one in use; a second one for the same component (which only a crash
-            # between launch and lookup could leave) is still listed, so that `down` removes it.
-            key = component if component not in result else f"{component}#{instance['InstanceId']}"
-            result[key] = observed(key, self.kind, instance["InstanceId"], **_instance_attrs(instance))
+            if tags.get(STACK_TAG) == run.stack and tags[AUTOSCALING_GROUP_TAG] not in groups:
+                key = extra_key(f"orphan.{tags.get(COMPONENT_TAG, 'instance')}", instance["InstanceId"])
+                result[key] = observed(
+                    key, self.kind, instance["InstanceId"], **_instance_attrs(instance), **owner_attrs(instance)
+                )
         return result
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -394,7 +415,10 @@ class LaunchTemplateHandler(Handler):
             what="listing the stack's launch templates",
             Filters=run.stack_filter(),
         )
-        return {component: self._observe(run, component, t) for component, t in by_component(templates).items()}
+        return {
+            component: with_owner(self._observe(run, component, t), t)
+            for component, t in by_component(run, templates, "LaunchTemplateId").items()
+        }
 
     def _observe(self, run: AwsRun, key: str, template: Mapping[str, Any]) -> Observed:
         template_id = template["LaunchTemplateId"]
@@ -566,7 +590,10 @@ class AutoScalingGroupHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         groups = stack_auto_scaling_groups(run)
-        return {component: self._observe(run, component, g) for component, g in by_component(groups).items()}
+        return {
+            component: with_owner(self._observe(run, component, g), g)
+            for component, g in by_component(run, groups, "AutoScalingGroupName").items()
+        }
 
     def _describe_group(self, run: AwsRun, name: str) -> dict[str, Any] | None:
         with aws_errors(f"reading Auto Scaling group {name}"):

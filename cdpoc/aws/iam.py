@@ -174,15 +174,6 @@ def _under_path(run: AwsRun, path: str, operation: str, key: str, name: str, wha
     return run.memo(f"iam:{operation}:{path}", listing)
 
 
-def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
-    """ownership_changes, in IAM's own words for a role or profile of another stack (or none)."""
-    stack = found.attrs.get("stack", "")
-    if stack != run.stack:
-        owner = f"stack {stack}" if stack else "no cdpoc stack (not created by cdpoc)"
-        return [Change(f"{what} {res.name} exists but belongs to {owner}", in_place=False)]
-    return ownership_changes(run, res, found, what)
-
-
 def _refuse_unless_adoptable(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
     """Take over an existing role or profile only when it is this stack's and under the stack's path."""
     refuse_not_ours(run, res, what, tags, component=False, untagged=NOT_MANAGED)
@@ -256,7 +247,7 @@ class RoleHandler(Handler):
         return self._inspect(run, res.key, role) if role else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = _ownership_changes(run, res, found, "role")
+        changes = ownership_changes(run, res, found, "role")
         if any(not c.in_place for c in changes):
             return changes
         if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
@@ -444,7 +435,7 @@ class InstanceProfileHandler(Handler):
         return self._observe(run, res.key, profile) if profile else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = _ownership_changes(run, res, found, "instance profile")
+        changes = ownership_changes(run, res, found, "instance profile")
         if any(not c.in_place for c in changes):
             return changes
         role = deps.get(res.props["role"])

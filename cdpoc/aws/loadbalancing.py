@@ -12,20 +12,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cdpoc.aws.base import (
-    COMPONENT_TAG,
     NOT_MANAGED,
-    STACK_TAG,
     AwsRun,
     Handler,
     aws_errors,
+    by_component,
     caused_by,
     dep_id,
     ignore_missing,
     observed,
     paginate,
     refuse_not_ours,
+    tag_list,
     tag_map,
     vpc_changes,
+    with_owner,
 )
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
@@ -62,15 +63,11 @@ def _tags_by_arn(run: AwsRun, arns: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _ours_by_component(run: AwsRun, items: Iterable[dict[str, Any]], arn_field: str) -> dict[str, dict[str, Any]]:
-    """The items tagged with the run's stack, keyed by their component tag."""
+    """The items tagged with the run's stack, keyed by their component tag, each with its Tags added."""
     items = list(items)
     tags = _tags_by_arn(run, [item[arn_field] for item in items])
-    found: dict[str, dict[str, Any]] = {}
-    for item in items:
-        item_tags = tags.get(item[arn_field], {})
-        if item_tags.get(STACK_TAG) == run.stack and item_tags.get(COMPONENT_TAG):
-            found[item_tags[COMPONENT_TAG]] = item
-    return found
+    tagged = [{**item, "Tags": tag_list(tags.get(item[arn_field], {}))} for item in items]
+    return by_component(run, tagged, arn_field)
 
 
 def refuse_unless_ours(run: AwsRun, res: Resource, what: str, arn: str) -> None:
@@ -100,7 +97,9 @@ class TargetGroupHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         groups = _ours_by_component(run, _listing(run, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
-        return {component: self._observe(run, component, group) for component, group in groups.items()}
+        return {
+            component: with_owner(self._observe(run, component, group), group) for component, group in groups.items()
+        }
 
     def _observe(self, run: AwsRun, key: str, group: Mapping[str, Any]) -> Observed:
         arn = group["TargetGroupArn"]
@@ -226,7 +225,7 @@ class LoadBalancerHandler(Handler):
         balancers = _ours_by_component(
             run, _listing(run, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"
         )
-        return {component: self._observe(component, lb) for component, lb in balancers.items()}
+        return {component: with_owner(self._observe(component, lb), lb) for component, lb in balancers.items()}
 
     def _observe(self, key: str, lb: Mapping[str, Any]) -> Observed:
         return observed(
@@ -371,7 +370,7 @@ class ListenerHandler(Handler):
             for listener in _listing(run, "describe_listeners", "Listeners", LoadBalancerArn=lb.id)
         ]
         return {
-            component: self._observe(component, listener)
+            component: with_owner(self._observe(component, listener), listener)
             for component, listener in _ours_by_component(run, listeners, "ListenerArn").items()
         }
 

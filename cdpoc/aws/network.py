@@ -15,6 +15,7 @@ from cdpoc.aws.base import (
     dep_id,
     ignore_missing,
     observed,
+    owner_attrs,
     paginate,
     unless_listed,
     vpc_changes,
@@ -52,6 +53,18 @@ def association_changes(
     return changes
 
 
+def _attached(gateway: Mapping[str, Any]) -> bool:
+    return any(a.get("State") in ("attached", "available") for a in gateway.get("Attachments", []))
+
+
+def _associated(address: Mapping[str, Any]) -> bool:
+    return bool(address.get("AssociationId"))
+
+
+def _not_deleting(gateway: Mapping[str, Any]) -> bool:
+    return gateway.get("State") != "deleting"
+
+
 class VpcHandler(Handler):
     kind = "vpc"
     label = "VPC"
@@ -59,7 +72,8 @@ class VpcHandler(Handler):
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         result = {}
-        for component, vpc in by_component(paginate(run, "describe_vpcs", "Vpcs", Filters=run.stack_filter())).items():
+        vpcs = paginate(run, "describe_vpcs", "Vpcs", Filters=run.stack_filter())
+        for component, vpc in by_component(run, vpcs, "VpcId").items():
             attrs = {}
             for attribute, field in (
                 ("enableDnsSupport", "EnableDnsSupport"),
@@ -68,7 +82,9 @@ class VpcHandler(Handler):
                 with aws_errors(f"reading {attribute} of {vpc['VpcId']}"):
                     reply = _ec2(run).describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute=attribute)
                 attrs[attribute] = reply[field]["Value"]
-            result[component] = observed(component, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"], **attrs)
+            result[component] = observed(
+                component, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"], **attrs, **owner_attrs(vpc)
+            )
         return result
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -121,8 +137,9 @@ class SubnetHandler(Handler):
                 cidr=s["CidrBlock"],
                 zone=s["AvailabilityZone"],
                 vpc=s["VpcId"],
+                **owner_attrs(s),
             )
-            for component, s in by_component(subnets).items()
+            for component, s in by_component(run, subnets, "SubnetId").items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -181,8 +198,9 @@ class InternetGatewayHandler(Handler):
                     for a in g.get("Attachments", [])
                     if a.get("State") in ("attached", "available", "attaching")
                 ),
+                **owner_attrs(g),
             )
-            for component, g in by_component(gateways).items()
+            for component, g in by_component(run, gateways, "InternetGatewayId", prefer=_attached).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -248,8 +266,9 @@ class ElasticIpHandler(Handler):
                 a["AllocationId"],
                 public_ip=a.get("PublicIp", ""),
                 association=a.get("AssociationId", ""),
+                **owner_attrs(a),
             )
-            for component, a in by_component(addresses).items()
+            for component, a in by_component(run, addresses, "AllocationId", prefer=_associated).items()
         }
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -299,8 +318,9 @@ class NatGatewayHandler(Handler):
                 subnet=g["SubnetId"],
                 state=g["State"],
                 allocations=tuple(a.get("AllocationId", "") for a in g.get("NatGatewayAddresses", [])),
+                **owner_attrs(g),
             )
-            for component, g in by_component(gateways).items()
+            for component, g in by_component(run, gateways, "NatGatewayId", prefer=_not_deleting).items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
@@ -388,7 +408,7 @@ class RouteTableHandler(Handler):
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         tables = paginate(run, "describe_route_tables", "RouteTables", Filters=run.stack_filter())
         result = {}
-        for component, table in by_component(tables).items():
+        for component, table in by_component(run, tables, "RouteTableId").items():
             routes = {
                 r["DestinationCidrBlock"]: r.get("GatewayId") or r.get("NatGatewayId") or ""
                 for r in table.get("Routes", [])
@@ -404,6 +424,7 @@ class RouteTableHandler(Handler):
                 vpc=table["VpcId"],
                 routes=routes,
                 associations=associations,
+                **owner_attrs(table),
             )
         return result
 

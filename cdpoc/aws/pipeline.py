@@ -15,7 +15,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.account import account_id
 from cdpoc.aws.base import (
     STACK_TAG,
     AwsRun,
@@ -33,7 +32,16 @@ from cdpoc.aws.base import (
     wanted_tags,
 )
 from cdpoc.aws.iam import retry_iam_propagation
-from cdpoc.aws.source import CODECOMMIT, S3, get_pipeline, read_pipeline, source_action
+from cdpoc.aws.source import (
+    CODECOMMIT,
+    S3,
+    get_pipeline,
+    pipeline_arn,
+    pipeline_tags,
+    read_pipeline,
+    recorded_source,
+    source_action,
+)
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
 
@@ -160,14 +168,7 @@ class PipelineHandler(Handler):
         }
 
     def _tags(self, run: AwsRun, arn: str) -> dict[str, str]:
-        tags: dict[str, str] = {}
-        with aws_errors(f"reading the tags of {arn}"):
-            reply = _codepipeline(run).list_tags_for_resource(resourceArn=arn)
-            tags.update({t["key"]: t["value"] for t in reply.get("tags", [])})
-            while reply.get("nextToken"):
-                reply = _codepipeline(run).list_tags_for_resource(resourceArn=arn, nextToken=reply["nextToken"])
-                tags.update({t["key"]: t["value"] for t in reply.get("tags", [])})
-        return tags
+        return pipeline_tags(run, arn)
 
     def _observe(self, run: AwsRun, key: str, reply: Mapping[str, Any]) -> Observed:
         pipeline = reply["pipeline"]
@@ -283,10 +284,6 @@ class PipelineHandler(Handler):
         return f"{found.id}" + (f" ({provider} -> CodeDeploy)" if provider else "")
 
 
-def pipeline_arn(run: AwsRun, name: str) -> str:
-    return f"arn:aws:codepipeline:{run.region}:{account_id(run)}:{name}"
-
-
 # --- the EventBridge rule -------------------------------------------------------------------------------
 
 
@@ -351,15 +348,16 @@ class RuleHandler(Handler):
             **ownership(tag_map(tags)),
         )
 
-    def _not_needed(self, res: Resource) -> Observed:
-        return observed(res, self.kind, "", not_needed=True)
+    def _not_needed(self, res: Resource, owner: str) -> Observed:
+        """No rule, as the S3 source that `owner`'s pipeline records wants."""
+        return observed(res, self.kind, "", not_needed=True, stack=owner)
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
         rule = call_or_none(f"reading rule {res.name}", _events(run).describe_rule, RULE_MISSING, Name=res.name)
         if rule is not None:
             return self._observe(run, res.key, rule)
-        recorded = source_action((read_pipeline(run, res.props["pipeline_name"]) or {}).get("pipeline"))
-        return self._not_needed(res) if recorded is not None and recorded.provider == S3 else None
+        recorded, owner = recorded_source(run, res.props["pipeline_name"])
+        return self._not_needed(res, owner) if recorded is not None and recorded.provider == S3 else None
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         rules: list[dict[str, Any]] = []
@@ -424,7 +422,7 @@ class RuleHandler(Handler):
         wanted = self.wanted(res, deps)
         assert wanted is not None
         if not wanted:
-            return self._not_needed(res)
+            return self._not_needed(res, run.stack)
         # PutRule creates or updates; a rule of that name that is not ours must not be overwritten.
         existing = call_or_none(f"reading rule {res.name}", _events(run).describe_rule, RULE_MISSING, Name=res.name)
         if existing is not None:
@@ -479,7 +477,7 @@ class RuleHandler(Handler):
         if not wanted:
             if not found.attrs.get("not_needed"):
                 self.delete(run, found)
-            return self._not_needed(res)
+            return self._not_needed(res, run.stack)
         if found.attrs.get("not_needed"):
             return self.create(run, res, deps)
         missing = missing_tags(run, res, found.attrs.get("tags", {}))

@@ -20,6 +20,7 @@ from cdpoc.aws.base import (
     caused_by,
     dep_id,
     observed,
+    owner_attrs,
     paginate,
     tag_map,
     unless_listed,
@@ -74,8 +75,8 @@ class VpcEndpointHandler(Handler):
         # AWS keeps listing deleted endpoints for a while.
         live = [e for e in endpoints if str(e.get("State", "")).lower() not in GONE_ENDPOINT_STATES]
         return {
-            component: observed(component, self.kind, e["VpcEndpointId"], **_endpoint_attrs(e))
-            for component, e in by_component(live).items()
+            component: observed(component, self.kind, e["VpcEndpointId"], **_endpoint_attrs(e), **owner_attrs(e))
+            for component, e in by_component(run, live, "VpcEndpointId").items()
         }
 
     def _route_tables(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, str | None]:
@@ -245,8 +246,8 @@ class NetworkAclHandler(Handler):
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         acls = paginate(run, "describe_network_acls", "NetworkAcls", Filters=run.stack_filter())
         return {
-            component: observed(component, self.kind, acl["NetworkAclId"], **_acl_attrs(acl))
-            for component, acl in by_component(acls).items()
+            component: observed(component, self.kind, acl["NetworkAclId"], **_acl_attrs(acl), **owner_attrs(acl))
+            for component, acl in by_component(run, acls, "NetworkAclId").items()
         }
 
     def _entry_changes(self, res: Resource, found: Observed) -> list[Change]:
@@ -472,8 +473,8 @@ class SecurityGroupHandler(Handler):
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         groups = paginate(run, "describe_security_groups", "SecurityGroups", Filters=run.stack_filter())
         return {
-            component: observed(component, self.kind, g["GroupId"], **_group_attrs(g))
-            for component, g in by_component(groups).items()
+            component: observed(component, self.kind, g["GroupId"], **_group_attrs(g), **owner_attrs(g))
+            for component, g in by_component(run, groups, "GroupId").items()
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, caused_by, observed
+from cdpoc.aws.base import AwsRun, Handler, aws_errors, caused_by, observed, ownership
+from cdpoc.aws.storage import bucket_tags
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.stack.site import CONFIG_KEY, config_json, web_file_bytes
 
@@ -37,8 +38,12 @@ class SiteContentHandler(Handler):
             if caused_by(exc, "NoSuchBucket"):
                 return None
             raise
+        if not etags:
+            return None
+        # The objects are ours only if the bucket is: its tags say so (never its name).
+        owner = ownership(bucket_tags(run, res.name) or {})
         # SSE-S3 (the web bucket's encryption) keeps the ETag of a single-part upload equal to its MD5.
-        return observed(res, self.kind, res.name, etags=etags) if etags else None
+        return observed(res, self.kind, res.name, etags=etags, stack=owner["stack"])
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         changes = []

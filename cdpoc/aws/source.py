@@ -17,6 +17,7 @@ from typing import Any
 
 from cdpoc.aws.account import account_id
 from cdpoc.aws.base import (
+    STACK_TAG,
     AwsRun,
     Handler,
     aws_errors,
@@ -55,6 +56,10 @@ def repository_arn(run: AwsRun, name: str) -> str:
 # --- the pipeline's record of its source ---------------------------------------------------------------
 
 
+def pipeline_arn(run: AwsRun, name: str) -> str:
+    return f"arn:aws:codepipeline:{run.region}:{account_id(run)}:{name}"
+
+
 def get_pipeline(run: AwsRun, name: str) -> dict[str, Any] | None:
     """GetPipeline's reply (pipeline and metadata); None when there is no such pipeline."""
     reply = call_or_none(
@@ -66,6 +71,34 @@ def get_pipeline(run: AwsRun, name: str) -> dict[str, Any] | None:
 def read_pipeline(run: AwsRun, name: str) -> dict[str, Any] | None:
     """get_pipeline once per run: the source, the pipeline and the rule handlers all look at it."""
     return run.memo(f"codepipeline:{name}", lambda: get_pipeline(run, name))
+
+
+def pipeline_tags(run: AwsRun, arn: str) -> dict[str, str]:
+    """A pipeline's tags (every page), once per run."""
+
+    def read() -> dict[str, str]:
+        client = run.client("codepipeline")
+        tags: dict[str, str] = {}
+        params = {"resourceArn": arn}
+        with aws_errors(f"reading the tags of {arn}"):
+            while True:
+                reply = client.list_tags_for_resource(**params)
+                tags.update({t["key"]: t["value"] for t in reply.get("tags", [])})
+                if not reply.get("nextToken"):
+                    return tags
+                params["nextToken"] = reply["nextToken"]
+
+    return run.memo(f"codepipeline-tags:{arn}", read)
+
+
+def recorded_source(run: AwsRun, pipeline_name: str) -> tuple[SourceAction | None, str]:
+    """The source action the stack's pipeline records, and the stack that owns that pipeline by its tags
+    (what the pipeline records is ours only if the pipeline is)."""
+    reply = read_pipeline(run, pipeline_name)
+    if reply is None:
+        return None, ""
+    arn = reply["metadata"].get("pipelineArn") or pipeline_arn(run, pipeline_name)
+    return source_action(reply["pipeline"]), pipeline_tags(run, arn).get(STACK_TAG, "")
 
 
 @dataclass(frozen=True)
@@ -105,10 +138,18 @@ def source_action(pipeline: Mapping[str, Any] | None) -> SourceAction | None:
 # --- the handler ----------------------------------------------------------------------------------------
 
 
-def _s3_source(res: Resource, fallback_reason: str = "") -> Observed:
+def _s3_source(res: Resource, owner: str, fallback_reason: str = "") -> Observed:
+    """The S3 source: an object in the artifact bucket, as the pipeline of stack `owner` records it."""
     bucket, key = res.props["bucket_name"], res.props["s3_key"]
     return observed(
-        res, "pipeline_source", f"s3://{bucket}/{key}", provider=S3, bucket=bucket, key=key, fallback=fallback_reason
+        res,
+        "pipeline_source",
+        f"s3://{bucket}/{key}",
+        provider=S3,
+        bucket=bucket,
+        key=key,
+        fallback=fallback_reason,
+        stack=owner,
     )
 
 
@@ -154,10 +195,10 @@ class SourceHandler(Handler):
             repository = self._repository(run, res.props["repository"])
             if repository is not None:
                 return self._observe_repository(run, res.key, repository, res.props["branch"])
-        recorded = source_action((read_pipeline(run, res.props["pipeline_name"]) or {}).get("pipeline"))
+        recorded, owner = recorded_source(run, res.props["pipeline_name"])
         if recorded is not None and recorded.provider == S3:
             reason = "" if res.props["preferred"] == "s3" else "CodeCommit refused to create the repository earlier"
-            return _s3_source(res, reason)
+            return _s3_source(res, owner, reason)
         return None
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -182,7 +223,7 @@ class SourceHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         if res.props["preferred"] == "s3":
-            return _s3_source(res)
+            return _s3_source(res, run.stack)
         name = res.props["repository"]
         try:
             with aws_errors(f"creating CodeCommit repository {name}"):
@@ -191,7 +232,9 @@ class SourceHandler(Handler):
                 )["repositoryMetadata"]
         except AwsError as exc:
             if caused_by(exc, *CODECOMMIT_REFUSED):
-                return _s3_source(res, f"CodeCommit refused to create a repository ({exc.message.split(': ', 1)[-1]})")
+                return _s3_source(
+                    res, run.stack, f"CodeCommit refused to create a repository ({exc.message.split(': ', 1)[-1]})"
+                )
             if not caused_by(exc, "RepositoryNameExistsException"):
                 raise
             return self._adopt(run, res)

@@ -118,6 +118,14 @@ def _website(config: Mapping[str, Any] | None) -> dict[str, str] | None:
     }
 
 
+def bucket_tags(run: AwsRun, name: str) -> dict[str, str] | None:
+    """The bucket's tags; None when it has none (NoSuchTagSet)."""
+    reply = call_or_none(
+        f"reading the tags of bucket {name}", _s3(run).get_bucket_tagging, ("NoSuchTagSet",), Bucket=name
+    )
+    return tag_map(reply["TagSet"]) if reply else None
+
+
 class BucketHandler(Handler):
     kind = "bucket"
     label = "S3 bucket"
@@ -138,10 +146,7 @@ class BucketHandler(Handler):
         return str(reply.get("BucketRegion") or headers.get("x-amz-bucket-region") or run.region)
 
     def _tags(self, run: AwsRun, name: str) -> dict[str, str] | None:
-        reply = call_or_none(
-            f"reading the tags of bucket {name}", _s3(run).get_bucket_tagging, ("NoSuchTagSet",), Bucket=name
-        )
-        return tag_map(reply["TagSet"]) if reply else None
+        return bucket_tags(run, name)
 
     def _settings(self, run: AwsRun, name: str) -> dict[str, Any]:
         """Everything of the bucket that the stack manages, read back for comparison."""
