@@ -99,7 +99,7 @@ def test_the_pipeline_is_created_after_everything_it_uses(ctx: Context) -> None:
     }
     assert set(resources["deploy.group"].depends_on) >= {"asg.app", "tg.app", "role.codedeploy", "topic.alerts"}
     assert "pipeline" in resources["rule.pipeline"].depends_on
-    assert resources["source"].name == "s3upload" and resources["source"].props["branch"] == "main"
+    assert resources["source"].name == "t1-s3upload" and resources["source"].props["branch"] == "main"
     assert resources["deploy.group"].props["deployment_config"] == "CodeDeployDefault.OneAtATime"
 
 
@@ -112,15 +112,15 @@ def test_the_repository_is_created_with_its_tags_and_found_again(ctx: Context) -
     made = SourceHandler().create(ctx.run, res, {})
     assert sent == [
         {
-            "repositoryName": "s3upload",
+            "repositoryName": "t1-s3upload",
             "repositoryDescription": res.props["description"],
-            "tags": {t["Key"]: t["Value"] for t in ctx.run.tags("source", "s3upload")},
+            "tags": {t["Key"]: t["Value"] for t in ctx.run.tags("source", "t1-s3upload")},
         }
     ]
-    assert made.id == "s3upload" and made.attrs["provider"] == "CodeCommit" and made.attrs["branch"] == "main"
+    assert made.id == "t1-s3upload" and made.attrs["provider"] == "CodeCommit" and made.attrs["branch"] == "main"
     found = SourceHandler().find(ctx.run, res)
     assert found is not None and SourceHandler().changes(ctx.run, res, found, {}) == []
-    assert SourceHandler().scan(ctx.run)["source"].id == "s3upload"
+    assert SourceHandler().scan(ctx.run)["source"].id == "t1-s3upload"
     SourceHandler().delete(ctx.run, found)
     SourceHandler().delete(ctx.run, found)  # a second delete is fine
     assert SourceHandler().find(ctx.run, res) is None
@@ -143,16 +143,16 @@ def test_codecommit_refusing_the_repository_falls_back_to_the_s3_source(ctx: Con
 def test_a_repository_of_someone_else_is_refused_and_ours_adopted(ctx: Context) -> None:
     res = declared(ctx)["source"]
     codecommit = ctx.run.client("codecommit")
-    codecommit.create_repository(repositoryName="s3upload", tags={"cdpoc:stack": "other"})
+    codecommit.create_repository(repositoryName="t1-s3upload", tags={"cdpoc:stack": "other"})
     found = SourceHandler().find(ctx.run, res)
     assert found is not None
     [conflict] = SourceHandler().changes(ctx.run, res, found, {})
     assert not conflict.in_place and "stack other" in conflict.text
     with pytest.raises(ConflictError, match="belongs to stack other"):
         SourceHandler().create(ctx.run, res, {})
-    codecommit.delete_repository(repositoryName="s3upload")
+    codecommit.delete_repository(repositoryName="t1-s3upload")
     # Left by an interrupted run (tagged ours): created again means adopted, not refused.
-    codecommit.create_repository(repositoryName="s3upload", tags={"cdpoc:stack": "t1"})
+    codecommit.create_repository(repositoryName="t1-s3upload", tags={"cdpoc:stack": "t1"})
     adopted = SourceHandler().create(ctx.run, res, {})
     assert adopted.attrs["tags"]["cdpoc:component"] == "source"
 
@@ -345,8 +345,8 @@ def test_deleting_the_application_removes_leftover_launch_hooks_only(ctx: Contex
 
 
 def codecommit_source(ctx: Context) -> Observed:
-    arn = f"arn:aws:codecommit:us-east-1:{ACCOUNT}:s3upload"
-    return Observed("source", "pipeline_source", "s3upload", {"provider": "CodeCommit", "arn": arn, "branch": "main"})
+    arn = f"arn:aws:codecommit:us-east-1:{ACCOUNT}:t1-s3upload"
+    return Observed("source", "pipeline_source", "t1-s3upload", {"provider": "CodeCommit", "arn": arn, "branch": "main"})
 
 
 def s3_source(prerequisites: dict[str, Observed]) -> Observed:
@@ -411,7 +411,7 @@ def source_action(provider: str, configuration: dict[str, str]) -> dict[str, Any
 CODECOMMIT_ACTION = source_action(
     "CodeCommit",
     {
-        "RepositoryName": "s3upload",
+        "RepositoryName": "t1-s3upload",
         "BranchName": "main",
         "PollForSourceChanges": "false",
         "OutputArtifactFormat": "CODE_ZIP",
@@ -501,7 +501,7 @@ def test_rule_starts_the_pipeline_on_a_push_to_the_branch(ctx: Context, rule_dep
     assert json.loads(rule.pop("EventPattern")) == {
         "source": ["aws.codecommit"],
         "detail-type": ["CodeCommit Repository State Change"],
-        "resources": [f"arn:aws:codecommit:us-east-1:{ACCOUNT}:s3upload"],
+        "resources": [f"arn:aws:codecommit:us-east-1:{ACCOUNT}:t1-s3upload"],
         "detail": {
             "event": ["referenceCreated", "referenceUpdated"],
             "referenceType": ["branch"],
@@ -588,7 +588,7 @@ def test_a_refused_repository_gives_an_s3_pipeline_that_the_next_up_keeps(
 ) -> None:
     refused = refuse_repositories(ctx)
     up(ctx)
-    assert refused == ["s3upload"]
+    assert refused == ["t1-s3upload"]
     pipeline = ctx.run.client("codepipeline").get_pipeline(name="t1-pipeline")["pipeline"]
     source = pipeline["stages"][0]["actions"][0]
     assert source["actionTypeId"]["provider"] == "S3"
@@ -607,7 +607,7 @@ def test_the_leftover_scan_leaves_ci_cd_arns_to_the_handlers(ctx: Context) -> No
     """The tagging API lags behind deletes: ARN types a handler scans are judged by that handler instead."""
     covered = {t for h in ctx.handlers.values() for t in h.arn_types}
     for arn in (
-        f"arn:aws:codecommit:us-east-1:{ACCOUNT}:s3upload",
+        f"arn:aws:codecommit:us-east-1:{ACCOUNT}:t1-s3upload",
         f"arn:aws:codepipeline:us-east-1:{ACCOUNT}:t1-pipeline",
         f"arn:aws:codedeploy:us-east-1:{ACCOUNT}:application:t1",
         f"arn:aws:codedeploy:us-east-1:{ACCOUNT}:deploymentgroup:t1/t1-fleet",

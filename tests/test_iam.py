@@ -144,7 +144,7 @@ def test_policies_grant_what_is_needed_scoped_to_this_stack(ctx: Context) -> Non
 
     pipeline = inline_policy("t1-pipeline")
     assert statement(pipeline, "SourceFromRepository")["Resource"] == [
-        f"arn:aws:codecommit:us-east-1:{account}:s3upload"
+        f"arn:aws:codecommit:us-east-1:{account}:t1-s3upload"
     ]
     assert statement(pipeline, "DeployToGroup")["Resource"] == [
         f"arn:aws:codedeploy:us-east-1:{account}:deploymentgroup:t1/t1-fleet"

@@ -55,7 +55,8 @@ class StackNames:
 
     @property
     def repository(self) -> str:
-        return self.settings.pipeline.repository
+        """Configured name, or "<name>-s3upload": one per stack, so no two stacks of an account share one."""
+        return self.settings.pipeline.repository or f"{self.name}-s3upload"
 
     def parameter(self, path: str) -> str:
         """e.g. parameter("mongodb/host") -> "/<name>/mongodb/host"."""
