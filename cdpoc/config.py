@@ -214,7 +214,7 @@ class PipelineSettings(_Frozen):
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:
-        if value and not re.match(r"^[\w.-]{1,100}$", value) or value.endswith(".git"):
+        if value and (not re.match(r"^[\w.-]{1,100}$", value) or value.endswith(".git")):
             raise ValueError(f"{value!r} is not a CodeCommit repository name (letters, digits, . _ -; at most 100)")
         return value
 

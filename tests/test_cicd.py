@@ -346,7 +346,9 @@ def test_deleting_the_application_removes_leftover_launch_hooks_only(ctx: Contex
 
 def codecommit_source(ctx: Context) -> Observed:
     arn = f"arn:aws:codecommit:us-east-1:{ACCOUNT}:t1-s3upload"
-    return Observed("source", "pipeline_source", "t1-s3upload", {"provider": "CodeCommit", "arn": arn, "branch": "main"})
+    return Observed(
+        "source", "pipeline_source", "t1-s3upload", {"provider": "CodeCommit", "arn": arn, "branch": "main"}
+    )
 
 
 def s3_source(prerequisites: dict[str, Observed]) -> Observed:
