@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -35,6 +35,10 @@ EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+NO_REGION = (
+    "no AWS region is set: pass --region, set `region:` in cdpoc.yaml, export AWS_REGION, "
+    "or run `aws configure set region <region>` (e.g. us-east-1)"
+)
 LOG_RETENTION_DAYS = (
     1,
     3,
@@ -274,6 +278,8 @@ class Settings(_Frozen):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
+        if not value:
+            raise ValueError(NO_REGION)
         if not REGION_RE.match(value):
             raise ValueError(f"{value!r} is not a region name like us-east-1")
         return value
@@ -378,10 +384,31 @@ def _where(loc: tuple[int | str, ...], origin: Mapping[str, str]) -> tuple[str, 
     return dotted, (chosen[-1] if chosen else DEFAULT_SOURCE)
 
 
+class LoadedSettings(NamedTuple):
+    settings: Settings
+    source: str
+    """The user file used, "" if none."""
+    region_source: str
+    """Where the region came from: --region, the user file, AWS_REGION, AWS_DEFAULT_REGION or a profile."""
+
+
+def describe_region(region: str, source: str) -> str:
+    """How every header names the region: "eu-west-1 (region from AWS_REGION)"."""
+    return f"{region} (region from {source})" if source else region
+
+
 def load_settings(
-    config_path: Path | None = None, overrides: Mapping[str, Any] | None = None, cwd: Path | None = None
-) -> tuple[Settings, str]:
-    """Merge default, user file and flag overrides into Settings; returns them and the user file used ("" if none)."""
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+    ambient_region: Callable[[], tuple[str, str] | None] = lambda: None,
+) -> LoadedSettings:
+    """Merge default, user file and flag overrides into Settings.
+
+    The region is --region, else the user file's, else what ambient_region() finds (AWS_REGION,
+    AWS_DEFAULT_REGION, the profile's), as (region, where it came from); the defaults set none, so that
+    a region the AWS tools are set up with is never overridden silently.
+    """
     origin: dict[str, str] = {}
     data = _deep_merge({}, _read_yaml(default_config_text(), DEFAULT_SOURCE), DEFAULT_SOURCE, origin)
     user_source = ""
@@ -402,8 +429,11 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             data = _deep_merge(data, {key: value}, f"--{key.replace('_', '-')}", origin)
+    if not data.get("region"):
+        found = ambient_region()
+        data["region"], origin["region"] = found or ("", "")
     try:
-        return Settings.model_validate(data), user_source
+        return LoadedSettings(Settings.model_validate(data), user_source, origin["region"])
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -411,7 +441,7 @@ def load_settings(
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown setting (see config/default.yaml for the settings there are)"
-            lines.append(f"{source}: {dotted or '(top level)'}: {message}")
+            lines.append(f"{source + ': ' if source else ''}{dotted or '(top level)'}: {message}")
         raise ConfigError(
             "invalid configuration:\n  " + "\n  ".join(lines),
             "Correct the settings named above; nothing was created.",
