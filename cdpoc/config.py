@@ -24,13 +24,30 @@ DEFAULT_SOURCE = "config/default.yaml"
 # Longest name suffixes we append to the stack name, per service limit. See resource names in stack.py.
 MAX_NAME_LENGTH = 20
 STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
-# Prefixes AWS reserves in names cdpoc derives from the stack name ("<name>-alb", "<name>-app-sg", buckets).
+# Prefixes AWS reserves in names cdpoc derives from the stack name, checked against "<name>-" (stack names
+# are lowercase, so case-insensitive rules need only the lowercase form). Every derived name, and its rule:
+# - SSM parameters "/<name>/mongodb/...": a parameter name can't be prefixed with "aws" or "ssm"
+#   (case-insensitive, "/aws..." paths too) -- SSM API Reference, PutParameter, Name.
+# - security groups "<name>-alb-sg": GroupName can't start with "sg-" -- EC2 API Reference, CreateSecurityGroup.
+# - load balancer "<name>-alb": must not begin with "internal-" -- ELBv2 API Reference, CreateLoadBalancer.
+# - buckets "<name>-<account>-<region>-<purpose>": must not start with "xn--" (unreachable: stack names have
+#   no "--"), "sthree-" (which covers "sthree-configurator") or "amzn-s3-demo-"; the reserved suffixes
+#   ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3", "-an") cannot end a derived name -- S3 User
+#   Guide, "General purpose bucket naming rules".
+# - log group "/cdpoc/<name>": AWS reserves "/aws/", which a name under /cdpoc/ never starts with.
+# - IAM roles and profiles "<name>-..." under the path /cdpoc/<name>/, target group "<name>-app", launch
+#   template and Auto Scaling group "<name>-app", SNS topic "<name>-alerts", CodeDeploy application
+#   "<name>" and group "<name>-fleet", pipeline "<name>-pipeline", EventBridge rule "<name>-source-changes":
+#   no reserved prefix is documented for these.
 RESERVED_NAME_PREFIXES = {
+    "aws": "SSM parameter names (/<name>/...) starting with 'aws'",
+    "ssm": "SSM parameter names (/<name>/...) starting with 'ssm'",
     "sg-": "security group names starting with 'sg-'",
     "internal-": "load balancer names starting with 'internal-'",
     "sthree-": "bucket names starting with 'sthree-'",
     "amzn-s3-demo-": "bucket names starting with 'amzn-s3-demo-'",
 }
+BUCKET_PURPOSES = ("artifacts", "web", "uploads")
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -207,6 +224,21 @@ class BucketSettings(_Frozen):
                 raise ValueError(problem)
         return value
 
+    @model_validator(mode="after")
+    def _distinct(self) -> BucketSettings:
+        # The stack would find its own first bucket where it wants the second, and share it: refuse. A
+        # configured name equal to another's derived default needs the account: cdpoc.preflight checks that.
+        named = [(f"buckets.{purpose}", getattr(self, purpose)) for purpose in BUCKET_PURPOSES]
+        problems = [
+            f"{label_a} and {label_b} are both {a!r}: each bucket needs its own name (or leave one empty)"
+            for i, (label_a, a) in enumerate(named)
+            for label_b, b in named[i + 1 :]
+            if a and a == b
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class PipelineSettings(_Frozen):
     source: Literal["codecommit", "s3"]
@@ -323,7 +355,8 @@ def bucket_name_problem(name: str) -> str:
     for prefix in ("xn--", "sthree-", "amzn-s3-demo-"):
         if name.startswith(prefix):
             return f"bucket name {name!r} must not start with {prefix!r}"
-    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"):
+    # "-an" ends only names in an account regional namespace; cdpoc creates its buckets in the global one.
+    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3", "-an"):
         if name.endswith(suffix):
             return f"bucket name {name!r} must not end with {suffix!r}"
     return ""

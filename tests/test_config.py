@@ -174,6 +174,39 @@ def test_stack_name_that_cannot_prefix_every_resource(tmp_path: Path, name: str)
     assert "cannot prefix every resource name" in problem(tmp_path, {"name": name})
 
 
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("aws", "SSM parameter names (/<name>/...) starting with 'aws'"),
+        ("awsdemo", "SSM parameter names (/<name>/...) starting with 'aws'"),
+        ("ssm", "SSM parameter names (/<name>/...) starting with 'ssm'"),
+        ("ssmith", "SSM parameter names (/<name>/...) starting with 'ssm'"),
+        ("sthree", "bucket names starting with 'sthree-'"),
+        ("amzn-s3-demo", "bucket names starting with 'amzn-s3-demo-'"),
+    ],
+)
+def test_stack_name_aws_reserves_names_the_rule(tmp_path: Path, name: str, refused: str) -> None:
+    message = problem(tmp_path, {"name": name})
+    assert f"name: {name!r} cannot prefix every resource name: AWS refuses {refused}" in message
+
+
+@pytest.mark.parametrize("name", ["aw", "as", "sms", "sgx", "internals", "xn"])
+def test_names_near_the_reserved_prefixes_are_fine(tmp_path: Path, name: str) -> None:
+    assert load_settings(write(tmp_path, {"name": name}), {}, ambient_region=from_environment).settings.name == name
+
+
+def test_two_buckets_with_one_name_are_refused(tmp_path: Path) -> None:
+    message = problem(tmp_path, {"buckets": {"web": "shop-site", "uploads": "shop-site", "artifacts": "shop-site"}})
+    assert "buckets: buckets.artifacts and buckets.web are both 'shop-site'" in message
+    assert "buckets.web and buckets.uploads are both 'shop-site'" in message
+    assert "each bucket needs its own name" in message
+    assert str(tmp_path / "cdpoc.yaml") in message
+
+
+def test_a_bucket_name_reserved_for_the_account_regional_namespace_is_refused(tmp_path: Path) -> None:
+    assert "must not end with '-an'" in problem(tmp_path, {"buckets": {"web": "shop-123456789012-us-east-1-an"}})
+
+
 def test_bad_name_from_a_flag_names_the_flag(tmp_path: Path) -> None:
     message = problem(tmp_path, {}, name="Bad Name")
     assert "--name: name:" in message
