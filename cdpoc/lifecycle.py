@@ -12,6 +12,7 @@ from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
 from cdpoc.model import Observed, Plan
 from cdpoc.planner import make_plan
+from cdpoc.preflight import check_before_creating
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
 from cdpoc.sweeper import find_everything, leftovers, sweep
 
@@ -32,6 +33,7 @@ def show_plan(ctx: Context, plan: Plan) -> None:
 def plan(ctx: Context) -> Plan:
     """Read-only: what `up` would create, change, or leave alone."""
     ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}, config {ctx.config_source or 'defaults only'}")
+    check_before_creating(ctx)
     result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
     show_plan(ctx, result)
     return result
@@ -39,6 +41,7 @@ def plan(ctx: Context) -> Plan:
 
 def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
     """Create what is missing and fix what drifted; a no-op (no mutating call) when all is in place."""
+    check_before_creating(ctx)
     graph = ctx.graph()
     ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}, zones {', '.join(ctx.run.zones)}")
     current = make_plan(ctx.run, graph, ctx.handlers)
