@@ -68,7 +68,7 @@ def main_options(
         ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Stack name (overrides the config).")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (overrides the config).")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="AWS region (beats config, env, profile).")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="AWS profile to use.")] = None,
     endpoint_url: Annotated[
         str | None,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,17 +24,38 @@ DEFAULT_SOURCE = "config/default.yaml"
 # Longest name suffixes we append to the stack name, per service limit. See resource names in stack.py.
 MAX_NAME_LENGTH = 20
 STACK_NAME_RE = re.compile(r"^[a-z](?:[a-z0-9]|-(?=[a-z0-9]))*$")
-# Prefixes AWS reserves in names cdpoc derives from the stack name ("<name>-alb", "<name>-app-sg", buckets).
+# Prefixes AWS reserves in names cdpoc derives from the stack name, checked against "<name>-" (stack names
+# are lowercase, so case-insensitive rules need only the lowercase form). Every derived name, and its rule:
+# - SSM parameters "/<name>/mongodb/...": a parameter name can't be prefixed with "aws" or "ssm"
+#   (case-insensitive, "/aws..." paths too) -- SSM API Reference, PutParameter, Name.
+# - security groups "<name>-alb-sg": GroupName can't start with "sg-" -- EC2 API Reference, CreateSecurityGroup.
+# - load balancer "<name>-alb": must not begin with "internal-" -- ELBv2 API Reference, CreateLoadBalancer.
+# - buckets "<name>-<account>-<region>-<purpose>": must not start with "xn--" (unreachable: stack names have
+#   no "--"), "sthree-" (which covers "sthree-configurator") or "amzn-s3-demo-"; the reserved suffixes
+#   ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3", "-an") cannot end a derived name -- S3 User
+#   Guide, "General purpose bucket naming rules".
+# - log group "/cdpoc/<name>": AWS reserves "/aws/", which a name under /cdpoc/ never starts with.
+# - IAM roles and profiles "<name>-..." under the path /cdpoc/<name>/, target group "<name>-app", launch
+#   template and Auto Scaling group "<name>-app", SNS topic "<name>-alerts", CodeDeploy application
+#   "<name>" and group "<name>-fleet", pipeline "<name>-pipeline", EventBridge rule "<name>-source-changes":
+#   no reserved prefix is documented for these.
 RESERVED_NAME_PREFIXES = {
+    "aws": "SSM parameter names (/<name>/...) starting with 'aws'",
+    "ssm": "SSM parameter names (/<name>/...) starting with 'ssm'",
     "sg-": "security group names starting with 'sg-'",
     "internal-": "load balancer names starting with 'internal-'",
     "sthree-": "bucket names starting with 'sthree-'",
     "amzn-s3-demo-": "bucket names starting with 'amzn-s3-demo-'",
 }
+BUCKET_PURPOSES = ("artifacts", "web", "uploads")
 EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d$")
+NO_REGION = (
+    "no AWS region is set: pass --region, set `region:` in cdpoc.yaml, export AWS_REGION, "
+    "or run `aws configure set region <region>` (e.g. us-east-1)"
+)
 LOG_RETENTION_DAYS = (
     1,
     3,
@@ -203,6 +224,21 @@ class BucketSettings(_Frozen):
                 raise ValueError(problem)
         return value
 
+    @model_validator(mode="after")
+    def _distinct(self) -> BucketSettings:
+        # The stack would find its own first bucket where it wants the second, and share it: refuse. A
+        # configured name equal to another's derived default needs the account: cdpoc.preflight checks that.
+        named = [(f"buckets.{purpose}", getattr(self, purpose)) for purpose in BUCKET_PURPOSES]
+        problems = [
+            f"{label_a} and {label_b} are both {a!r}: each bucket needs its own name (or leave one empty)"
+            for i, (label_a, a) in enumerate(named)
+            for label_b, b in named[i + 1 :]
+            if a and a == b
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 class PipelineSettings(_Frozen):
     source: Literal["codecommit", "s3"]
@@ -274,6 +310,8 @@ class Settings(_Frozen):
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
+        if not value:
+            raise ValueError(NO_REGION)
         if not REGION_RE.match(value):
             raise ValueError(f"{value!r} is not a region name like us-east-1")
         return value
@@ -317,7 +355,8 @@ def bucket_name_problem(name: str) -> str:
     for prefix in ("xn--", "sthree-", "amzn-s3-demo-"):
         if name.startswith(prefix):
             return f"bucket name {name!r} must not start with {prefix!r}"
-    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"):
+    # "-an" ends only names in an account regional namespace; cdpoc creates its buckets in the global one.
+    for suffix in ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3", "-an"):
         if name.endswith(suffix):
             return f"bucket name {name!r} must not end with {suffix!r}"
     return ""
@@ -378,10 +417,31 @@ def _where(loc: tuple[int | str, ...], origin: Mapping[str, str]) -> tuple[str, 
     return dotted, (chosen[-1] if chosen else DEFAULT_SOURCE)
 
 
+class LoadedSettings(NamedTuple):
+    settings: Settings
+    source: str
+    """The user file used, "" if none."""
+    region_source: str
+    """Where the region came from: --region, the user file, AWS_REGION, AWS_DEFAULT_REGION or a profile."""
+
+
+def describe_region(region: str, source: str) -> str:
+    """How every header names the region: "eu-west-1 (region from AWS_REGION)"."""
+    return f"{region} (region from {source})" if source else region
+
+
 def load_settings(
-    config_path: Path | None = None, overrides: Mapping[str, Any] | None = None, cwd: Path | None = None
-) -> tuple[Settings, str]:
-    """Merge default, user file and flag overrides into Settings; returns them and the user file used ("" if none)."""
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+    ambient_region: Callable[[], tuple[str, str] | None] = lambda: None,
+) -> LoadedSettings:
+    """Merge default, user file and flag overrides into Settings.
+
+    The region is --region, else the user file's, else what ambient_region() finds (AWS_REGION,
+    AWS_DEFAULT_REGION, the profile's), as (region, where it came from); the defaults set none, so that
+    a region the AWS tools are set up with is never overridden silently.
+    """
     origin: dict[str, str] = {}
     data = _deep_merge({}, _read_yaml(default_config_text(), DEFAULT_SOURCE), DEFAULT_SOURCE, origin)
     user_source = ""
@@ -402,8 +462,11 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             data = _deep_merge(data, {key: value}, f"--{key.replace('_', '-')}", origin)
+    if not data.get("region"):
+        found = ambient_region()
+        data["region"], origin["region"] = found or ("", "")
     try:
-        return Settings.model_validate(data), user_source
+        return LoadedSettings(Settings.model_validate(data), user_source, origin["region"])
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -411,7 +474,7 @@ def load_settings(
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown setting (see config/default.yaml for the settings there are)"
-            lines.append(f"{source}: {dotted or '(top level)'}: {message}")
+            lines.append(f"{source + ': ' if source else ''}{dotted or '(top level)'}: {message}")
         raise ConfigError(
             "invalid configuration:\n  " + "\n  ".join(lines),
             "Correct the settings named above; nothing was created.",

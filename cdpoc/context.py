@@ -8,9 +8,9 @@ from pathlib import Path
 
 from cdpoc.aws.account import account_id, resolve_zones
 from cdpoc.aws.base import AwsRun, Handler, Waits
-from cdpoc.aws.clients import ClientFactory
+from cdpoc.aws.clients import ClientFactory, ambient_region
 from cdpoc.aws.registry import HANDLERS
-from cdpoc.config import Settings, load_settings
+from cdpoc.config import Settings, describe_region, load_settings
 from cdpoc.graph import Graph
 from cdpoc.stack import build
 from cdpoc.ui import Ui
@@ -25,12 +25,15 @@ class Options:
     region: str | None = None
     profile: str | None = None
     endpoint_url: str | None = None
+    # (region, where it came from) when nothing else names one; only the demo sets it. None = refuse.
+    fallback_region: tuple[str, str] | None = None
 
 
 @dataclass
 class Context:
     settings: Settings
     config_source: str
+    region_source: str
     clients: ClientFactory
     run: AwsRun
     ui: Ui
@@ -39,7 +42,12 @@ class Context:
 
     @classmethod
     def build(cls, options: Options, ui: Ui, waits: Waits | None = None) -> Context:
-        settings, source = load_settings(options.config, {"name": options.name, "region": options.region})
+        def region_from_aws_config() -> tuple[str, str] | None:
+            return ambient_region(options.profile) or options.fallback_region
+
+        settings, source, region_source = load_settings(
+            options.config, {"name": options.name, "region": options.region}, ambient_region=region_from_aws_config
+        )
         clients = ClientFactory(settings.region, options.profile, options.endpoint_url)
         clients.check()
         run = AwsRun(
@@ -49,7 +57,14 @@ class Context:
             cancel=threading.Event(),
             waits=waits or Waits(),
         )
-        return cls(settings=settings, config_source=source, clients=clients, run=run, ui=ui)
+        return cls(
+            settings=settings, config_source=source, region_source=region_source, clients=clients, run=run, ui=ui
+        )
+
+    @property
+    def region_label(self) -> str:
+        """The region and where it came from, for every header: "eu-west-1 (region from AWS_REGION)"."""
+        return describe_region(self.settings.region, self.region_source)
 
     def graph(self) -> Graph:
         """The stack's resource graph; resolving the zones is the one AWS call it needs."""

@@ -26,6 +26,8 @@ from cdpoc.stack.site import web_dir
 from cdpoc.ui import Ui
 
 DEMO_STACK = "cdpoc-demo"
+# The sandbox serves any region; this one is used only when neither flags, config nor AWS settings name one.
+DEMO_REGION = ("us-east-1", "the demo's default")
 # Seconds each simulated lifecycle event takes: long enough to watch, short enough for a demo.
 STEP_SECONDS = 0.15
 ROLLOUT_TIMEOUT = 300.0
@@ -179,7 +181,13 @@ def run_demo(ui: Ui, options: Options) -> None:
 
         SIMULATION.step_seconds = STEP_SECONDS
         ui.say(f"cdpoc demo: sandbox at {sandbox.endpoint} (nothing here touches AWS)", style="bold")
-        demo_options = replace(options, name=options.name or DEMO_STACK, profile=None, endpoint_url=sandbox.endpoint)
+        demo_options = replace(
+            options,
+            name=options.name or DEMO_STACK,
+            profile=None,
+            endpoint_url=sandbox.endpoint,
+            fallback_region=DEMO_REGION,
+        )
         demo = Demo(ui, demo_options)
         try:
             demo.run()

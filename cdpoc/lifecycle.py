@@ -12,6 +12,7 @@ from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
 from cdpoc.model import Observed, Plan, owner_text
 from cdpoc.planner import make_plan
+from cdpoc.preflight import check_before_creating
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
 from cdpoc.sweeper import leftovers, survey, sweep
 
@@ -31,7 +32,8 @@ def show_plan(ctx: Context, plan: Plan) -> None:
 
 def plan(ctx: Context) -> Plan:
     """Read-only: what `up` would create, change, or leave alone."""
-    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region} ({ctx.config_source or 'default config'})")
+    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}, config {ctx.config_source or 'defaults only'}")
+    check_before_creating(ctx)
     result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
     show_plan(ctx, result)
     return result
@@ -39,8 +41,9 @@ def plan(ctx: Context) -> Plan:
 
 def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
     """Create what is missing and fix what drifted; a no-op (no mutating call) when all is in place."""
+    check_before_creating(ctx)
     graph = ctx.graph()
-    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region}, zones {', '.join(ctx.run.zones)}")
+    ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}, zones {', '.join(ctx.run.zones)}")
     current = make_plan(ctx.run, graph, ctx.handlers)
     refuse_conflicts(current)
     if not current.has_work:
@@ -79,9 +82,9 @@ def down(ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism
         )
     deleted: dict[str, str] = {}
     if not doomed:
-        ctx.ui.say(f"Nothing of stack {ctx.settings.name} exists in {ctx.settings.region}.")
+        ctx.ui.say(f"Nothing of stack {ctx.settings.name} exists in {ctx.region_label}.")
     else:
-        ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.settings.region}: {len(doomed)} resource(s) to delete:")
+        ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}: {len(doomed)} resource(s) to delete:")
         for key, item in sorted(doomed.items()):
             handler = ctx.handlers[item.found.kind]
             ctx.ui.say(f"  {key:22} {handler.label}: {handler.describe(item.found)}")

@@ -24,7 +24,7 @@ changed). Stable keys, schema 1:
     healthy           true when nothing is missing, failing or still converging (exit code 0, else 3)
     issues            [str]: why it is not healthy, one sentence each
     notes             [str]: remarks that are not problems (drift `cdpoc up` would fix)
-    stack             {name, region, account, created_at, age_seconds, cost_per_hour,
+    stack             {name, region, region_source, account, created_at, age_seconds, cost_per_hour,
                        counts: {exists, create, update, differs},
                        resources: [{key, kind, name, action, id, detail}]}
                       action is what `up` would do: exists | create | update | differs
@@ -75,6 +75,7 @@ from cdpoc import __version__
 from cdpoc.aws import observe
 from cdpoc.aws.account import account_id
 from cdpoc.aws.observe import Throttled
+from cdpoc.config import describe_region
 from cdpoc.cost import hourly_cost
 from cdpoc.errors import EXIT_LEFTOVERS, EXIT_OK
 from cdpoc.graph import Graph
@@ -129,6 +130,12 @@ class StackView:
     resources: tuple[ResourceRow, ...] = ()
     cost_per_hour: float = 0.0
     created_at: datetime | None = None
+    # Where the region came from: --region, the config file, AWS_REGION, AWS_DEFAULT_REGION or a profile.
+    region_source: str = ""
+
+    @property
+    def region_label(self) -> str:
+        return describe_region(self.region, self.region_source)
 
     def with_action(self, action: Action) -> list[ResourceRow]:
         return [r for r in self.resources if r.action == action.value]
@@ -430,6 +437,7 @@ def take_inventory(ctx: Context) -> Inventory:
         account=account,
         resources=_rows(ctx, plan),
         cost_per_hour=hourly_cost(step.resource for step in plan.steps if step.found is not None),
+        region_source=ctx.region_source,
     )
     has_nat = any(step.found is not None and step.resource.kind == "nat_gateway" for step in plan.steps)
     nat_created = observe.oldest_nat_gateway_time(ctx.run) if has_nat else None

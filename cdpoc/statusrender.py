@@ -110,7 +110,7 @@ def first_line(text: str, width: int = 100) -> str:
 
 
 def stack_heading(stack: StackView, now: datetime) -> str:
-    parts = [f"Stack {stack.name}", stack.region, f"account {stack.account}"]
+    parts = [f"Stack {stack.name}", stack.region_label, f"account {stack.account}"]
     if stack.created_at is not None:
         parts.append(f"up {span((now - stack.created_at).total_seconds())}")
     parts.append(describe_cost(stack.cost_per_hour))
@@ -120,7 +120,9 @@ def stack_heading(stack: StackView, now: datetime) -> str:
 def resources_line(stack: StackView) -> str:
     total, present = len(stack.resources), len(stack.present)
     if not present:
-        return f"Nothing of stack {stack.name} exists in {stack.region}: `cdpoc up` would create {total} resources."
+        return (
+            f"Nothing of stack {stack.name} exists in {stack.region_label}: `cdpoc up` would create {total} resources."
+        )
     text = f"Resources: {present} of {total} exist"
     missing = stack.missing
     if missing:
@@ -453,6 +455,7 @@ def snapshot_dict(snapshot: StatusSnapshot) -> dict[str, Any]:
         "stack": {
             "name": stack.name,
             "region": stack.region,
+            "region_source": stack.region_source,
             "account": stack.account,
             "created_at": iso(stack.created_at),
             "age_seconds": round((now - stack.created_at).total_seconds()) if stack.created_at else None,

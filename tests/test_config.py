@@ -11,6 +11,11 @@ from cdpoc.config import MAX_NAME_LENGTH, bucket_name_problem, load_settings
 from cdpoc.errors import ConfigError
 
 
+def from_environment() -> tuple[str, str]:
+    """What ambient_region finds in the test environment (conftest sets AWS_DEFAULT_REGION)."""
+    return "us-east-1", "AWS_DEFAULT_REGION"
+
+
 def write(tmp_path: Path, data: object, name: str = "cdpoc.yaml") -> Path:
     path = tmp_path / name
     path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
@@ -19,14 +24,15 @@ def write(tmp_path: Path, data: object, name: str = "cdpoc.yaml") -> Path:
 
 def problem(tmp_path: Path, data: object, **overrides: object) -> str:
     with pytest.raises(ConfigError) as caught:
-        load_settings(write(tmp_path, data), overrides)
+        load_settings(write(tmp_path, data), overrides, ambient_region=from_environment)
     assert caught.value.exit_code == 2
     return caught.value.message
 
 
 def test_defaults_are_valid_and_complete() -> None:
-    settings, source = load_settings(None, {}, cwd=Path("/nonexistent"))
+    settings, source, region_source = load_settings(None, {}, cwd=Path("/nonexistent"), ambient_region=from_environment)
     assert source == ""
+    assert (settings.region, region_source) == ("us-east-1", "AWS_DEFAULT_REGION")
     assert settings.name == "cdpoc"
     assert settings.network.public_subnets == ("10.0.0.0/24", "10.0.1.0/24")
     assert settings.network.nat_gateways == 1
@@ -53,7 +59,7 @@ def test_every_default_setting_is_documented_with_a_comment() -> None:
 
 def test_user_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
     path = write(tmp_path, {"name": "shop", "network": {"nat_gateways": 2}, "tags": {"team": "web"}})
-    settings, source = load_settings(path, {})
+    settings, source, _ = load_settings(path, {}, ambient_region=from_environment)
     assert source == str(path)
     assert settings.name == "shop"
     assert settings.network.nat_gateways == 2
@@ -63,16 +69,16 @@ def test_user_file_merges_over_defaults_key_by_key(tmp_path: Path) -> None:
 
 def test_cdpoc_yaml_in_the_working_directory_is_used(tmp_path: Path) -> None:
     write(tmp_path, {"name": "fromcwd"})
-    settings, source = load_settings(None, {}, cwd=tmp_path)
+    settings, source, _ = load_settings(None, {}, cwd=tmp_path, ambient_region=from_environment)
     assert settings.name == "fromcwd"
     assert source.endswith("cdpoc.yaml")
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, {"name": "shop", "region": "eu-west-1"})
-    settings, _ = load_settings(path, {"name": "other", "region": None})
+    settings, _, region_source = load_settings(path, {"name": "other", "region": None})
     assert settings.name == "other"
-    assert settings.region == "eu-west-1"
+    assert (settings.region, region_source) == ("eu-west-1", str(path))
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -168,6 +174,39 @@ def test_stack_name_that_cannot_prefix_every_resource(tmp_path: Path, name: str)
     assert "cannot prefix every resource name" in problem(tmp_path, {"name": name})
 
 
+@pytest.mark.parametrize(
+    ("name", "refused"),
+    [
+        ("aws", "SSM parameter names (/<name>/...) starting with 'aws'"),
+        ("awsdemo", "SSM parameter names (/<name>/...) starting with 'aws'"),
+        ("ssm", "SSM parameter names (/<name>/...) starting with 'ssm'"),
+        ("ssmith", "SSM parameter names (/<name>/...) starting with 'ssm'"),
+        ("sthree", "bucket names starting with 'sthree-'"),
+        ("amzn-s3-demo", "bucket names starting with 'amzn-s3-demo-'"),
+    ],
+)
+def test_stack_name_aws_reserves_names_the_rule(tmp_path: Path, name: str, refused: str) -> None:
+    message = problem(tmp_path, {"name": name})
+    assert f"name: {name!r} cannot prefix every resource name: AWS refuses {refused}" in message
+
+
+@pytest.mark.parametrize("name", ["aw", "as", "sms", "sgx", "internals", "xn"])
+def test_names_near_the_reserved_prefixes_are_fine(tmp_path: Path, name: str) -> None:
+    assert load_settings(write(tmp_path, {"name": name}), {}, ambient_region=from_environment).settings.name == name
+
+
+def test_two_buckets_with_one_name_are_refused(tmp_path: Path) -> None:
+    message = problem(tmp_path, {"buckets": {"web": "shop-site", "uploads": "shop-site", "artifacts": "shop-site"}})
+    assert "buckets: buckets.artifacts and buckets.web are both 'shop-site'" in message
+    assert "buckets.web and buckets.uploads are both 'shop-site'" in message
+    assert "each bucket needs its own name" in message
+    assert str(tmp_path / "cdpoc.yaml") in message
+
+
+def test_a_bucket_name_reserved_for_the_account_regional_namespace_is_refused(tmp_path: Path) -> None:
+    assert "must not end with '-an'" in problem(tmp_path, {"buckets": {"web": "shop-123456789012-us-east-1-an"}})
+
+
 def test_bad_name_from_a_flag_names_the_flag(tmp_path: Path) -> None:
     message = problem(tmp_path, {}, name="Bad Name")
     assert "--name: name:" in message
@@ -201,3 +240,48 @@ def test_other_bad_settings(tmp_path: Path, data: dict[str, object], expected: s
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     message = problem(tmp_path, {"name": "BAD", "operator": {"email": "nope"}, "colour": 1})
     assert "name:" in message and "operator.email" in message and "colour" in message
+
+
+# --- the region: --region, else the user file, else AWS's own settings; never a silent default ---------
+
+
+def test_the_defaults_set_no_region() -> None:
+    assert yaml.safe_load((Path(__file__).parent.parent / "config" / "default.yaml").read_text())["region"] == ""
+
+
+def test_region_flag_wins_over_the_file_and_aws_settings(tmp_path: Path) -> None:
+    asked: list[bool] = []
+
+    def ambient() -> tuple[str, str]:
+        asked.append(True)
+        return "us-east-1", "AWS_REGION"
+
+    path = write(tmp_path, {"region": "eu-west-1"})
+    loaded = load_settings(path, {"region": "ap-south-1"}, ambient_region=ambient)
+    assert (loaded.settings.region, loaded.region_source) == ("ap-south-1", "--region")
+    loaded = load_settings(path, {"region": None}, ambient_region=ambient)
+    assert (loaded.settings.region, loaded.region_source) == ("eu-west-1", str(path))
+    assert asked == []  # AWS's settings are read only when neither the flag nor the file names a region
+
+
+def test_region_from_aws_settings_when_the_file_sets_none(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "shop", "region": ""})
+    loaded = load_settings(path, {}, ambient_region=lambda: ("eu-central-1", "AWS_REGION"))
+    assert (loaded.settings.region, loaded.region_source) == ("eu-central-1", "AWS_REGION")
+
+
+def test_a_bad_region_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, {}), {}, ambient_region=lambda: ("mars", "AWS_REGION"))
+    assert "AWS_REGION: region: 'mars' is not a region name" in caught.value.message
+
+
+def test_no_region_anywhere_says_how_to_set_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, {"operator": {"email": "nope"}}), {}, ambient_region=lambda: None)
+    message = caught.value.message
+    assert caught.value.exit_code == 2
+    assert "region: no AWS region is set" in message
+    for way in ("--region", "`region:` in cdpoc.yaml", "AWS_REGION", "aws configure set region"):
+        assert way in message
+    assert "operator.email" in message  # reported together with every other problem

@@ -875,12 +875,14 @@ def test_cli_status_exit_codes_and_json(ctx: Context, tmp_path: Path) -> None:
     config.write_text("name: t1\n")
     code, out = cli("--config", str(config), "status")
     assert code == 3, out
-    assert "Nothing of stack t1 exists in us-east-1: `cdpoc up` would create 14 resources." in out
+    where = "us-east-1 (region from AWS_DEFAULT_REGION)"
+    assert f"Nothing of stack t1 exists in {where}: `cdpoc up` would create 14 resources." in out
 
     code, out = cli("--config", str(config), "status", "--json")
     assert code == 3
     data = json.loads(out)
     assert data["healthy"] is False and data["stack"]["counts"]["create"] == 14 and data["fleet"] is None
+    assert data["stack"]["region"] == "us-east-1" and data["stack"]["region_source"] == "AWS_DEFAULT_REGION"
 
     apply_plan(ctx.run, make_plan(ctx.run, ctx.graph(), ctx.handlers), ctx.handlers)
     code, out = cli("--config", str(config), "status")
@@ -925,6 +927,7 @@ def test_watch_in_a_terminal_refreshes_in_place_and_highlights_changes(tmp_path:
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
             "TERM": "xterm-256color",
             "COLUMNS": "160",
             "LINES": "60",

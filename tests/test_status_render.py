@@ -358,6 +358,7 @@ def test_json_has_the_documented_stable_keys() -> None:
     assert set(data["stack"]) == {
         "name",
         "region",
+        "region_source",
         "account",
         "created_at",
         "age_seconds",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors
+from dataclasses import dataclass
+
+from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, call_or_none
 from cdpoc.errors import ConfigError
 
 
@@ -14,39 +16,67 @@ def account_id(run: AwsRun) -> str:
     return run.memo("account", lookup)
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A setting that does not fit the account or region, and what to do about it."""
+
+    message: str
+    hint: str
+
+    def line(self) -> str:
+        return f"{self.message} ({self.hint})"
+
+
 def resolve_zones(run: AwsRun, wanted: tuple[str, ...], instance_types: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The configured zones, checked against the region; or the region's first two that offer every
     instance type the stack runs (zone names map to different physical zones per account, and not
     every zone has every type: a launch there fails with "Unsupported")."""
-    ec2 = run.client("ec2")
-    with aws_errors(f"listing availability zones of {run.region}"):
-        zones = ec2.describe_availability_zones(
-            Filters=[
-                {"Name": "state", "Values": ["available"]},
-                {"Name": "zone-type", "Values": ["availability-zone"]},
-            ]
-        )["AvailabilityZones"]
-    available = sorted(z["ZoneName"] for z in zones)
-    lacking = _zones_lacking(run, available, instance_types) if instance_types else {}
+    zones, problem = choose_zones(run, wanted, instance_types)
+    if problem:
+        raise ConfigError(problem.message, problem.hint)
+    return zones
+
+
+def choose_zones(
+    run: AwsRun, wanted: tuple[str, ...], instance_types: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], Problem | None]:
+    """resolve_zones without raising: the zones, or why there are none to use. Reads are memoized, so
+    the preflight check and the graph share them."""
+    available = run.memo("zones:available", lambda: _available_zones(run))
+    types = tuple(sorted(set(instance_types)))
+    lacking = (
+        run.memo(f"zones:lacking:{','.join(types)}", lambda: _zones_lacking(run, available, types)) if types else {}
+    )
     if wanted:
         unknown = [z for z in wanted if z not in available]
         if unknown:
-            raise ConfigError(
+            return (), Problem(
                 f"availability_zones: {', '.join(unknown)} not available in {run.region}",
                 f"Use two of: {', '.join(available)} (or leave the setting empty).",
             )
         unsuited = [f"{zone} lacks {', '.join(lacking[zone])}" for zone in wanted if lacking.get(zone)]
         if unsuited:
-            raise ConfigError(f"availability_zones: {'; '.join(unsuited)}", "Choose other zones or instance types.")
-        return wanted
+            return (), Problem(f"availability_zones: {'; '.join(unsuited)}", "Choose other zones or instance types.")
+        return wanted, None
     suited = [zone for zone in available if not lacking.get(zone)]
     if len(suited) < 2:
-        raise ConfigError(
-            f"region {run.region} has fewer than two available zones offering {', '.join(instance_types) or 'EC2'}: "
+        return (), Problem(
+            f"region {run.region} has fewer than two available zones offering {', '.join(types) or 'EC2'}: "
             f"{', '.join(suited) or 'none'}",
             "Choose other instance types (compute.*) or another region.",
         )
-    return tuple(suited[:2])
+    return tuple(suited[:2]), None
+
+
+def _available_zones(run: AwsRun) -> list[str]:
+    with aws_errors(f"listing availability zones of {run.region}"):
+        zones = run.client("ec2").describe_availability_zones(
+            Filters=[
+                {"Name": "state", "Values": ["available"]},
+                {"Name": "zone-type", "Values": ["availability-zone"]},
+            ]
+        )["AvailabilityZones"]
+    return sorted(z["ZoneName"] for z in zones)
 
 
 def _zones_lacking(run: AwsRun, zones: list[str], instance_types: tuple[str, ...]) -> dict[str, list[str]]:
@@ -65,6 +95,49 @@ def _zones_lacking(run: AwsRun, zones: list[str], instance_types: tuple[str, ...
             for offering in page["InstanceTypeOfferings"]:
                 offered.setdefault(offering["Location"], set()).add(offering["InstanceType"])
     return {zone: sorted(set(instance_types) - offered[zone]) for zone in zones}
+
+
+def offered_instance_types(run: AwsRun, instance_types: tuple[str, ...]) -> set[str]:
+    """Which of these instance types the region offers (a name EC2 does not know is offered nowhere)."""
+    offered: set[str] = set()
+    with aws_errors(f"listing which of {', '.join(instance_types)} {run.region} offers"):
+        pages = (
+            run.client("ec2")
+            .get_paginator("describe_instance_type_offerings")
+            .paginate(LocationType="region", Filters=[{"Name": "instance-type", "Values": sorted(set(instance_types))}])
+        )
+        for page in pages:
+            offered.update(offering["InstanceType"] for offering in page["InstanceTypeOfferings"])
+    return offered
+
+
+def instance_architectures(run: AwsRun, instance_types: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """instance type -> the CPU architectures it runs (x86_64, arm64, ...), for types the region offers."""
+    with aws_errors(f"describing instance types {', '.join(instance_types)}"):
+        reply = run.client("ec2").describe_instance_types(InstanceTypes=sorted(set(instance_types)))
+    return {t["InstanceType"]: tuple(t["ProcessorInfo"]["SupportedArchitectures"]) for t in reply["InstanceTypes"]}
+
+
+def image_architecture(run: AwsRun, image_id: str) -> str | None:
+    """The AMI's architecture, or None when the region has no such image (or the id is malformed)."""
+    reply = call_or_none(
+        f"describing image {image_id}",
+        run.client("ec2").describe_images,
+        ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"),
+        ImageIds=[image_id],
+    )
+    images = reply["Images"] if reply else []
+    return str(images[0].get("Architecture", "")) if images else None
+
+
+def key_pair_exists(run: AwsRun, name: str) -> bool:
+    reply = call_or_none(
+        f"looking up EC2 key pair {name}",
+        run.client("ec2").describe_key_pairs,
+        ("InvalidKeyPair.NotFound",),
+        KeyNames=[name],
+    )
+    return bool(reply and reply["KeyPairs"])
 
 
 def tagged_arns(run: AwsRun) -> list[str]:

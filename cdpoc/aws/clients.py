@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
 
 from cdpoc import __version__
@@ -24,6 +26,34 @@ def is_mutating(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
+# The AWS CLI v2 and the SDKs read AWS_REGION before AWS_DEFAULT_REGION; botocore reads only the latter.
+REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def unknown_profile(profile: str | None) -> AccessError:
+    return AccessError(
+        f"AWS profile {profile!r} is not configured",
+        "List your profiles with `aws configure list-profiles`, or drop --profile.",
+    )
+
+
+def ambient_region(profile: str | None) -> tuple[str, str] | None:
+    """The region the AWS CLI would use when none is given, and where it came from: AWS_REGION, then
+    AWS_DEFAULT_REGION, then the profile's `region` in the AWS config file. None when none of them sets one."""
+    for variable in REGION_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value, variable
+    session = botocore.session.Session(profile=profile or None)
+    try:
+        region = str(session.get_scoped_config().get("region") or "").strip()
+    except botocore.exceptions.ProfileNotFound:
+        raise unknown_profile(profile) from None
+    if not region:
+        return None
+    return region, f"profile {session.profile or 'default'} in {session.get_config_variable('config_file')}"
+
+
 def known_regions(session: boto3.Session) -> set[str]:
     regions: set[str] = set()
     for partition in session.get_available_partitions():
@@ -38,10 +68,7 @@ class ClientFactory:
         try:
             self.session = boto3.Session(profile_name=profile or None, region_name=region)
         except botocore.exceptions.ProfileNotFound:
-            raise AccessError(
-                f"AWS profile {profile!r} is not configured",
-                "List your profiles with `aws configure list-profiles`, or drop --profile.",
-            ) from None
+            raise unknown_profile(profile) from None
         self.region = region
         self.profile = profile
         # None lets boto3 use AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> on its own.

@@ -32,6 +32,7 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
+    call_or_none,
     caused_by,
     dep_attr,
     dep_id,
@@ -134,6 +135,18 @@ def resolve_ami(run: AwsRun, parameter: str) -> str:
             return str(run.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"])
 
     return run.memo(f"ami:{parameter}", read)
+
+
+def find_ami(run: AwsRun, parameter: str) -> str | None:
+    """The AMI id the SSM parameter names, or None when the region has no such parameter (or the name is
+    not one SSM accepts); read before anything is created, so a wrong compute.ami_parameter costs nothing."""
+    reply = call_or_none(
+        f"reading the AMI id from SSM parameter {parameter}",
+        run.client("ssm").get_parameter,
+        ("ParameterNotFound", "ParameterVersionNotFound", "ValidationException"),
+        Name=parameter,
+    )
+    return str(reply["Parameter"]["Value"]) if reply else None
 
 
 # IMDSv2 only, and instance tags readable from the metadata: the application reads its stack there.

@@ -50,6 +50,17 @@ def _codedeploy(run: AwsRun) -> Any:
     return run.client("codedeploy")
 
 
+def deployment_config_exists(run: AwsRun, name: str) -> bool:
+    """Whether CodeDeploy knows this deployment configuration (a CodeDeployDefault.* one, or the account's)."""
+    reply = call_or_none(
+        f"looking up deployment configuration {name}",
+        _codedeploy(run).get_deployment_config,
+        ("DeploymentConfigDoesNotExistException", "InvalidDeploymentConfigNameException"),
+        deploymentConfigName=name,
+    )
+    return reply is not None
+
+
 def _tags_of(run: AwsRun, arn: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     with aws_errors(f"reading the tags of {arn}"):

@@ -119,6 +119,7 @@ def serve_forever(port: int, ui: Ui) -> None:
         ui.say(f"  export AWS_ENDPOINT_URL={sandbox.endpoint}")
         for key, value in FAKE_CREDENTIALS.items():
             ui.say(f"  export {key}={value}")
+        ui.say("  export AWS_REGION=us-east-1   # the sandbox serves any region; cdpoc needs one named")
         ui.say("  cdpoc up        # or: cdpoc --endpoint-url " + sandbox.endpoint + " up")
         ui.say("Ctrl-C or SIGTERM stops it.")
         try:
