@@ -201,8 +201,8 @@ class StackLock:
     # --- taking and releasing ----------------------------------------------------------------------
 
     def acquire(self) -> None:
-        mine = self.mine()
         with self.run.clients.bookkeeping():
+            mine = self.mine()
             for _ in range(ATTEMPTS):
                 if stored_lock.create(self.run, mine.to_json()):
                     self.record = mine
