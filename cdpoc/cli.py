@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cdpoc import __version__
+from cdpoc import __version__, interrupts
 from cdpoc.context import Context, Options
 from cdpoc.errors import EXIT_INTERRUPTED, Cancelled, CdpocError
 from cdpoc.ui import Ui
@@ -44,9 +44,12 @@ def handles_errors(command: F) -> F:
             return command(*args, **kwargs)
         except CdpocError as exc:
             ui.error(exc)
+            if exc.exit_code == EXIT_INTERRUPTED:
+                interrupts.announced()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             ui.error(Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists."))
+            interrupts.announced()
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -226,4 +229,4 @@ def demo(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    app()
+    interrupts.run(app)
