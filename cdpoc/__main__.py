@@ -1,5 +1,17 @@
-"""`python -m cdpoc` runs the command-line program."""
+"""`python -m cdpoc` and the `cdpoc` command: the Ctrl-C policy first, then the (slow) imports, so that
+a Ctrl-C while Python is still loading boto3 also ends with the message and exit code 130."""
 
-from cdpoc.cli import main
+from cdpoc import interrupts
 
-main()
+
+def main() -> None:
+    def cli() -> None:
+        from cdpoc.cli import app
+
+        app()
+
+    interrupts.run(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """The command line: parse options, build a Context, call one function, map errors to exit codes.
 
-Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 130 interrupted.
+Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 4 locked by another run,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from cdpoc import __version__
+from cdpoc import __version__, interrupts
 from cdpoc.context import Context, Options
 from cdpoc.errors import EXIT_INTERRUPTED, Cancelled, CdpocError
 from cdpoc.ui import Ui
 
 app = typer.Typer(
     help="Stand up a classic AWS CI/CD environment with one command, and tear it down to nothing.\n\n"
-    "Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 130 interrupted.",
+    "Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 4 locked by another run, "
+    "130 interrupted.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -42,9 +44,12 @@ def handles_errors(command: F) -> F:
             return command(*args, **kwargs)
         except CdpocError as exc:
             ui.error(exc)
+            if exc.exit_code == EXIT_INTERRUPTED:
+                interrupts.announced()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             ui.error(Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists."))
+            interrupts.announced()
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -88,6 +93,13 @@ def _context(typer_ctx: typer.Context) -> Context:
     return Context.build(typer_ctx.obj["options"], typer_ctx.obj["ui"])
 
 
+def _confirm(question: str) -> bool:
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:  # end of input (no terminal, no --yes) or Ctrl-C at the prompt: a "no"
+        return False
+
+
 @app.command()
 @handles_errors
 def plan(ctx: typer.Context) -> None:
@@ -116,13 +128,20 @@ def down(
     """Delete everything of the stack in dependency order, then prove nothing is left (exit 3 if something is)."""
     from cdpoc import lifecycle
 
-    def confirm(question: str) -> bool:
-        try:
-            return typer.confirm(question, default=False)
-        except typer.Abort:  # end of input (no terminal, no --yes) or Ctrl-C at the prompt: a "no"
-            return False
+    lifecycle.down(_context(ctx), yes=yes, confirm=_confirm, parallelism=parallelism)
 
-    lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism)
+
+@app.command()
+@handles_errors
+def unlock(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove the stack's lock, whichever run holds it (after showing it); only when no run is going on."""
+    from cdpoc.lock import unlock as remove_lock
+
+    context = _context(ctx)
+    remove_lock(context.run, context.ui, yes=yes, confirm=_confirm)
 
 
 @app.command("push-app")
@@ -210,4 +229,4 @@ def demo(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    app()
+    interrupts.run(app)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from cdpoc.aws.account import account_id, resolve_zones
 from cdpoc.aws.base import AwsRun, Handler, Waits
@@ -12,6 +16,7 @@ from cdpoc.aws.clients import ClientFactory, ambient_region
 from cdpoc.aws.registry import HANDLERS
 from cdpoc.config import Settings, describe_region, load_settings
 from cdpoc.graph import Graph
+from cdpoc.lock import StackLock
 from cdpoc.stack import build
 from cdpoc.ui import Ui
 
@@ -39,6 +44,7 @@ class Context:
     ui: Ui
     handlers: dict[str, Handler] = field(default_factory=lambda: dict(HANDLERS))
     _graph: Graph | None = None
+    _lock_depth: int = 0
 
     @classmethod
     def build(cls, options: Options, ui: Ui, waits: Waits | None = None) -> Context:
@@ -75,3 +81,42 @@ class Context:
             self.run.zones = zones
             self._graph = build(self.settings, zones, account_id(self.run))
         return self._graph
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """Hold the stack lock (cdpoc/lock.py) for a mutating command; Locked (exit 4) when another run has it.
+
+        Re-entrant: push-app takes it once for its push and its follow-up, which also take it on their own.
+        """
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        with StackLock(self.run, self.ui, command):
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Work = Callable[Concatenate["Context", P], R]
+
+
+def holding_lock(command: str) -> Callable[[Work[P, R]], Work[P, R]]:
+    """Run the decorated work (its first argument a Context) holding the stack lock, as `cdpoc <command>`."""
+
+    def decorate(work: Work[P, R]) -> Work[P, R]:
+        @functools.wraps(work)
+        def locked_work(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            with ctx.locked(command):
+                return work(ctx, *args, **kwargs)
+
+        return locked_work
+
+    return decorate

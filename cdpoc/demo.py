@@ -19,7 +19,7 @@ from pathlib import Path
 from cdpoc import lifecycle, rollout, status
 from cdpoc.bundle import PushResult
 from cdpoc.context import Context, Options
-from cdpoc.errors import CdpocError
+from cdpoc.errors import Cancelled, CdpocError
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.server import FAKE_CREDENTIALS, Sandbox
 from cdpoc.stack.site import web_dir
@@ -65,6 +65,8 @@ class Demo:
         started = time.monotonic()
         try:
             verdict, ok = action(ctx), True
+        except Cancelled:
+            raise  # Ctrl-C ends the demo (exit 130), not just this step
         except CdpocError as exc:
             self.ui.error(exc)
             verdict, ok = exc.message.splitlines()[0], False

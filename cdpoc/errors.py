@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LEFTOVERS = 3
+EXIT_LOCKED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -56,3 +57,9 @@ class LeftoversFound(CdpocError):
     """`down` finished but the scan still finds resources tagged with the stack."""
 
     exit_code = EXIT_LEFTOVERS
+
+
+class Locked(CdpocError):
+    """Another run holds the stack lock: nothing was done."""
+
+    exit_code = EXIT_LOCKED

@@ -83,39 +83,63 @@ def run_graph(
     for node in pending:
         emit(Event(node, State.WAITING))
 
-    def blocked(node: str) -> bool:
-        return any(dep in outcome.failed or dep in outcome.skipped for dep in pending[node])
-
     def call(node: str, started: float) -> str:
         if cancel.is_set():
             raise Cancelled("interrupted")
         emit(Event(node, State.RUNNING))
         return work(node)
 
-    with ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="cdpoc") as pool, _ctrl_c_sets(cancel):
-        while pending or running:
-            for node in [n for n in pending if blocked(n)]:
-                del pending[node]
-                outcome.skipped.append(node)
-                emit(Event(node, State.SKIPPED, "a dependency failed"))
-            if not cancel.is_set():
-                for node in [n for n, deps in pending.items() if not deps]:
-                    del pending[node]
-                    started = time.monotonic()
-                    running[pool.submit(call, node, started)] = (node, started)
-            if not running:
-                break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in finished:
-                node, started = running.pop(future)
-                _settle(node, future, time.monotonic() - started, outcome, emit)
-                for deps in pending.values():
-                    if node in outcome.done:
-                        deps.discard(node)
-        if cancel.is_set():
-            outcome.cancelled = True
-            outcome.skipped.extend(pending)
+    pool = ThreadPoolExecutor(max_workers=max(1, parallelism), thread_name_prefix="cdpoc")
+    try:
+        with _ctrl_c_sets(cancel):
+            _walk(pending, running, outcome, pool, cancel, call, emit)
+    except BaseException:
+        # A second Ctrl-C (KeyboardInterrupt) stops hard: stop waiting for work in flight, which would
+        # block here (and then in the pool's exit) until its AWS call returns; what has not started never
+        # will. Running work sees `cancel` at its next safe point; cdpoc.interrupts leaves without it.
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if cancel.is_set():
+        outcome.cancelled = True
+        outcome.skipped.extend(pending)
     return outcome
+
+
+def _walk(
+    pending: dict[str, set[str]],
+    running: dict[Future[str], tuple[str, float]],
+    outcome: Outcome,
+    pool: ThreadPoolExecutor,
+    cancel: threading.Event,
+    call: Callable[[str, float], str],
+    emit: Callable[[Event], None],
+) -> None:
+    """Start every node whose needs are done, settle whatever finishes, until nothing is left to run."""
+
+    def blocked(node: str) -> bool:
+        return any(dep in outcome.failed or dep in outcome.skipped for dep in pending[node])
+
+    while pending or running:
+        for node in [n for n in pending if blocked(n)]:
+            del pending[node]
+            outcome.skipped.append(node)
+            emit(Event(node, State.SKIPPED, "a dependency failed"))
+        if not cancel.is_set():
+            for node in [n for n, deps in pending.items() if not deps]:
+                del pending[node]
+                started = time.monotonic()
+                running[pool.submit(call, node, started)] = (node, started)
+        if not running:
+            break
+        finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in finished:
+            node, started = running.pop(future)
+            _settle(node, future, time.monotonic() - started, outcome, emit)
+            for deps in pending.values():
+                if node in outcome.done:
+                    deps.discard(node)
 
 
 @contextlib.contextmanager
@@ -126,9 +150,14 @@ def _ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
         return
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
-        if cancel.is_set():
-            raise KeyboardInterrupt
-        cancel.set()
+        if not cancel.is_set():
+            cancel.set()
+            return
+        # The second one is handled as if the executor were not there (cdpoc.interrupts' handler, when
+        # the CLI installed it, or Python's own KeyboardInterrupt).
+        if callable(previous):
+            previous(signum, frame)
+        raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from cdpoc.apply import apply_plan, refuse_conflicts
 from cdpoc.aws.account import tagged_arns
-from cdpoc.context import Context
+from cdpoc.context import Context, holding_lock
 from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
 from cdpoc.model import Observed, Plan, owner_text
@@ -39,6 +39,7 @@ def plan(ctx: Context) -> Plan:
     return result
 
 
+@holding_lock("up")
 def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
     """Create what is missing and fix what drifted; a no-op (no mutating call) when all is in place."""
     check_before_creating(ctx)
@@ -69,6 +70,7 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
     return results
 
 
+@holding_lock("down")
 def down(ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism: int = 8) -> dict[str, str]:
     """Delete every resource of the stack in dependency order, then scan for anything left."""
     graph = ctx.graph()

@@ -30,7 +30,7 @@ from cdpoc.aws.base import AwsRun
 from cdpoc.aws.deploy import deployment_targets, get_deployment, target_health, use_elb_health_checks
 from cdpoc.aws.pipeline import action_executions, find_execution, get_execution
 from cdpoc.bundle import PushResult, check_bundle, push
-from cdpoc.context import Context
+from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout
 from cdpoc.stack.names import StackNames
 from cdpoc.ui import Ui
@@ -341,6 +341,7 @@ def _after_success(ctx: Context, state: Rollout) -> None:
             ui.say(f"Auto Scaling group {group.name} now replaces instances that fail the ALB health check.")
 
 
+@holding_lock("push-app")
 def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, timeout: float) -> PushResult:
     """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails)."""
     result = push_bundle(ctx, bundle_dir, message)
@@ -351,6 +352,7 @@ def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, ti
     return result
 
 
+@holding_lock("push-app")
 def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResult:
     """Validate the bundle (before any AWS call), then push only what differs from the source."""
     files = check_bundle(bundle_dir)
@@ -359,6 +361,7 @@ def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResu
     return result
 
 
+@holding_lock("push-app")
 def follow_push(ctx: Context, result: PushResult, timeout: float) -> None:
     """Follow a pushed change through the pipeline to every instance; DeploymentFailed if it did not deploy."""
     target_group = ctx.graph().resources.get("tg.app")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,6 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cdpoc.cli import app
+from cdpoc.lock import pid_alive
 from cdpoc.sandbox.server import Sandbox
 
 
@@ -199,3 +205,118 @@ def test_ctrl_c_during_up_exits_130_and_a_rerun_finishes_the_job(endpoint: str) 
     assert "unchanged" in out  # what the first run made was found, not made again
     assert len(stack_vpcs(endpoint, "intr")) == 1
     assert cdpoc("--endpoint-url", endpoint, "--name", "intr", "down", "--yes")[0] == 0
+
+
+def start_up(endpoint: str, tmp_path: Path, name: str) -> subprocess.Popen[str]:
+    """`cdpoc up` of a stack of its own (its own repository too) in a subprocess, output line by line."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump({"name": name, "pipeline": {"repository": f"{name}-repo"}}))
+    command = [sys.executable, "-m", "cdpoc", "--endpoint-url", endpoint, "--config", str(config), "up"]
+    return subprocess.Popen(
+        [*command, "--parallelism", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def read_until(process: subprocess.Popen[str], starts: str) -> None:
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(starts):
+            return
+    raise AssertionError(f"no line starting with {starts!r}: the run ended first")
+
+
+def lock_exists(endpoint: str, name: str) -> bool:
+    return lock_record(endpoint, name) is not None
+
+
+def lock_record(endpoint: str, name: str) -> dict[str, Any] | None:
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=endpoint)
+    found = ssm.get_parameters(Names=[f"/cdpoc-locks/{name}"])["Parameters"]
+    return json.loads(found[0]["Value"]) if found else None
+
+
+def released_or_free_to_take(endpoint: str, name: str) -> bool:
+    """A run stopped at once (Ctrl-C while it was already leaving) may leave its lock: the next run on
+    this machine takes it over without waiting, because its process is gone."""
+    record = lock_record(endpoint, name)
+    return record is None or (record["host"] == socket.gethostname() and not pid_alive(record["pid"]))
+
+
+# (the line the run has printed, seconds between the two Ctrl-C): while planning, and while the graph runs.
+TWO_CTRL_C_MOMENTS = [("Stack ", 0.0), ("Stack ", 0.2), ("done", 0.0), ("done", 0.05), ("done", 0.3)]
+
+
+@pytest.mark.parametrize(("after", "gap"), TWO_CTRL_C_MOMENTS)
+def test_ctrl_c_twice_exits_130_with_the_message_and_no_traceback(
+    endpoint: str, tmp_path: Path, after: str, gap: float
+) -> None:
+    name = f"twice{TWO_CTRL_C_MOMENTS.index((after, gap))}"
+    process = start_up(endpoint, tmp_path, name)
+    try:
+        read_until(process, after)
+        process.send_signal(signal.SIGINT)
+        time.sleep(gap)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "error: interrupted" in err and "Traceback" not in err and "Aborted" not in err, err
+    assert released_or_free_to_take(endpoint, name)
+
+
+def test_a_second_ctrl_c_does_not_wait_for_an_aws_call_that_hangs(
+    endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Ctrl-C waits for work in flight; the second must not, even while an AWS call hangs."""
+    from moto.ec2.models.vpcs import VPCBackend
+
+    hanging, release = threading.Event(), threading.Event()
+    create_vpc = VPCBackend.create_vpc
+
+    def slow_create_vpc(self: Any, *args: Any, **kwargs: Any) -> Any:
+        hanging.set()
+        release.wait(120)  # the sandbox serves requests in threads of this process
+        return create_vpc(self, *args, **kwargs)
+
+    monkeypatch.setattr(VPCBackend, "create_vpc", slow_create_vpc)
+    process = start_up(endpoint, tmp_path, "hang")
+    try:
+        assert hanging.wait(60), "cdpoc never called CreateVpc"
+        process.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):
+            process.wait(timeout=1.0)  # the first Ctrl-C waits for the call in flight
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)  # while CreateVpc still hangs
+        assert not release.is_set()
+    finally:
+        release.set()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "error: interrupted" in err and "Traceback" not in err, err
+    assert not lock_exists(endpoint, "hang")
+
+
+def test_a_locked_stack_refuses_up_with_exit_4_through_the_cli(endpoint: str) -> None:
+    base = ("--endpoint-url", endpoint, "--name", "locked")
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=endpoint)
+    record = {"who": "bob@laptop", "arn": "", "host": "laptop", "boot": "b", "pid": 7, "command": "push-app"}
+    stamp = "2030-01-01T00:00:00+00:00"
+    record |= {"run_id": "r", "since": stamp, "heartbeat": stamp}
+    ssm.put_parameter(Name="/cdpoc-locks/locked", Value=json.dumps(record), Type="String")
+    try:
+        code, out = cdpoc(*base, "up")
+        assert code == 4, out
+        assert "is locked by another cdpoc run: `cdpoc push-app` run by bob@laptop" in out
+        assert stack_vpcs(endpoint, "locked") == []
+        code, out = cdpoc(*base, "status")
+        assert code == 3, out  # read-only: not refused
+    finally:
+        assert cdpoc(*base, "unlock", "--yes")[0] == 0
+    assert not lock_exists(endpoint, "locked")

@@ -8,12 +8,19 @@ from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, call_or_none
 from cdpoc.errors import ConfigError
 
 
-def account_id(run: AwsRun) -> str:
-    def lookup() -> str:
-        with aws_errors("asking STS who we are"):
-            return str(run.client("sts").get_caller_identity()["Account"])
+def caller_identity(run: AwsRun) -> dict[str, str]:
+    """STS's answer to "who are we" (Account, Arn, UserId), asked once per run."""
 
-    return run.memo("account", lookup)
+    def lookup() -> dict[str, str]:
+        with aws_errors("asking STS who we are"):
+            reply = run.client("sts").get_caller_identity()
+        return {key: str(reply.get(key, "")) for key in ("Account", "Arn", "UserId")}
+
+    return run.memo("identity", lookup)
+
+
+def account_id(run: AwsRun) -> str:
+    return caller_identity(run)["Account"]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -76,6 +78,9 @@ class ClientFactory:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
+        # Calls for cdpoc's own bookkeeping (the stack lock), kept apart: they do not touch the stack.
+        self.bookkeeping_calls: list[tuple[str, str]] = []
+        self._bookkeeping = threading.local()
         # Every API call is counted (service, operation): budgets and "no mutating call" are testable.
         self.session.events.register("before-call", self._count)
         self.config = Config(
@@ -102,9 +107,21 @@ class ClientFactory:
                 "AWS_SECRET_ACCESS_KEY. For the local sandbox any values work (see `cdpoc sandbox`).",
             )
 
+    @contextmanager
+    def bookkeeping(self) -> Iterator[None]:
+        """Calls this thread makes inside are counted in bookkeeping_calls, not calls (e.g. the stack lock),
+        so that "a second `up` makes no mutating call" stays a statement about the stack."""
+        outer = getattr(self._bookkeeping, "on", False)
+        self._bookkeeping.on = True
+        try:
+            yield
+        finally:
+            self._bookkeeping.on = outer
+
     def _count(self, model: Any, **_: Any) -> None:
+        call = (model.service_model.service_name, model.name)
         with self._lock:
-            self.calls.append((model.service_model.service_name, model.name))
+            (self.bookkeeping_calls if getattr(self._bookkeeping, "on", False) else self.calls).append(call)
 
     def mutating_calls(self) -> list[tuple[str, str]]:
         with self._lock:
