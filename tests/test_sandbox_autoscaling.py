@@ -190,3 +190,19 @@ def test_server_mode_serves_them_and_moto_reset_clears_them() -> None:
         urllib.request.urlopen(urllib.request.Request(f"{sandbox.endpoint}/moto-api/reset", method="POST")).close()
         make_group(autoscaling, clients["ec2"], group)
         assert configurations(autoscaling, group) == []
+
+
+def test_a_group_name_in_use_is_refused_and_the_group_keeps_its_instances() -> None:
+    """AWS answers CreateAutoScalingGroup for a name in use with AlreadyExists (moto 5.2.5 replaced the
+    group, orphaning its instances: a retried create after a lost answer must not do that)."""
+    with mock_aws():
+        autoscaling, ec2 = boto3.client("autoscaling", region_name=REGION), boto3.client("ec2", region_name=REGION)
+        name = make_group(autoscaling, ec2)
+        autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=1)
+        before = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        with pytest.raises(ClientError) as refused:
+            make_group(autoscaling, ec2, name)
+        assert code(refused) == "AlreadyExists"
+        after = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+        assert [i["InstanceId"] for i in after["Instances"]] == [i["InstanceId"] for i in before["Instances"]]
+        assert len(after["Instances"]) == 1

@@ -111,6 +111,23 @@ def ignore_missing(what: str, call: Callable[..., Any], not_found: tuple[str, ..
     return True
 
 
+def repeat_safe(
+    what: str, call: Callable[..., Any], already: tuple[str, ...], done: Callable[[], bool], **params: Any
+) -> bool:
+    """Run a step that AWS refuses to run twice (attach, add a route or an ACL entry, add a role to a
+    profile). When the first attempt took effect but its answer was lost, botocore's retry is refused
+    with one of the `already` codes: the step counts as done once done() confirms that AWS now holds
+    the wanted state. Returns False when it was found done that way."""
+    try:
+        with aws_errors(what):
+            call(**params)
+    except AwsError as exc:
+        if caused_by(exc, *already) and done():
+            return False
+        raise
+    return True
+
+
 @dataclass
 class Waits:
     """Time limits (seconds) for things that become ready, or go away, asynchronously."""
@@ -160,6 +177,10 @@ class AwsRun:
 
     def stack_filter(self) -> list[dict[str, Any]]:
         return [{"Name": f"tag:{STACK_TAG}", "Values": [self.stack]}]
+
+    def component_filter(self, res: Resource) -> list[dict[str, Any]]:
+        """EC2 filters for the resources tagged as this stack's `res` (a filter finds, the tags prove)."""
+        return [*self.stack_filter(), {"Name": f"tag:{COMPONENT_TAG}", "Values": [res.key]}]
 
     def client_token(self, res: Resource, *parts: str) -> str:
         """A deterministic idempotency token; parts (e.g. the parent's id) make it new after a teardown."""
@@ -354,6 +375,31 @@ def by_component(
         for extra in ranked[1:]:
             found[extra_key(component, str(extra[id_field]))] = extra
     return found
+
+
+def delete_twins(
+    run: AwsRun,
+    res: Resource,
+    kept_id: str,
+    listed: Iterable[Mapping[str, Any]],
+    id_field: str,
+    delete: Callable[[str], None],
+) -> list[str]:
+    """After a create that takes no client token (CreateVpc, CreateInternetGateway, AllocateAddress):
+    when its answer was lost, botocore's retry made a second resource, which nothing would ever use or
+    report. Any resource other than `kept_id` whose own tags name this stack and `res.key` is such a
+    twin (the plan found none before the create, and the stack lock keeps other runs out): delete it.
+    Returns the twins' ids."""
+    twins = [
+        str(item[id_field])
+        for item in listed
+        if item[id_field] != kept_id
+        and tag_map(item.get("Tags")).get(STACK_TAG) == run.stack
+        and tag_map(item.get("Tags")).get(COMPONENT_TAG) == res.key
+    ]
+    for twin in twins:
+        delete(twin)
+    return twins
 
 
 def owner_attrs(item: Mapping[str, Any]) -> dict[str, Any]:

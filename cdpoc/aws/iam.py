@@ -25,6 +25,7 @@ from cdpoc.aws.base import (
     DependencyViolation,
     Handler,
     aws_errors,
+    call_or_none,
     caused_by,
     error_code,
     ignore_missing,
@@ -34,6 +35,7 @@ from cdpoc.aws.base import (
     ownership_changes,
     paginate,
     refuse_not_ours,
+    repeat_safe,
     tag_list,
     tag_map,
     wanted_tags,
@@ -489,8 +491,15 @@ class InstanceProfileHandler(Handler):
                     RoleName=other,
                 )
         if role not in found.attrs["roles"]:
-            with aws_errors(f"adding role {role} to instance profile {name}"):
-                iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+            # A profile holds one role: a retry after a lost answer is refused with LimitExceeded.
+            repeat_safe(
+                f"adding role {role} to instance profile {name}",
+                iam.add_role_to_instance_profile,
+                ("LimitExceeded",),
+                lambda: role in self._roles_in(run, name),
+                InstanceProfileName=name,
+                RoleName=role,
+            )
         return observed(
             res,
             self.kind,
@@ -521,6 +530,12 @@ class InstanceProfileHandler(Handler):
                 RoleName=role,
             )
         _detach_or_delete(f"deleting instance profile {name}", iam.delete_instance_profile, InstanceProfileName=name)
+
+    def _roles_in(self, run: AwsRun, name: str) -> list[str]:
+        reply = call_or_none(
+            f"reading instance profile {name}", _iam(run).get_instance_profile, NOT_FOUND, InstanceProfileName=name
+        )
+        return [r["RoleName"] for r in reply["InstanceProfile"].get("Roles", [])] if reply else []
 
     def describe(self, found: Observed) -> str:
         return str(found.attrs.get("arn") or found.id)

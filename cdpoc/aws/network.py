@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -11,16 +12,19 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
+    call_or_none,
     caused_by,
+    delete_twins,
     dep_id,
     ignore_missing,
     observed,
     owner_attrs,
     paginate,
+    repeat_safe,
     unless_listed,
     vpc_changes,
 )
-from cdpoc.errors import AccessError
+from cdpoc.errors import AccessError, AwsError
 from cdpoc.model import Change, Observed, Resource
 
 NOT_FOUND = (
@@ -102,6 +106,14 @@ class VpcHandler(Handler):
                 "Vpc"
             ]
         run.wait_with("ec2", "vpc_available", f"VPC {vpc['VpcId']} to be available", VpcIds=[vpc["VpcId"]])
+        delete_twins(
+            run,
+            res,
+            vpc["VpcId"],
+            paginate(run, "describe_vpcs", "Vpcs", Filters=run.component_filter(res)),
+            "VpcId",
+            lambda twin: self.delete(run, observed(res, self.kind, twin)),
+        )
         found = observed(res, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"])
         return self.update(run, res, found, deps)
 
@@ -152,13 +164,37 @@ class SubnetHandler(Handler):
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        with aws_errors(f"creating subnet {res.name}"):
-            subnet = _ec2(run).create_subnet(
-                VpcId=deps[res.props["vpc"]].id,
-                CidrBlock=res.props["cidr"],
-                AvailabilityZone=res.props["zone"],
-                TagSpecifications=run.ec2_tag_specs("subnet", res),
-            )["Subnet"]
+        vpc_id = deps[res.props["vpc"]].id
+        try:
+            with aws_errors(f"creating subnet {res.name}"):
+                subnet = _ec2(run).create_subnet(
+                    VpcId=vpc_id,
+                    CidrBlock=res.props["cidr"],
+                    AvailabilityZone=res.props["zone"],
+                    TagSpecifications=run.ec2_tag_specs("subnet", res),
+                )["Subnet"]
+        except AwsError as exc:
+            # A retry after a lost answer collides with the subnet the first attempt made: take that one,
+            # if its own tags say it is this stack's res.key (anyone else's block is a real conflict).
+            if not caused_by(exc, "InvalidSubnet.Conflict"):
+                raise
+            ours = by_component(
+                run,
+                paginate(
+                    run,
+                    "describe_subnets",
+                    "Subnets",
+                    Filters=[
+                        *run.component_filter(res),
+                        {"Name": "vpc-id", "Values": [vpc_id]},
+                        {"Name": "cidr-block", "Values": [res.props["cidr"]]},
+                    ],
+                ),
+                "SubnetId",
+            )
+            if res.key not in ours:
+                raise
+            subnet = ours[res.key]
         run.wait_with(
             "ec2",
             "subnet_available",
@@ -214,6 +250,14 @@ class InternetGatewayHandler(Handler):
             gateway = _ec2(run).create_internet_gateway(TagSpecifications=run.ec2_tag_specs("internet-gateway", res))[
                 "InternetGateway"
             ]
+        delete_twins(
+            run,
+            res,
+            gateway["InternetGatewayId"],
+            paginate(run, "describe_internet_gateways", "InternetGateways", Filters=run.component_filter(res)),
+            "InternetGatewayId",
+            lambda twin: self.delete(run, observed(res, self.kind, twin, vpcs=())),
+        )
         return self.update(run, res, observed(res, self.kind, gateway["InternetGatewayId"], vpcs=()), deps)
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
@@ -228,9 +272,25 @@ class InternetGatewayHandler(Handler):
                     VpcId=other,
                 )
         if vpc_id not in found.attrs["vpcs"]:
-            with aws_errors(f"attaching {found.id} to {vpc_id}"):
-                _ec2(run).attach_internet_gateway(InternetGatewayId=found.id, VpcId=vpc_id)
+            repeat_safe(
+                f"attaching {found.id} to {vpc_id}",
+                _ec2(run).attach_internet_gateway,
+                ("Resource.AlreadyAssociated",),
+                lambda: vpc_id in self._attached_vpcs(run, found.id),
+                InternetGatewayId=found.id,
+                VpcId=vpc_id,
+            )
         return observed(res, self.kind, found.id, vpcs=(vpc_id,))
+
+    def _attached_vpcs(self, run: AwsRun, gateway_id: str) -> tuple[str, ...]:
+        reply = call_or_none(
+            f"reading internet gateway {gateway_id}",
+            _ec2(run).describe_internet_gateways,
+            NOT_FOUND,
+            InternetGatewayIds=[gateway_id],
+        )
+        gateways = reply["InternetGateways"] if reply else []
+        return tuple(a["VpcId"] for g in gateways for a in g.get("Attachments", []) if a.get("State") != "detached")
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         # Detaching fails with DependencyViolation while public addresses are still mapped in the
@@ -274,6 +334,16 @@ class ElasticIpHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         with aws_errors(f"allocating Elastic IP {res.name}"):
             address = _ec2(run).allocate_address(Domain="vpc", TagSpecifications=run.ec2_tag_specs("elastic-ip", res))
+        with aws_errors(f"looking for a second Elastic IP {res.name}"):
+            listed = _ec2(run).describe_addresses(Filters=run.component_filter(res))["Addresses"]
+        delete_twins(
+            run,
+            res,
+            address["AllocationId"],
+            listed,
+            "AllocationId",
+            lambda twin: self.delete(run, observed(res, self.kind, twin)),
+        )
         return observed(res, self.kind, address["AllocationId"], public_ip=address.get("PublicIp", ""), association="")
 
     def delete(self, run: AwsRun, found: Observed) -> None:
@@ -480,18 +550,29 @@ class RouteTableHandler(Handler):
             if have_routes.get(dest) == target_id:
                 continue
             target = {"NatGatewayId": target_id} if target_id.startswith("nat-") else {"GatewayId": target_id}
-            with aws_errors(f"routing {dest} via {target_id} in {found.id}"):
-                if dest in have_routes:
-                    ec2.replace_route(RouteTableId=found.id, DestinationCidrBlock=dest, **target)
-                else:
-                    ec2.create_route(RouteTableId=found.id, DestinationCidrBlock=dest, **target)
+            repeat_safe(
+                f"routing {dest} via {target_id} in {found.id}",
+                ec2.replace_route if dest in have_routes else ec2.create_route,
+                ("RouteAlreadyExists",),
+                functools.partial(self._routes_to, run, found.id, dest, target_id),
+                RouteTableId=found.id,
+                DestinationCidrBlock=dest,
+                **target,
+            )
             have_routes[dest] = target_id
         associations = dict(found.attrs["associations"])
         for subnet_id in subnets.values():
             assert subnet_id is not None
             if subnet_id in associations:
                 continue
-            with aws_errors(f"associating {subnet_id} with {found.id}"):
+            associations[subnet_id] = self._associate(run, found.id, subnet_id)
+        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], routes=have_routes, associations=associations)
+
+    def _associate(self, run: AwsRun, table_id: str, subnet_id: str) -> str:
+        """Move the subnet onto this table (from the VPC's main table, or another); the association id."""
+        ec2 = _ec2(run)
+        try:
+            with aws_errors(f"associating {subnet_id} with {table_id}"):
                 current = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
                     "RouteTables"
                 ]
@@ -502,13 +583,35 @@ class RouteTableHandler(Handler):
                     if a.get("SubnetId") == subnet_id
                 ]
                 if previous:
-                    reply = ec2.replace_route_table_association(AssociationId=previous[0], RouteTableId=found.id)
-                    associations[subnet_id] = reply["NewAssociationId"]
-                else:
-                    associations[subnet_id] = ec2.associate_route_table(RouteTableId=found.id, SubnetId=subnet_id)[
-                        "AssociationId"
-                    ]
-        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], routes=have_routes, associations=associations)
+                    reply = ec2.replace_route_table_association(AssociationId=previous[0], RouteTableId=table_id)
+                    return str(reply["NewAssociationId"])
+                return str(ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"])
+        except AwsError as exc:
+            # A retry after a lost answer finds the subnet already moved (or its old association gone).
+            moved = next(
+                (
+                    str(a["RouteTableAssociationId"])
+                    for a in self._table(run, table_id).get("Associations", [])
+                    if a.get("SubnetId") == subnet_id
+                ),
+                None,
+            )
+            if moved is None or not caused_by(exc, "Resource.AlreadyAssociated", "InvalidAssociationID.NotFound"):
+                raise
+            return moved
+
+    def _table(self, run: AwsRun, table_id: str) -> dict[str, Any]:
+        reply = call_or_none(
+            f"reading route table {table_id}", _ec2(run).describe_route_tables, NOT_FOUND, RouteTableIds=[table_id]
+        )
+        return dict(reply["RouteTables"][0]) if reply and reply["RouteTables"] else {}
+
+    def _routes_to(self, run: AwsRun, table_id: str, dest: str, target_id: str) -> bool:
+        """Whether the table now routes `dest` to `target_id` (an earlier attempt may have added it)."""
+        return any(
+            r.get("DestinationCidrBlock") == dest and target_id in (r.get("GatewayId"), r.get("NatGatewayId"))
+            for r in self._table(run, table_id).get("Routes", [])
+        )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)

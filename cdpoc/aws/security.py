@@ -7,6 +7,7 @@ replacing what differs and removing what is extra.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from cdpoc.aws.base import (
     observed,
     owner_attrs,
     paginate,
+    repeat_safe,
     tag_map,
     unless_listed,
     vpc_changes,
@@ -310,9 +312,15 @@ class NetworkAclHandler(Handler):
         for number, entry in wanted.items():
             if number in have and _entry_key(have[number]) == _entry_key(entry):
                 continue
-            with aws_errors(f"setting {direction} {_show_entry(entry)} in {found.id}"):
-                call = ec2.replace_network_acl_entry if number in have else ec2.create_network_acl_entry
-                call(NetworkAclId=found.id, Egress=egress, **_entry_params(entry))
+            repeat_safe(
+                f"setting {direction} {_show_entry(entry)} in {found.id}",
+                ec2.replace_network_acl_entry if number in have else ec2.create_network_acl_entry,
+                ("NetworkAclEntryAlreadyExists",),
+                functools.partial(self._has_entry, run, found.id, direction, entry),
+                NetworkAclId=found.id,
+                Egress=egress,
+                **_entry_params(entry),
+            )
         # Extras go last, so that a rule that moved to a new number is never missing in between.
         for number in sorted(set(have) - set(wanted)):
             call_or_none(
@@ -340,10 +348,37 @@ class NetworkAclHandler(Handler):
         for subnet_id in missing:
             if subnet_id not in previous:
                 raise AwsError(f"subnet {subnet_id} has no network ACL association to replace")
-            with aws_errors(f"associating {subnet_id} with {found.id}"):
-                reply = ec2.replace_network_acl_association(AssociationId=previous[subnet_id], NetworkAclId=found.id)
-            associations[subnet_id] = reply["NewAssociationId"]
+            try:
+                with aws_errors(f"associating {subnet_id} with {found.id}"):
+                    reply = ec2.replace_network_acl_association(
+                        AssociationId=previous[subnet_id], NetworkAclId=found.id
+                    )
+                associations[subnet_id] = reply["NewAssociationId"]
+            except AwsError as exc:
+                # A retry after a lost answer names the association the first attempt already replaced.
+                moved = self._association(run, found.id, subnet_id)
+                if not (caused_by(exc, "InvalidAssociationID.NotFound") and moved):
+                    raise
+                associations[subnet_id] = moved
         return associations
+
+    def _acl(self, run: AwsRun, acl_id: str) -> dict[str, Any]:
+        reply = call_or_none(
+            f"reading network ACL {acl_id}", _ec2(run).describe_network_acls, NOT_FOUND, NetworkAclIds=[acl_id]
+        )
+        return dict(reply["NetworkAcls"][0]) if reply and reply["NetworkAcls"] else {}
+
+    def _has_entry(self, run: AwsRun, acl_id: str, direction: str, entry: Mapping[str, Any]) -> bool:
+        acl = self._acl(run, acl_id)
+        have = _acl_attrs(acl)[direction].get(entry["number"]) if acl else None
+        return have is not None and _entry_key(have) == _entry_key(entry)
+
+    def _association(self, run: AwsRun, acl_id: str, subnet_id: str) -> str | None:
+        """The id of the association of `subnet_id` with this ACL, if it has one now."""
+        for association in self._acl(run, acl_id).get("Associations", []):
+            if association.get("SubnetId") == subnet_id:
+                return str(association["NetworkAclAssociationId"])
+        return None
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)

@@ -159,3 +159,30 @@ def add_cicd_simulation() -> None:
 
 
 ADDITIONS.append(add_cicd_simulation)
+
+
+# --- Auto Scaling: a group name is taken -------------------------------------------------------------
+
+
+def create_auto_scaling_group(self: Any, original: Any) -> Any:
+    """AWS refuses a name in use (AlreadyExists); moto 5.2.5 replaces the group and orphans its instances."""
+    from moto.autoscaling.exceptions import AutoscalingClientError
+
+    class AlreadyExists(AutoscalingClientError):
+        code = "AlreadyExists"
+
+    name = self._get_param("AutoScalingGroupName")
+    if name in self.autoscaling_backend.autoscaling_groups:
+        raise AlreadyExists(f"AutoScalingGroup by this name already exists - A group with the name {name} exists")
+    return original(self)
+
+
+def refuse_taken_group_names() -> None:
+    from moto.autoscaling.responses import AutoScalingResponse
+
+    from cdpoc.sandbox.patching import replace_operations
+
+    replace_operations(AutoScalingResponse, create_auto_scaling_group)
+
+
+ADDITIONS.append(refuse_taken_group_names)

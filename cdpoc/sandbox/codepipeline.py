@@ -606,6 +606,11 @@ def _now(response: CodePipelineResponse) -> float:
 
 
 def create_pipeline(self: CodePipelineResponse, original: Callable[[CodePipelineResponse], str]) -> str:
+    # AWS (and the service model) answer a name in use with PipelineNameInUseException; moto 5.2.5 says
+    # InvalidStructureException, which AWS uses for a malformed declaration.
+    name = _body(self).get("pipeline", {}).get("name", "")
+    if name in backend_of(self.current_account, self.region).pipelines:
+        raise JsonRESTError("PipelineNameInUseException", f"Pipeline name {name} is already in use.")
     now = _now(self)
     result = original(self)
     pipeline = backend_of(self.current_account, self.region).pipelines[json.loads(result)["pipeline"]["name"]]

@@ -1,0 +1,146 @@
+"""Convergence from what a real account does to a run: a lost answer at every kind of mutating call of
+`up`, and a hard stop (SIGKILL) at every kind of call of `up` and of `down`.
+
+Each trial is a stack of its own in one moto session. After the fault, the next `up` must end with
+exactly one of each resource (no extra, no drift: a clean plan), and the next `down` with nothing left.
+The full sweep over every call (not just the first of each kind) is benchmarks/convergence.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cdpoc_testing import FAST_WAITS, numbered_context, recording_ui
+from faults import KillAfter, Killed, LostAnswer, Recorder
+
+from cdpoc import lifecycle
+from cdpoc.aws.account import tagged_arns
+from cdpoc.aws.base import is_extra
+from cdpoc.context import Context, Options
+from cdpoc.planner import make_plan
+from cdpoc.sweeper import leftovers
+
+pytestmark = pytest.mark.usefixtures("moto_session")
+
+# Every kind of mutating call a first `up` of the default stack makes (test_the_lists_are_complete
+# keeps these in step with the code).
+UP_OPERATIONS = (
+    "autoscaling:CreateAutoScalingGroup",
+    "autoscaling:PutNotificationConfiguration",
+    "autoscaling:PutScalingPolicy",
+    "codecommit:CreateRepository",
+    "codedeploy:CreateApplication",
+    "codedeploy:CreateDeploymentGroup",
+    "codepipeline:CreatePipeline",
+    "ec2:AllocateAddress",
+    "ec2:AssociateAddress",
+    "ec2:AssociateRouteTable",
+    "ec2:AttachInternetGateway",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateInternetGateway",
+    "ec2:CreateLaunchTemplate",
+    "ec2:CreateNatGateway",
+    "ec2:CreateNetworkAcl",
+    "ec2:CreateNetworkAclEntry",
+    "ec2:CreateRoute",
+    "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateSubnet",
+    "ec2:CreateVpc",
+    "ec2:CreateVpcEndpoint",
+    "ec2:ModifyVpcAttribute",
+    "ec2:ReplaceNetworkAclAssociation",
+    "ec2:RunInstances",
+    "elbv2:CreateListener",
+    "elbv2:CreateLoadBalancer",
+    "elbv2:CreateTargetGroup",
+    "elbv2:ModifyTargetGroupAttributes",
+    "events:PutRule",
+    "events:PutTargets",
+    "iam:AddRoleToInstanceProfile",
+    "iam:AttachRolePolicy",
+    "iam:CreateInstanceProfile",
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "logs:CreateLogGroup",
+    "logs:PutRetentionPolicy",
+    "s3:CreateBucket",
+    "s3:PutBucketCors",
+    "s3:PutBucketEncryption",
+    "s3:PutBucketPolicy",
+    "s3:PutBucketTagging",
+    "s3:PutBucketVersioning",
+    "s3:PutBucketWebsite",
+    "s3:PutObject",
+    "s3:PutPublicAccessBlock",
+    "sns:CreateTopic",
+    "ssm:PutParameter",
+)
+
+
+def again(first: Context) -> Context:
+    """A new run of the same stack: new clients, nothing remembered from the first."""
+    return Context.build(Options(config=first_config(first)), recording_ui(), waits=FAST_WAITS)
+
+
+def first_config(ctx: Context) -> Path:
+    return Path(ctx.config_source)
+
+
+def assert_exactly_one_of_each(ctx: Context) -> None:
+    """A clean plan (nothing to create, change or refuse) and no second resource of any component."""
+    plan = make_plan(ctx.run, ctx.graph(), ctx.handlers)
+    pending = [
+        (s.resource.key, s.action.value, [c.text for c in s.changes]) for s in plan.steps if s.action.value != "exists"
+    ]
+    assert pending == [], pending
+    extras = [
+        key
+        for handler in ctx.handlers.values()
+        for key in ctx.run.memo(f"scan:{handler.kind}", lambda h=handler: h.scan(ctx.run))
+        if is_extra(key)
+    ]
+    assert extras == [], extras
+
+
+def assert_nothing_left(ctx: Context) -> None:
+    left = leftovers(ctx.run, ctx.graph(), ctx.handlers, lambda: tagged_arns(ctx.run))
+    assert left == [], left
+
+
+def down(ctx: Context) -> None:
+    lifecycle.down(ctx, yes=True, confirm=lambda question: True)
+
+
+def test_the_lists_are_complete(tmp_path: Path) -> None:
+    ctx = numbered_context(tmp_path, "census")
+    recorder = Recorder(ctx.clients)
+    lifecycle.up(ctx)
+    assert sorted(set(recorder.operations)) == sorted(UP_OPERATIONS)
+    down(again(ctx))
+
+
+@pytest.mark.parametrize("operation", UP_OPERATIONS)
+def test_a_lost_answer_at_the_first_call_of_each_kind_converges(tmp_path: Path, operation: str) -> None:
+    ctx = numbered_context(tmp_path, "lost")
+    fault = LostAnswer(ctx.clients, operation)
+    lifecycle.up(ctx)
+    assert fault.lost == 1, f"{operation} was never answered twice"
+    assert_exactly_one_of_each(again(ctx))
+    finish = again(ctx)
+    down(finish)
+    assert_nothing_left(again(ctx))
+
+
+@pytest.mark.parametrize("operation", UP_OPERATIONS)
+def test_a_hard_stop_after_the_first_call_of_each_kind_of_up_converges(tmp_path: Path, operation: str) -> None:
+    first = numbered_context(tmp_path, "killup")
+    kill = KillAfter(first.clients, operation=operation)
+    with pytest.raises((Killed, Exception)):
+        lifecycle.up(first)
+    assert kill.killed, f"up made no {operation}"
+    lifecycle.up(again(first))
+    assert_exactly_one_of_each(again(first))
+    down(again(first))
+    assert_nothing_left(again(first))
