@@ -25,7 +25,8 @@ def refuse_conflicts(plan: Plan) -> None:
             for s in plan.conflicts
         ]
         raise ConflictError(
-            "existing resources differ from the config in ways AWS cannot change in place:\n  " + "\n  ".join(lines),
+            "resources differ from the config in ways AWS cannot change in place, or cannot safely be made anew:\n  "
+            + "\n  ".join(lines),
             "Revert those settings, or run `cdpoc down` and then `cdpoc up` to rebuild. Nothing was changed.",
         )
 

@@ -111,6 +111,13 @@ def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
 def down(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keep_data: Annotated[
+        bool,
+        typer.Option(
+            "--keep-data",
+            help="Keep the uploads bucket, a snapshot of the MongoDB data and its passwords for a later `up`.",
+        ),
+    ] = False,
     parallelism: ParallelismOption = 8,
 ) -> None:
     """Delete everything of the stack in dependency order, then prove nothing is left (exit 3 if something is)."""
@@ -122,7 +129,7 @@ def down(
         except typer.Abort:  # end of input (no terminal, no --yes) or Ctrl-C at the prompt: a "no"
             return False
 
-    lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism)
+    lifecycle.down(_context(ctx), yes=yes, confirm=confirm, parallelism=parallelism, keep_data=keep_data)
 
 
 @app.command("push-app")

@@ -33,6 +33,7 @@ MONGODB_VALUES = {
     "app_password_parameter": "/demo/mongodb/app-password",
     "uploads_bucket": UPLOADS,
     "web_origin": WEB_ORIGIN,
+    "data_device": "/dev/sdf",
 }
 RENDERED = {"app-instance.sh": APP_VALUES, "mongodb.sh": MONGODB_VALUES}
 
