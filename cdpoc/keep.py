@@ -95,6 +95,8 @@ def keep(ctx: Context, graph: Graph, doomed: Mapping[str, Doomed], spared: Mappi
         volume = data_volume(run, found.id, device)
         if volume is None:  # describe_data refused this before the question; the instance changed since
             raise ConfigError(f"{key} ({found.id}) has no data volume at {device} any more; nothing was deleted")
+        # MongoDB keeps running: its journal is on the same volume, so a point-in-time snapshot restores
+        # like a restart after a power cut (WiredTiger replays the journal), without fsyncLock.
         ctx.ui.say(f"Snapshotting {key}'s data volume {volume['VolumeId']} (waits until the snapshot is complete)...")
         snapshot = snapshot_volume(run, volume, key, f"{graph[key].name}-data")
         for older in kept_snapshots(run, key):
