@@ -99,6 +99,7 @@ def keep(ctx: Context, graph: Graph, doomed: Mapping[str, Doomed], spared: Mappi
         # like a restart after a power cut (WiredTiger replays the journal), without fsyncLock.
         ctx.ui.say(f"Snapshotting {key}'s data volume {volume['VolumeId']} (waits until the snapshot is complete)...")
         snapshot = snapshot_volume(run, volume, key, f"{graph[key].name}-data")
+        run.forget()
         for older in kept_snapshots(run, key):
             if older["SnapshotId"] != snapshot["SnapshotId"]:  # the new snapshot supersedes it
                 delete_snapshot(run, older["SnapshotId"])

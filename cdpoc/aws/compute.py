@@ -46,7 +46,7 @@ from cdpoc.aws.base import (
     unless_listed,
 )
 from cdpoc.aws.iam import retry_iam_propagation
-from cdpoc.aws.snapshots import data_volume, delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
+from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
 from cdpoc.errors import AwsError, ConfigError
 from cdpoc.model import Change, Observed, Resource
 
@@ -163,6 +163,9 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
         "metadata_tags": metadata.get("InstanceMetadataTags", ""),
         "key_name": instance.get("KeyName", ""),
         "image": instance.get("ImageId", ""),
+        "volumes": {
+            m["DeviceName"]: m.get("Ebs", {}).get("VolumeId", "") for m in instance.get("BlockDeviceMappings", [])
+        },
     }
 
 
@@ -269,15 +272,10 @@ class InstanceHandler(Handler):
         )
         found = observed(res, self.kind, instance["InstanceId"], **_instance_attrs(instance))
         result = self.update(run, res, found, deps)
-        if restore:
-            self._release_kept_data(run, res, result.id, restore[0])
+        # The kept snapshot is no longer needed once the instance runs with the volume made from it.
+        if restore and result.attrs["volumes"].get(res.props["data_volume"]["device"]):
+            delete_snapshot(run, restore[0])
         return result
-
-    def _release_kept_data(self, run: AwsRun, res: Resource, instance_id: str, snapshot_id: str) -> None:
-        """The kept snapshot is no longer needed once the instance runs with a volume made from it."""
-        volume = data_volume(run, instance_id, res.props["data_volume"]["device"])
-        if volume is not None and volume.get("SnapshotId") == snapshot_id:
-            delete_snapshot(run, snapshot_id)
 
     def _launch_params(
         self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], snapshot_id: str = ""

@@ -47,16 +47,24 @@ def _ours(run: AwsRun, tags: Mapping[str, str], component: str | None = None) ->
 
 
 def stack_snapshots(run: AwsRun) -> list[dict[str, Any]]:
-    """This account's snapshots whose tags (read back, not only filtered on) name the stack."""
-    snapshots = paginate(
-        run,
-        "describe_snapshots",
-        "Snapshots",
-        what="listing the stack's EBS snapshots",
-        OwnerIds=["self"],
-        Filters=run.stack_filter(),
-    )
-    return [s for s in snapshots if _ours(run, tag_map(s.get("Tags")))]
+    """This account's snapshots whose tags (read back, not only filtered on) name the stack.
+
+    Read once per run (the plan reads it; `up` launches from what the plan showed): call run.forget()
+    after making or deleting one.
+    """
+
+    def read() -> list[dict[str, Any]]:
+        snapshots = paginate(
+            run,
+            "describe_snapshots",
+            "Snapshots",
+            what="listing the stack's EBS snapshots",
+            OwnerIds=["self"],
+            Filters=run.stack_filter(),
+        )
+        return [s for s in snapshots if _ours(run, tag_map(s.get("Tags")))]
+
+    return run.memo("snapshots", read)
 
 
 def kept_snapshots(run: AwsRun, component: str) -> list[dict[str, Any]]:
