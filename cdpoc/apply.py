@@ -36,7 +36,8 @@ def refuse_conflicts(plan: Plan) -> None:
     if any(not c.in_place and not c.foreign for s in plan.conflicts for c in s.changes):
         hints.append("Revert the other settings, or run `cdpoc down` and then `cdpoc up` to rebuild this stack.")
     raise ConflictError(
-        "existing resources differ from the config in ways AWS cannot change in place:\n  " + "\n  ".join(lines),
+        "resources differ from the config in ways AWS cannot change in place, or cannot safely be made anew:\n  "
+        + "\n  ".join(lines),
         " ".join(hints) + " Nothing was changed.",
     )
 

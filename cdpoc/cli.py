@@ -123,12 +123,19 @@ def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
 def down(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    keep_data: Annotated[
+        bool,
+        typer.Option(
+            "--keep-data",
+            help="Keep the uploads bucket, a snapshot of the MongoDB data and its passwords for a later `up`.",
+        ),
+    ] = False,
     parallelism: ParallelismOption = 8,
 ) -> None:
     """Delete everything of the stack in dependency order, then prove nothing is left (exit 3 if something is)."""
     from cdpoc import lifecycle
 
-    lifecycle.down(_context(ctx), yes=yes, confirm=_confirm, parallelism=parallelism)
+    lifecycle.down(_context(ctx), yes=yes, confirm=_confirm, parallelism=parallelism, keep_data=keep_data)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""A rough hourly cost of what a stack runs (us-east-1 list prices; other regions differ a little)."""
+"""A rough hourly cost of what a stack runs, and a monthly one of the data `down --keep-data` keeps
+(us-east-1 list prices; other regions differ a little)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ HOURLY = {
     "t3.small": 0.0208,
     "t3.medium": 0.0416,
 }
+
+
+# USD per GB-month (AWS's "GB" here is 2**30 bytes) of what `down --keep-data` keeps, by resource kind:
+# S3 Standard storage, EBS snapshots (standard tier; only the blocks written are billed); standard-tier
+# SSM parameters are free. Sources: the S3, EBS and Systems Manager price pages.
+MONTHLY_PER_GB = {"bucket": 0.023, "snapshot": 0.05, "ssm_parameter": 0.0}
+STORAGE_NAMES = {"bucket": "S3 Standard", "snapshot": "EBS snapshots", "ssm_parameter": "standard SSM parameters"}
+GB = 1024**3
 
 
 def instance_count(resource: Resource) -> int:
@@ -43,3 +52,22 @@ def describe_cost(per_hour: float) -> str:
     if per_hour == 0:
         return "about $0/h: nothing that bills by the hour is running"
     return f"about ${per_hour:.3f}/h (~${per_hour * 730:.0f}/month) before data transfer"
+
+
+def monthly_storage_cost(stored: Iterable[tuple[str, int]]) -> float:
+    """The monthly cost of (kind, bytes) stored; kinds without a price here count as $0."""
+    return sum(MONTHLY_PER_GB.get(kind, 0.0) * size / GB for kind, size in stored)
+
+
+def describe_monthly(per_month: float) -> str:
+    if per_month == 0:
+        return "about $0/month"
+    return f"about ${per_month:.2f}/month" if per_month >= 0.01 else "less than $0.01/month"
+
+
+def storage_prices() -> str:
+    """e.g. "S3 Standard $0.023/GB-month, EBS snapshots $0.05/GB-month, standard SSM parameters free"."""
+    return ", ".join(
+        f"{STORAGE_NAMES[kind]} ${price}/GB-month" if price else f"{STORAGE_NAMES[kind]} free"
+        for kind, price in MONTHLY_PER_GB.items()
+    )

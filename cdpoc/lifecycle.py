@@ -10,11 +10,12 @@ from cdpoc.aws.account import tagged_arns
 from cdpoc.context import Context, holding_lock
 from cdpoc.cost import describe_cost, hourly_cost
 from cdpoc.errors import ConfigError, LeftoversFound
+from cdpoc.keep import describe_data, find_kept, keep, kept_report
 from cdpoc.model import Observed, Plan, owner_text
 from cdpoc.planner import make_plan
 from cdpoc.preflight import check_before_creating
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
-from cdpoc.sweeper import leftovers, survey, sweep
+from cdpoc.sweeper import is_kept, leftovers, spare_data, survey, sweep
 
 
 def _describe(ctx: Context) -> Callable[[Observed], str]:
@@ -71,40 +72,55 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
 
 
 @holding_lock("down")
-def down(ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism: int = 8) -> dict[str, str]:
-    """Delete every resource of the stack in dependency order, then scan for anything left."""
+def down(
+    ctx: Context, *, yes: bool, confirm: Callable[[str], bool], parallelism: int = 8, keep_data: bool = False
+) -> dict[str, str]:
+    """Delete every resource of the stack in dependency order, then scan for anything left.
+
+    keep_data: keep the uploads bucket, the MongoDB passwords and a snapshot of the MongoDB data (cdpoc.keep).
+    """
     graph = ctx.graph()
     found = survey(ctx.run, graph, ctx.handlers)
-    doomed = found.doomed
     for key, other in sorted(found.not_ours.items()):
         handler = ctx.handlers[other.kind]
         ctx.ui.say(
             f"Left alone: {handler.label} {handler.describe(other)} ({key}) belongs to {owner_text(other.owner)}, "
             "not to this stack."
         )
+    doomed, spared = spare_data(graph, found.doomed, keep_data)
     deleted: dict[str, str] = {}
     if not doomed:
         ctx.ui.say(f"Nothing of stack {ctx.settings.name} exists in {ctx.region_label}.")
+        if keep_data:
+            keep(ctx, graph, doomed, spared)
     else:
         ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}: {len(doomed)} resource(s) to delete:")
         for key, item in sorted(doomed.items()):
             handler = ctx.handlers[item.found.kind]
             ctx.ui.say(f"  {key:22} {handler.label}: {handler.describe(item.found)}")
+        for line in describe_data(ctx, graph, doomed, spared, keep_data):
+            ctx.ui.say(line)
         if not yes and not confirm(f"Delete these {len(doomed)} resources of stack {ctx.settings.name}?"):
             raise ConfigError("down cancelled: nothing was deleted", "Pass --yes to skip the question.")
+        if keep_data:
+            keep(ctx, graph, doomed, spared)
         labels = {key: ctx.handlers[item.found.kind].label for key, item in doomed.items()}
         started = time.monotonic()
         with ctx.ui.progress(f"down: {ctx.settings.name}", labels) as progress:
             deleted = sweep(ctx.run, graph, ctx.handlers, doomed, parallelism=parallelism, on_event=progress)
         ctx.ui.say(f"Deleted {len(deleted)} resource(s) in {time.monotonic() - started:.1f}s.")
-    left = leftovers(ctx.run, graph, ctx.handlers, lambda: tagged_arns(ctx.run))
+    left = leftovers(ctx.run, graph, ctx.handlers, lambda: tagged_arns(ctx.run), spare=is_kept)
     if left:
         raise LeftoversFound(
             f"{len(left)} resource(s) tagged cdpoc:stack={ctx.settings.name} remain:\n  " + "\n  ".join(left),
             "Re-run `cdpoc down`; if they stay, delete them by hand (they may be used by something outside the stack).",
         )
+    kept = find_kept(ctx, graph)
+    but = f" but {len(kept)} kept item(s), tagged cdpoc:kept=true" if kept else ""
     ctx.ui.say(
-        f"Leftover scan: nothing tagged cdpoc:stack={ctx.settings.name} remains. Cost now {describe_cost(0.0)}.",
+        f"Leftover scan: nothing tagged cdpoc:stack={ctx.settings.name} remains{but}. Cost now {describe_cost(0.0)}.",
         style="bold green",
     )
+    for line in kept_report(ctx, kept) if kept else ():
+        ctx.ui.say(line)
     return deleted

@@ -24,7 +24,9 @@ def make_plan(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> Plan:
     for res in graph.order():
         existing = found[res.key]
         if existing is None:
-            steps.append(Step(res, Action.CREATE))
+            notes = tuple(handlers[res.kind].missing(run, res, found))
+            action = Action.CONFLICT if any(not n.in_place for n in notes) else Action.CREATE
+            steps.append(Step(res, action, None, notes))
             continue
         changes = tuple(handlers[res.kind].changes(run, res, existing, found))
         if existing.owner != run.stack and all(c.in_place for c in changes):

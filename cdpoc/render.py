@@ -41,9 +41,7 @@ class ProgressRow:
 
 
 def _step_details(step: Step, describe: Callable[[Observed], str]) -> str:
-    """What the plan says about a step: nothing for a create, its changes, or what exists."""
-    if step.action is Action.CREATE:
-        return ""
+    """What the plan says about a step: its changes (or a create's notes), or what exists."""
     if step.changes:
         return "; ".join(c.text for c in step.changes)
     return describe(step.found) if step.found else ""

@@ -3,6 +3,9 @@
 Deletion is a sweep against an empty wanted set: every resource the stack declares, plus anything
 else of a known kind tagged with the stack (e.g. a second NAT gateway after nat_gateways went 2 -> 1).
 NotFound counts as deleted; DependencyViolation is retried within a time budget per resource.
+
+Data kept by `down --keep-data` (tagged cdpoc:kept=true) is neither deleted by another --keep-data
+nor a leftover; a plain `down` deletes it with the rest.
 """
 
 from __future__ import annotations
@@ -71,6 +74,28 @@ def find_everything(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> 
     return survey(run, graph, handlers).doomed
 
 
+def is_kept(item: Doomed) -> bool:
+    """Data an earlier `down --keep-data` kept: the handler read cdpoc:kept=true from the resource."""
+    return bool(item.found.attrs.get("kept"))
+
+
+def spare_data(
+    graph: Graph, doomed: Mapping[str, Doomed], keep_data: bool
+) -> tuple[dict[str, Doomed], dict[str, Doomed]]:
+    """(what `down` deletes, what it keeps): with keep_data, the declared data (props "keep_data") and
+    what was kept before stay; without, everything goes."""
+    if not keep_data:
+        return dict(doomed), {}
+
+    def keeps(key: str, item: Doomed) -> bool:
+        return is_kept(item) or (key in graph.resources and bool(graph[key].props.get("keep_data")))
+
+    return (
+        {key: item for key, item in doomed.items() if not keeps(key, item)},
+        {key: item for key, item in doomed.items() if keeps(key, item)},
+    )
+
+
 def deletion_needs(graph: Graph, doomed: Mapping[str, Doomed]) -> dict[str, set[str]]:
     """For each resource, what must be deleted before it: everything that depends on it."""
     kind_ancestors: dict[str, set[str]] = {}
@@ -128,10 +153,17 @@ def sweep(
 
 
 def leftovers(
-    run: Any, graph: Graph, handlers: Mapping[str, Handler], tagged: Callable[[], Iterable[str]]
+    run: Any,
+    graph: Graph,
+    handlers: Mapping[str, Handler],
+    tagged: Callable[[], Iterable[str]],
+    spare: Callable[[Doomed], bool] = lambda item: False,
 ) -> list[str]:
-    """Everything still there after `down`: handler scans (state-aware) plus the tagging API for other types."""
-    remaining = find_everything(run, graph, handlers)
+    """Everything still there after `down`: handler scans (state-aware) plus the tagging API for other types.
+
+    `spare`: what is there on purpose (is_kept: the data `down --keep-data` kept) is not a leftover.
+    """
+    remaining = {key: item for key, item in find_everything(run, graph, handlers).items() if not spare(item)}
     names = [
         f"{handlers[d.found.kind].label} {handlers[d.found.kind].describe(d.found)} ({key})"
         for key, d in sorted(remaining.items())

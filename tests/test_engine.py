@@ -17,6 +17,7 @@ from cdpoc.executor import Event, NoChange, State, run_graph
 from cdpoc.graph import Graph, GraphError, topological
 from cdpoc.model import Action, Change, Observed, Resource
 from cdpoc.planner import make_plan
+from cdpoc.render import plan_lines
 from cdpoc.sweeper import deletion_needs, find_everything, survey, sweep
 
 WAIT = 10.0  # generous bound for barriers: a deadlock fails the test instead of hanging it
@@ -277,6 +278,28 @@ def test_plan_classifies_create_update_exists_conflict(cloud: FakeCloud) -> None
     actions = {s.resource.key: s.action for s in plan.steps}
     assert actions == {"net": Action.NONE, "left": Action.UPDATE, "right": Action.CONFLICT, "top": Action.CREATE}
     assert cloud.calls == []  # planning is read-only
+
+
+def test_a_missing_resource_the_handler_objects_to_is_a_conflict_and_its_notes_are_shown(cloud: FakeCloud) -> None:
+    """Handler.missing: a not-in-place Change makes the create a conflict; an in-place one is a note."""
+
+    class Guarded(FakeHandler):
+        def missing(self, run: Any, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
+            if res.key == "left" and found["net"] is not None:
+                return [Change("net was set up with what left held", in_place=False)]
+            return [Change("from a kept copy")] if res.key == "top" else []
+
+    cloud.items = {"net": {"size": 1, "zone": "a"}}
+    handlers = {"thing": Guarded(cloud)}
+    plan = make_plan(FakeRun(), fake_graph(), handlers)
+    actions = {s.resource.key: s.action for s in plan.steps}
+    assert actions == {"net": Action.NONE, "left": Action.CONFLICT, "right": Action.CREATE, "top": Action.CREATE}
+    lines = plan_lines(plan, lambda found: found.id)
+    assert any(line.startswith("differs  left") and "net was set up with what left held" in line for line in lines)
+    assert any(line.startswith("create   top") and line.endswith("from a kept copy") for line in lines)
+    with pytest.raises(ConflictError, match=r"left \(left\): net was set up with what left held"):
+        apply_plan(FakeRun(), plan, handlers)
+    assert cloud.calls == []
 
 
 def test_apply_creates_in_dependency_order_then_is_a_no_op(cloud: FakeCloud) -> None:

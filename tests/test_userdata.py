@@ -33,6 +33,7 @@ MONGODB_VALUES = {
     "app_password_parameter": "/demo/mongodb/app-password",
     "uploads_bucket": UPLOADS,
     "web_origin": WEB_ORIGIN,
+    "data_device": "/dev/sdf",
 }
 RENDERED = {"app-instance.sh": APP_VALUES, "mongodb.sh": MONGODB_VALUES}
 
@@ -276,3 +277,20 @@ def test_mongodb_users_auth_and_binding(mongodb_script: str) -> None:
     # Passwords travel in mongosh's environment, never on a command line retry could log.
     assert not re.search(r"retry \d+ \w+ \"\$(admin|app)_password\"", mongodb_script)
     assert not re.search(r"mongosh[^\n]*(-p|--password)", mongodb_script)
+
+
+def test_mongodb_data_lives_on_its_own_volume_mounted_before_mongod_starts(mongodb_script: str) -> None:
+    """`down --keep-data` snapshots that volume and `up` launches MongoDB with one made from the snapshot."""
+    assert "readonly DATA_DEVICE='/dev/sdf'" in mongodb_script
+    assert "readonly DB_PATH=/var/lib/mongo" in mongodb_script  # the packages' dbPath
+    body = mongodb_script[mongodb_script.index("main() {") :]
+    steps = ("install_mongodb", "mount_data_volume", "systemctl enable --now mongod", "retry 20 mongod_answers")
+    assert [body.index(step) for step in steps] == sorted(body.index(step) for step in steps)
+    # Started by the package before the mount, mongod would create a database on the root volume.
+    install = mongodb_script[mongodb_script.index("install_mongodb() {") : mongodb_script.index("data_device() {")]
+    assert "systemctl" not in install
+    mount = mongodb_script[mongodb_script.index("mount_data_volume() {") : mongodb_script.index("write_seed() {")]
+    # Only a volume without a file system is formatted: a restored one keeps its data.
+    assert mount.index('if ! blkid -p "$device"') < mount.index('mkfs.xfs -q "$device"')
+    assert "xfs defaults,nofail 0 2" in mount and 'mount "$DB_PATH"' in mount
+    assert 'chown -R mongod:mongod "$DB_PATH"' in mount

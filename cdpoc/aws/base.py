@@ -510,6 +510,15 @@ class Handler:
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         return []
 
+    def missing(self, run: AwsRun, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
+        """What creating `res` would mean, when it does not exist: notes for the plan, or a Change with
+        in_place=False when creating it anew would do harm (the plan calls that a conflict)."""
+        return []
+
+    def keep(self, run: AwsRun, found: Observed) -> None:
+        """Mark the resource as data `down --keep-data` keeps (only kinds that hold data implement it)."""
+        raise NotImplementedError(self.kind)
+
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         raise NotImplementedError(self.kind)
 

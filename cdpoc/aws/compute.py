@@ -9,6 +9,10 @@ default version, used by instances launched from then on).
 User data scripts are files in cdpoc/templates rendered with string.Template from the declaration's
 props (and, for values only known once a dependency exists, its attributes). They carry names,
 never secrets: the instances read those from SSM themselves.
+
+An instance declared with a data volume (props["data_volume"]: MongoDB's) gets it as a second EBS
+volume, deleted with the instance; when `down --keep-data` kept a snapshot of it, the volume is
+created from that snapshot, which is deleted once the instance runs with it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from cdpoc.aws.base import (
     with_owner,
 )
 from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
 from cdpoc.errors import AwsError, ConfigError
 from cdpoc.model import Change, Observed, Resource
 
@@ -175,7 +180,21 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
         "metadata_tags": metadata.get("InstanceMetadataTags", ""),
         "key_name": instance.get("KeyName", ""),
         "image": instance.get("ImageId", ""),
+        "volumes": {
+            m["DeviceName"]: m.get("Ebs", {}).get("VolumeId", "") for m in instance.get("BlockDeviceMappings", [])
+        },
     }
+
+
+def _data_volume_mapping(spec: Mapping[str, Any], snapshot_id: str) -> dict[str, Any]:
+    """The data volume in RunInstances' block device mappings: new and empty, or made from a kept snapshot."""
+    ebs: dict[str, Any] = {"VolumeType": spec["type"], "DeleteOnTermination": True}
+    if snapshot_id:
+        # Size and encryption come from the snapshot (AWS takes no encryption setting for a restore).
+        ebs["SnapshotId"] = snapshot_id
+    else:
+        ebs.update(VolumeSize=spec["size_gib"], Encrypted=True)
+    return {"DeviceName": spec["device"], "Ebs": ebs}
 
 
 class InstanceHandler(Handler):
@@ -236,6 +255,21 @@ class InstanceHandler(Handler):
         changes.extend(self._in_place_changes(res, found, deps))
         return changes
 
+    def missing(self, run: AwsRun, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
+        kept = self._kept_data(run, res)
+        if kept is None:
+            return []
+        return [
+            Change(f"data volume {res.props['data_volume']['device']} from kept snapshot {describe_snapshot(kept)}")
+        ]
+
+    def _kept_data(self, run: AwsRun, res: Resource) -> dict[str, Any] | None:
+        """The newest snapshot `down --keep-data` kept of this instance's data volume, if any."""
+        if not res.props.get("data_volume"):
+            return None
+        kept = kept_snapshots(run, res.key)
+        return kept[0] if kept else None
+
     def _in_place_changes(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         props, attrs = res.props, found.attrs
         changes = []
@@ -256,19 +290,30 @@ class InstanceHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         subnet_id = deps[res.props["subnet"]].id
-        params = self._launch_params(run, res, deps)
+        kept = self._kept_data(run, res)
+        if kept is not None and kept.get("State") != "completed":
+            wait_for_snapshot(run, kept["SnapshotId"])  # a `down --keep-data` interrupted while it waited
+        restore = (kept["SnapshotId"],) if kept else ()
+        params = self._launch_params(run, res, deps, *restore)
         # AWS answers a reused token with the instance it launched before, even a terminated one (then
-        # launch anew with another token), and refuses it when the parameters changed: the AMI is in it.
+        # launch anew with another token), and refuses it when the parameters changed: the AMI and the
+        # snapshot are in it.
         instance = run.create_with_token(
             res,
-            (subnet_id, params["ImageId"]),
+            (subnet_id, params["ImageId"], *restore),
             lambda token: self._launch(run, res, params, token),
             lambda i: i["InstanceId"] if i["State"]["Name"] in GONE_STATES else None,
         )
         found = observed(res, self.kind, instance["InstanceId"], **_instance_attrs(instance))
-        return self.update(run, res, found, deps)
+        result = self.update(run, res, found, deps)
+        # The kept snapshot is no longer needed once the instance runs with the volume made from it.
+        if restore and result.attrs["volumes"].get(res.props["data_volume"]["device"]):
+            delete_snapshot(run, restore[0])
+        return result
 
-    def _launch_params(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> dict[str, Any]:
+    def _launch_params(
+        self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], snapshot_id: str = ""
+    ) -> dict[str, Any]:
         props = res.props
         # Rendered first: a bad value fails before any AWS call.
         script = user_data(props["user_data"], deps) if props.get("user_data") else ""
@@ -289,6 +334,8 @@ class InstanceHandler(Handler):
         if script:
             # boto3 base64-encodes RunInstances user data itself.
             params["UserData"] = script
+        if props.get("data_volume"):
+            params["BlockDeviceMappings"] = [_data_volume_mapping(props["data_volume"], snapshot_id)]
         return params
 
     def _launch(self, run: AwsRun, res: Resource, params: Mapping[str, Any], token: str) -> dict[str, Any]:

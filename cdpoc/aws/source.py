@@ -6,13 +6,15 @@ S3 source, and the pipeline's source action records that choice: later runs read
 so they neither ask CodeCommit again nor change anything.
 
 Also the reads and writes `push-app` needs: the branch tip, the files of a commit (blob ids and modes,
-so unchanged files are never downloaded), CreateCommit, and the S3 source object.
+so unchanged files are never downloaded), CreateCommit, and the S3 source object; and, for `down`,
+how much history the branch holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -303,6 +305,52 @@ def branch_tip(run: AwsRun, repository: str, branch: str) -> str | None:
         branchName=branch,
     )
     return None if reply is None else str(reply["branch"]["commitId"])
+
+
+# `down` walks the history one GetCommit at a time (CodeCommit has no count): it stops here and says "200+".
+HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class BranchHistory:
+    commits: int
+    complete: bool  # False when the walk stopped at the limit
+    tip: str
+    tip_date: str
+
+    def describe(self) -> str:
+        more = "" if self.complete else "+"
+        return f"{self.commits}{more} commit(s), tip {self.tip[:10]} of {self.tip_date}"
+
+
+def _git_date(raw: str) -> str:
+    """CodeCommit's "<epoch seconds> <offset>" as a UTC time; the raw text when it is not that."""
+    try:
+        return datetime.fromtimestamp(int(raw.split()[0]), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, IndexError):
+        return raw
+
+
+def branch_history(run: AwsRun, repository: str, branch: str, limit: int = HISTORY_LIMIT) -> BranchHistory | None:
+    """The commits reachable from the branch tip (counted up to `limit`); None for an empty branch."""
+    tip = branch_tip(run, repository, branch)
+    if tip is None:
+        return None
+    seen: set[str] = set()
+    waiting = [tip]
+    tip_date = ""
+    while waiting and len(seen) < limit:
+        commit_id = waiting.pop()
+        if commit_id in seen:
+            continue
+        with aws_errors(f"reading commit {commit_id} of {repository}"):
+            commit = _codecommit(run).get_commit(repositoryName=repository, commitId=commit_id)["commit"]
+        seen.add(commit_id)
+        if commit_id == tip:
+            tip_date = _git_date(str(commit.get("committer", {}).get("date", "")))
+        waiting.extend(parent for parent in commit.get("parents", []) if parent not in seen)
+    complete = all(commit_id in seen for commit_id in waiting)
+    return BranchHistory(len(seen), complete, tip, tip_date)
 
 
 def _relative(path: str) -> str:

@@ -6,14 +6,21 @@ Tags go into CreateBucket itself (CreateBucketConfiguration.Tags). `down` emptie
 object version and delete marker before deleting it.
 
 Parameters: generated passwords (SecureString) are created once and never read back, printed or
-compared by value; the MongoDB host parameter (String) follows instance.mongodb's private IP.
+compared by value; the MongoDB host parameter (String) follows instance.mongodb's private IP. A
+password that is missing while the database that uses it exists (props["consumed_by"] names it; its
+kept snapshot counts too) is a conflict, never silently generated anew: the database keeps the old one.
+
+`down --keep-data` keeps the uploads bucket and the passwords, tagged cdpoc:kept=true (keep); the next
+`up` finds them as usual and removes the marker (update).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -38,10 +45,14 @@ from cdpoc.aws.base import (
     wanted_tags,
 )
 from cdpoc.aws.iam import normalize_policy
+from cdpoc.aws.snapshots import KEPT_TAG, KEPT_VALUE, describe_snapshot, is_kept, kept_snapshots
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call.
+# `down` counts a bucket's objects before asking; past this many (100 listings) it says "at least".
+USAGE_LIMIT = 100_000
+TAKEN_BACK = "kept by `cdpoc down --keep-data`: taken back into the stack"
 PUBLIC_POLICY_ATTEMPTS = 4  # bucket settings are eventually consistent: a just-relaxed block may still refuse.
 
 # Regions whose website endpoint is "s3-website-<region>"; every other region uses "s3-website.<region>".
@@ -200,6 +211,7 @@ class BucketHandler(Handler):
         base = {
             "region": region,
             **ownership(tags),
+            "kept": is_kept(tags),
         }
         if base["stack"] != run.stack or region != run.region:
             return observed(res, self.kind, res.name, **base)
@@ -223,6 +235,8 @@ class BucketHandler(Handler):
             return changes
         if found.attrs["region"] != run.region:
             return [Change(f"bucket {res.name} is in {found.attrs['region']}, not {run.region}", in_place=False)]
+        if found.attrs.get("kept"):
+            changes.append(Change(TAKEN_BACK))
         return changes + [Change(text) for text in self._differences(res, found, deps)]
 
     def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
@@ -320,9 +334,9 @@ class BucketHandler(Handler):
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
         s3, name, props, attrs = _s3(run), found.id, res.props, found.attrs
-        tags = dict(attrs.get("tags", {}))
+        tags = {k: v for k, v in attrs.get("tags", {}).items() if k != KEPT_TAG}
         missing = missing_tags(run, res, tags)
-        if missing:
+        if missing or attrs.get("kept"):
             tags.update(missing)
             with aws_errors(f"tagging bucket {name}"):
                 s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_list(tags)})
@@ -411,6 +425,16 @@ class BucketHandler(Handler):
             "settings on, then re-run `cdpoc up`.",
         )
 
+    def keep(self, run: AwsRun, found: Observed) -> None:
+        tags = self._tags(run, found.id) or {}
+        if tags.get(STACK_TAG) != run.stack:
+            raise self._not_ours(Resource(found.key, self.kind, found.id), tags)
+        if not is_kept(tags):
+            with aws_errors(f"tagging bucket {found.id} as kept data"):
+                _s3(run).put_bucket_tagging(
+                    Bucket=found.id, Tagging={"TagSet": tag_list({**tags, KEPT_TAG: KEPT_VALUE})}
+                )
+
     def delete(self, run: AwsRun, found: Observed) -> None:
         if not self._empty(run, found.id):
             return
@@ -461,6 +485,44 @@ class BucketHandler(Handler):
         return f"{found.id} ({url})" if url else found.id
 
 
+@dataclass(frozen=True)
+class BucketUsage:
+    objects: int
+    bytes: int
+    complete: bool  # False when the count stopped at USAGE_LIMIT objects
+
+    def describe(self) -> str:
+        more = "" if self.complete else "+"
+        return f"{self.objects}{more} object(s), {human_bytes(self.bytes)}{more}"
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def bucket_usage(run: AwsRun, name: str, limit: int = USAGE_LIMIT) -> BucketUsage | None:
+    """How many objects (current versions) the bucket holds and their size; None when it is gone."""
+    objects = size = 0
+    try:
+        with aws_errors(f"counting the objects of bucket {name}"):
+            for page in _s3(run).get_paginator("list_objects_v2").paginate(Bucket=name):
+                contents = page.get("Contents", [])
+                objects += len(contents)
+                size += sum(int(item.get("Size", 0)) for item in contents)
+                if objects >= limit:
+                    return BucketUsage(objects, size, complete=not page.get("IsTruncated"))
+    except AwsError as exc:
+        if caused_by(exc, "NoSuchBucket"):
+            return None
+        raise
+    return BucketUsage(objects, size, complete=True)
+
+
 def _flags(block: Mapping[str, bool]) -> str:
     on = [k for k, v in block.items() if v]
     off = [k for k, v in block.items() if not v]
@@ -491,6 +553,20 @@ def _source_value(res: Resource, deps: Mapping[str, Observed | None]) -> str | N
     found = deps.get(source["resource"])
     value = found.attrs.get(source["attr"]) if found else None
     return str(value) if value else None
+
+
+# The password comes from the user's shell (e.g. `read -rs PASSWORD`), never from cdpoc's output.
+PASSWORD_WORD = '"$PASSWORD"'
+
+
+def restore_command(run: AwsRun, res: Resource) -> str:
+    """The AWS CLI command that puts a lost password back as `up` would have created it (name, type, tags)."""
+    words = [
+        "aws", "ssm", "put-parameter", "--region", run.region, "--name", res.name,
+        "--type", res.props["type"], "--value", PASSWORD_WORD,
+        "--tags", *(f"Key={t['Key']},Value={t['Value']}" for t in run.tags(res.key, res.name)),
+    ]  # fmt: skip
+    return " ".join(word if word == PASSWORD_WORD else shlex.quote(word) for word in words)
 
 
 class ParameterHandler(Handler):
@@ -525,7 +601,7 @@ class ParameterHandler(Handler):
         result = {}
         for param in params:
             tags = self._tags(run, param["Name"])
-            attrs: dict[str, Any] = {"type": param["Type"], **ownership(tags)}
+            attrs: dict[str, Any] = {"type": param["Type"], **ownership(tags), "kept": is_kept(tags)}
             component = attrs["component"]
             if param["Name"] in plain:
                 attrs["value"] = plain[param["Name"]]
@@ -562,7 +638,32 @@ class ParameterHandler(Handler):
                 changes.append(Change(f"value from {res.props['value_from']['resource']} (to be created)"))
             elif found.attrs.get("value") != wanted:
                 changes.append(Change(f"value {found.attrs.get('value', '(unknown)')} -> {wanted}"))
+        if found.attrs.get("kept"):
+            changes.append(Change(TAKEN_BACK))
         return changes
+
+    def missing(self, run: AwsRun, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
+        """A generated password must not be generated anew while the database it was given to exists."""
+        consumer = res.props.get("consumed_by")
+        if not res.props.get("generate") or not consumer:
+            return []
+        user = found.get(consumer)
+        if user is not None:
+            holder = f"{consumer} ({user.id})"
+        else:
+            kept = kept_snapshots(run, consumer)
+            if not kept:
+                return []
+            holder = f"the data of {consumer} kept in snapshot {describe_snapshot(kept[0])}"
+        return [
+            Change(
+                f"parameter {res.name} is missing, but {holder} was set up with the password it held: a new "
+                f"password would lock its users out. If you know the password, put it back: "
+                f"{restore_command(run, res)} (then `cdpoc up`). If not, delete the database with the stack: "
+                "`cdpoc down` (without --keep-data; its data and any kept data go), then `cdpoc up`",
+                in_place=False,
+            )
+        ]
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         value = generate_password() if res.props.get("generate") else _source_value(res, deps)
@@ -602,6 +703,9 @@ class ParameterHandler(Handler):
         if missing:
             with aws_errors(f"tagging parameter {found.id}"):
                 _ssm(run).add_tags_to_resource(ResourceType="Parameter", ResourceId=found.id, Tags=tag_list(missing))
+        if found.attrs.get("kept"):
+            with aws_errors(f"taking parameter {found.id} back from kept data"):
+                _ssm(run).remove_tags_from_resource(ResourceType="Parameter", ResourceId=found.id, TagKeys=[KEPT_TAG])
         wanted = _source_value(res, deps)
         value = found.attrs.get("value")
         if wanted is not None and (value != wanted or found.attrs["type"] != res.props["type"]):
@@ -625,6 +729,17 @@ class ParameterHandler(Handler):
         if kind == "String" and value is not None:
             attrs["value"] = value
         return observed(res, self.kind, res.name, **attrs)
+
+    def keep(self, run: AwsRun, found: Observed) -> None:
+        tags = self._tags(run, found.id)
+        if tags.get(STACK_TAG) != run.stack:
+            owner = f"stack {tags[STACK_TAG]}" if tags.get(STACK_TAG) else UNTAGGED
+            raise ConflictError(f"parameter {found.id} belongs to {owner}: cdpoc will not keep it as this stack's")
+        if not is_kept(tags):
+            with aws_errors(f"tagging parameter {found.id} as kept data"):
+                _ssm(run).add_tags_to_resource(
+                    ResourceType="Parameter", ResourceId=found.id, Tags=[{"Key": KEPT_TAG, "Value": KEPT_VALUE}]
+                )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ignore_missing(

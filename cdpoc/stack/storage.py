@@ -3,6 +3,10 @@
 The buckets' names come from config or from the stack name, account and region (StackNames.bucket).
 The two MongoDB passwords are generated at the first `up` and kept; the host parameter follows the
 MongoDB instance's private IP (instance.mongodb is declared by the compute area).
+
+"keep_data": what `down --keep-data` keeps (the uploads and the passwords the kept MongoDB data was set
+up with). "consumed_by": the resource set up with a generated secret, whose existence forbids making a
+new one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ UPLOADS_CORS = {
     "max_age": 3000,
 }
 
-MONGODB_HOST_SOURCE = "instance.mongodb"
+MONGODB_INSTANCE = "instance.mongodb"
 
 
 def public_read_policy(bucket: str) -> dict[str, Any]:
@@ -70,20 +74,32 @@ def declare(names: StackNames) -> list[Resource]:
             "bucket.uploads",
             "bucket",
             names.bucket("uploads"),
-            {"encryption": ENCRYPTION, "public_access_block": PRIVATE, "cors": UPLOADS_CORS},
+            {"encryption": ENCRYPTION, "public_access_block": PRIVATE, "cors": UPLOADS_CORS, "keep_data": True},
             ("bucket.web",),
         ),
         Resource(
             "param.mongodb.admin-password",
             "ssm_parameter",
             names.parameter("mongodb/admin-password"),
-            {"type": "SecureString", "generate": True, "description": "MongoDB administrator password"},
+            {
+                "type": "SecureString",
+                "generate": True,
+                "description": "MongoDB administrator password",
+                "consumed_by": MONGODB_INSTANCE,
+                "keep_data": True,
+            },
         ),
         Resource(
             "param.mongodb.app-password",
             "ssm_parameter",
             names.parameter("mongodb/app-password"),
-            {"type": "SecureString", "generate": True, "description": "MongoDB password of the application user"},
+            {
+                "type": "SecureString",
+                "generate": True,
+                "description": "MongoDB password of the application user",
+                "consumed_by": MONGODB_INSTANCE,
+                "keep_data": True,
+            },
         ),
         Resource(
             "param.mongodb.host",
@@ -91,9 +107,9 @@ def declare(names: StackNames) -> list[Resource]:
             names.parameter("mongodb/host"),
             {
                 "type": "String",
-                "value_from": {"resource": MONGODB_HOST_SOURCE, "attr": "private_ip"},
+                "value_from": {"resource": MONGODB_INSTANCE, "attr": "private_ip"},
                 "description": "private IP of the MongoDB instance",
             },
-            (MONGODB_HOST_SOURCE,),
+            (MONGODB_INSTANCE,),
         ),
     ]

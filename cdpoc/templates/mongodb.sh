@@ -5,7 +5,9 @@
 # braces) from the stack's declaration: it holds names only. The passwords are read from SSM
 # Parameter Store SecureStrings through the instance profile at boot and reach mongosh through
 # its environment, never its command line, a file or the log. In order:
-#   1. install mongod and mongosh from MongoDB's repository
+#   1. install mongod and mongosh from MongoDB's repository; mount the data volume (a new, empty one
+#      is formatted first; one cdpoc made from a kept snapshot holds the data of an earlier stack) at
+#      mongod's dbPath, then start mongod
 #   2. on localhost only, without authorization yet: create the s3upload database's collections
 #      fileTypes, files and origins, seed the two file types and the web page's origin, create the
 #      users admin (admin database) and s3upload (readWrite on s3upload)
@@ -19,6 +21,9 @@ readonly ADMIN_PASSWORD_PARAMETER='@@{admin_password_parameter}'
 readonly APP_PASSWORD_PARAMETER='@@{app_password_parameter}'
 readonly IMDS=http://169.254.169.254
 readonly MONGOD_CONF=/etc/mongod.conf
+readonly DATA_DEVICE='@@{data_device}'
+# The dbPath of the mongodb-org packages' /etc/mongod.conf.
+readonly DB_PATH=/var/lib/mongo
 readonly STATE_DIR=/var/lib/cdpoc
 readonly SEED_DATA="$STATE_DIR/mongodb-seed.json"
 readonly SEED_SCRIPT="$STATE_DIR/mongodb-seed.js"
@@ -76,7 +81,43 @@ REPO
     # The server alone, and the mongosh build that uses the system's OpenSSL 3: the default
     # mongosh bundles its own OpenSSL, which rejects Amazon Linux 2023's OpenSSL configuration.
     retry 10 dnf install -y mongodb-org-server mongodb-mongosh-shared-openssl3
-    systemctl enable --now mongod
+}
+
+# The data volume's block device. On Nitro instances EBS volumes are NVMe devices, which Amazon
+# Linux's udev rules also name as in the block device mapping (/dev/sdf); Xen types call it /dev/xvdf.
+data_device() {
+    local name
+    for name in "$DATA_DEVICE" "/dev/xvd${DATA_DEVICE#/dev/sd}"; do
+        if [[ -b "$name" ]]; then
+            readlink -f "$name"
+            return 0
+        fi
+    done
+    return 1
+}
+
+mount_data_volume() {
+    local device uuid
+    device="$(retry 20 data_device)"
+    # Only a volume without a file system is formatted: one made from a snapshot keeps its data.
+    if ! blkid -p "$device" >/dev/null; then
+        log "formatting the new data volume $device"
+        mkfs.xfs -q "$device"
+    fi
+    uuid="$(blkid -s UUID -o value "$device")"
+    mkdir -p "$DB_PATH"
+    if ! grep -q "^UUID=$uuid " /etc/fstab; then
+        printf 'UUID=%s %s xfs defaults,nofail 0 2\n' "$uuid" "$DB_PATH" >>/etc/fstab
+    fi
+    if ! mountpoint -q "$DB_PATH"; then
+        mount "$DB_PATH"
+    fi
+    # Restored data belongs to whatever ids the old instance gave mongod; a new mount point lacks
+    # the SELinux label the package gave the directory.
+    chown -R mongod:mongod "$DB_PATH"
+    if command -v restorecon >/dev/null; then
+        restorecon -R "$DB_PATH"
+    fi
 }
 
 write_seed() {
@@ -190,6 +231,8 @@ main() {
     region="$(retry 10 imds "$token" placement/region)"
     private_ip="$(retry 10 imds "$token" local-ipv4)"
     install_mongodb
+    mount_data_volume
+    systemctl enable --now mongod
     retry 20 mongod_answers
     admin_password="$(retry 20 read_secret "$region" "$ADMIN_PASSWORD_PARAMETER")"
     app_password="$(retry 20 read_secret "$region" "$APP_PASSWORD_PARAMETER")"
