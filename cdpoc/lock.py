@@ -211,6 +211,10 @@ class StackLock:
                 if stored is None:
                     continue  # released between our create and our read: try again
                 holder = Holder.parse(stored.value)
+                if holder is not None and holder.run_id == mine.run_id:
+                    # Our own create took effect but its answer was lost: botocore's retry was refused.
+                    self.record = mine
+                    break
                 reason = self.stale_reason(holder) if holder is not None else ""
                 if not reason:
                     raise self._held_by(stored)

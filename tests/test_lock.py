@@ -384,3 +384,16 @@ def test_every_mutating_command_is_refused_while_another_run_holds_the_lock(ctx:
     with pytest.raises(Locked, match="is locked by another cdpoc run"):
         MUTATING[command](ctx)  # before anything else: the bundle is not even looked at
     assert ctx.clients.mutating_calls() == []
+
+
+def test_a_lost_answer_to_our_own_create_is_our_lock(ctx: Context) -> None:
+    """The create took effect, its answer was lost and botocore's retry was refused (ParameterAlreadyExists):
+    the record holds our own run id, so the lock is ours, not another run's."""
+    from faults import LostAnswer
+
+    fault = LostAnswer(ctx.clients, "ssm:PutParameter")
+    with a_lock(ctx) as held:
+        assert fault.lost == 1
+        record = lock_record()
+        assert record is not None and held.record is not None and record["holder"].run_id == held.record.run_id
+    assert lock_record() is None
