@@ -17,6 +17,7 @@ from cdpoc.aws.registry import HANDLERS
 from cdpoc.config import Settings, describe_region, load_settings
 from cdpoc.graph import Graph
 from cdpoc.lock import StackLock
+from cdpoc.model import Observed
 from cdpoc.stack import build
 from cdpoc.ui import Ui
 
@@ -71,6 +72,10 @@ class Context:
     def region_label(self) -> str:
         """The region and where it came from, for every header: "eu-west-1 (region from AWS_REGION)"."""
         return describe_region(self.settings.region, self.region_source)
+
+    def describe(self, found: Observed) -> str:
+        """How a found resource is shown to the user, by its kind's handler."""
+        return self.handlers[found.kind].describe(found)
 
     def graph(self) -> Graph:
         """The stack's resource graph; resolving the zones is the one AWS call it needs."""

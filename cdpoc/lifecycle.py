@@ -9,24 +9,21 @@ from cdpoc.apply import apply_plan, refuse_conflicts
 from cdpoc.aws.account import tagged_arns
 from cdpoc.context import Context, holding_lock
 from cdpoc.cost import describe_cost, hourly_cost
-from cdpoc.errors import ConfigError, LeftoversFound
+from cdpoc.errors import CdpocError, ConfigError, LeftoversFound
+from cdpoc.graph import Graph
 from cdpoc.keep import describe_data, find_kept, keep, kept_report
-from cdpoc.model import Observed, Plan, owner_text
+from cdpoc.model import Observed, Plan, duplicated_component, is_extra, owner_text
 from cdpoc.planner import make_plan
 from cdpoc.preflight import check_before_creating
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
-from cdpoc.sweeper import is_kept, leftovers, spare_data, survey, sweep
-
-
-def _describe(ctx: Context) -> Callable[[Observed], str]:
-    return lambda found: ctx.handlers[found.kind].describe(found)
+from cdpoc.sweeper import Doomed, is_kept, leftovers, spare_data, survey, sweep
 
 
 def show_plan(ctx: Context, plan: Plan) -> None:
     if ctx.ui.interactive:
-        ctx.ui.print(plan_table(plan, _describe(ctx)))
+        ctx.ui.print(plan_table(plan, ctx.describe))
     else:
-        for line in plan_lines(plan, _describe(ctx)):
+        for line in plan_lines(plan, ctx.describe):
             ctx.ui.say(line)
     ctx.ui.say(plan_summary(plan), style="bold")
 
@@ -38,6 +35,10 @@ def plan(ctx: Context) -> Plan:
     result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
     show_plan(ctx, result)
     return result
+
+
+# How long a duplicate may be refused (DependencyViolation) before `up` reports it instead.
+DUPLICATE_BUDGET = 60.0
 
 
 @holding_lock("up")
@@ -63,12 +64,32 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
             f"{counts['exists']} unchanged.",
             style="bold green",
         )
+    remove_duplicates(ctx, graph, current, parallelism)
     for label, value in stack_outputs(results, ctx.settings.operator.key_name):
         ctx.ui.say(f"{label + ':':20} {value}")
     if not ctx.settings.operator.key_name and any(k == "instance.bastion" for k in results):
         ctx.ui.say("No operator.key_name is set: SSH needs a key pair; SSM Session Manager reaches the app hosts.")
     ctx.ui.say(f"Running cost: {describe_cost(hourly_cost(graph.resources.values()))}.")
     return results
+
+
+def remove_duplicates(ctx: Context, graph: Graph, plan: Plan, parallelism: int) -> None:
+    """Delete second resources of declared components the plan found (a lost answer whose twin was not yet
+    listed when its create looked, a run stopped between a create and that look). One still in use is
+    refused by AWS: it is reported, and the stack's own resource is never the one deleted."""
+    twins = {
+        found.key: Doomed(found, frozenset())
+        for found in plan.extras
+        if is_extra(found.key) and duplicated_component(found.key) in graph.resources
+    }
+    if not twins:
+        return
+    try:
+        removed = sweep(ctx.run, graph, ctx.handlers, twins, parallelism=parallelism, budget=DUPLICATE_BUDGET)
+    except CdpocError as exc:
+        ctx.ui.warn(f"a duplicate resource is still in use and was left in place: {exc.message}")
+        return
+    ctx.ui.say(f"Removed {len(removed)} duplicate resource(s): " + "; ".join(removed.values()))
 
 
 @holding_lock("down")

@@ -77,11 +77,35 @@ class Step:
     changes: tuple[Change, ...] = ()
 
 
+def extra_key(component: str, physical_id: str) -> str:
+    """The key a scan gives a second resource of one component (a create whose answer was lost and that
+    AWS ran twice, a crash between create and lookup), so that it is reported and removed, never dropped."""
+    return f"{component}#{physical_id}"
+
+
+# The component prefix of an instance an Auto Scaling group launched and left behind (its group is gone).
+ORPHAN_PREFIX = "orphan."
+
+
+def is_extra(key: str) -> bool:
+    return "#" in key
+
+
+def duplicated_component(key: str) -> str:
+    """The component an extra_key() is a second resource of."""
+    return key.split("#", 1)[0]
+
+
 @dataclass(frozen=True)
 class Plan:
-    """What `up` would do, one step per resource in dependency order."""
+    """What `up` would do, one step per resource in dependency order.
+
+    extras: resources of the stack (by their tags) that it does not declare: a second resource of a
+    component, an instance its Auto Scaling group left behind, a component the config no longer wants.
+    """
 
     steps: tuple[Step, ...]
+    extras: tuple[Observed, ...] = ()
 
     def by_action(self, action: Action) -> list[Step]:
         return [s for s in self.steps if s.action is action]

@@ -38,4 +38,16 @@ def make_plan(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> Plan:
         else:
             action = Action.NONE
         steps.append(Step(res, action, existing, changes))
-    return Plan(tuple(steps))
+    return Plan(tuple(steps), extras(run, graph, handlers))
+
+
+def extras(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> tuple[Observed, ...]:
+    """The stack's resources, by their own tags, that it does not declare, among the kinds discovery
+    listed anyway (no listing is made for this alone)."""
+    found: list[Observed] = []
+    for handler in handlers.values():
+        listed = run.memoized(f"scan:{handler.kind}") or {}
+        found.extend(
+            obs for key, obs in sorted(listed.items()) if key not in graph.resources and obs.owner == run.stack
+        )
+    return tuple(found)

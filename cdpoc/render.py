@@ -12,8 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from cdpoc.executor import State
-from cdpoc.model import Action, Observed, Plan, Step
+from cdpoc.model import ORPHAN_PREFIX, Action, Observed, Plan, Step, duplicated_component, is_extra
 
+EXTRA = "extra"
 ACTION_STYLE = {
     Action.CREATE: "green",
     Action.UPDATE: "yellow",
@@ -58,6 +59,10 @@ def plan_table(plan: Plan, describe: Callable[[Observed], str]) -> Table:
             Text(step.resource.name),
             Text(_step_details(step, describe)),
         )
+    for found in plan.extras:
+        table.add_row(
+            Text(EXTRA, style="yellow"), Text(found.key), Text(found.id), Text(extra_details(found, describe))
+        )
     return table
 
 
@@ -66,18 +71,30 @@ def plan_lines(plan: Plan, describe: Callable[[Observed], str]) -> list[str]:
     for step in plan.steps:
         details = _step_details(step, describe)
         lines.append(f"{step.action.value:8} {step.resource.key:22} {step.resource.name:28} {details}".rstrip())
+    for found in plan.extras:
+        lines.append(f"{EXTRA:8} {found.key:22} {found.id:28} {extra_details(found, describe)}".rstrip())
     return lines
+
+
+def extra_details(found: Observed, describe: Callable[[Observed], str]) -> str:
+    """What an extra resource of the stack is, and what removes it."""
+    if is_extra(found.key) and not found.key.startswith(ORPHAN_PREFIX):
+        why = f"a second {duplicated_component(found.key)}: `cdpoc up` removes it when nothing uses it"
+    else:
+        why = "not declared by the config: `cdpoc down` removes it with the stack"
+    return f"{describe(found)}; {why}"
 
 
 def plan_summary(plan: Plan) -> str:
     counts = plan.counts()
+    extra = f" {len(plan.extras)} extra resource(s) of the stack are listed above." if plan.extras else ""
     if not plan.has_work and not plan.conflicts:
-        return f"No changes: all {counts['exists']} resources exist as configured."
+        return f"No changes: all {counts['exists']} resources exist as configured.{extra}"
     parts = [f"{counts[a.value]} to {a.value}" for a in (Action.CREATE, Action.UPDATE) if counts[a.value]]
     parts.append(f"{counts['exists']} unchanged")
     if counts["differs"]:
         parts.append(f"{counts['differs']} differ and cannot be changed in place")
-    return "Plan: " + ", ".join(parts) + "."
+    return "Plan: " + ", ".join(parts) + "." + extra
 
 
 def stack_outputs(results: Mapping[str, Observed], key_name: str = "") -> list[tuple[str, str]]:

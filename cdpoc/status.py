@@ -81,6 +81,7 @@ from cdpoc.errors import EXIT_LEFTOVERS, EXIT_OK
 from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Plan
 from cdpoc.planner import make_plan
+from cdpoc.render import extra_details
 from cdpoc.stack.names import StackNames
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class StackView:
     created_at: datetime | None = None
     # Where the region came from: --region, the config file, AWS_REGION, AWS_DEFAULT_REGION or a profile.
     region_source: str = ""
+    # Resources of the stack (by their tags) it does not declare: a duplicate, an orphan, an old component.
+    extras: tuple[str, ...] = ()
 
     @property
     def region_label(self) -> str:
@@ -438,6 +441,7 @@ def take_inventory(ctx: Context) -> Inventory:
         resources=_rows(ctx, plan),
         cost_per_hour=hourly_cost(step.resource for step in plan.steps if step.found is not None),
         region_source=ctx.region_source,
+        extras=tuple(f"{found.key}: {extra_details(found, ctx.describe)}" for found in plan.extras),
     )
     has_nat = any(step.found is not None and step.resource.kind == "nat_gateway" for step in plan.steps)
     nat_created = observe.oldest_nat_gateway_time(ctx.run) if has_nat else None
@@ -634,6 +638,7 @@ def _drift_notes(stack: StackView) -> tuple[str, ...]:
         notes.append(f"`cdpoc up` would change {row.key}: {row.detail}")
     for row in stack.with_action(Action.CONFLICT):
         notes.append(f"{row.key} differs from the config and cannot be changed in place: {row.detail}")
+    notes.extend(f"extra resource of the stack: {extra}" for extra in stack.extras)
     return tuple(notes)
 
 

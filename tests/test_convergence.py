@@ -16,12 +16,16 @@ from faults import KillAfter, Killed, LostAnswer, Recorder
 
 from cdpoc import lifecycle
 from cdpoc.aws.account import tagged_arns
-from cdpoc.aws.base import is_extra
 from cdpoc.context import Context, Options
+from cdpoc.lock import unlock
+from cdpoc.model import is_extra
 from cdpoc.planner import make_plan
 from cdpoc.sweeper import leftovers
 
 pytestmark = pytest.mark.usefixtures("moto_session")
+
+# The stack lock's own calls (create and release) are the same operations as the stack's parameters'.
+LOCK_CALLS = {"ssm:PutParameter", "ssm:DeleteParameter"}
 
 # Every kind of mutating call a first `up` of the default stack makes (test_the_lists_are_complete
 # keeps these in step with the code).
@@ -79,6 +83,53 @@ UP_OPERATIONS = (
 )
 
 
+# Every kind of mutating call a `down` of the default stack makes.
+DOWN_OPERATIONS = (
+    "autoscaling:DeleteAutoScalingGroup",
+    "codecommit:DeleteRepository",
+    "codedeploy:DeleteApplication",
+    "codedeploy:DeleteDeploymentGroup",
+    "codepipeline:DeletePipeline",
+    "ec2:DeleteInternetGateway",
+    "ec2:DeleteLaunchTemplate",
+    "ec2:DeleteNatGateway",
+    "ec2:DeleteNetworkAcl",
+    "ec2:DeleteRouteTable",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteSubnet",
+    "ec2:DeleteVpc",
+    "ec2:DeleteVpcEndpoints",
+    "ec2:DetachInternetGateway",
+    "ec2:DisassociateAddress",
+    "ec2:DisassociateRouteTable",
+    "ec2:ReleaseAddress",
+    "ec2:ReplaceNetworkAclAssociation",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:TerminateInstances",
+    "elbv2:DeleteListener",
+    "elbv2:DeleteLoadBalancer",
+    "elbv2:DeleteTargetGroup",
+    "events:DeleteRule",
+    "events:RemoveTargets",
+    "iam:DeleteInstanceProfile",
+    "iam:DeleteRole",
+    "iam:DeleteRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:RemoveRoleFromInstanceProfile",
+    "logs:DeleteLogGroup",
+    "s3:DeleteBucket",
+    "s3:DeleteObjects",
+    "sns:DeleteTopic",
+    "ssm:DeleteParameter",
+)
+
+
+def killed(ctx: Context) -> None:
+    """What a SIGKILL leaves: the lock of the dead run, which the next run on that machine takes over
+    (its pid is gone); here the process lives on, so the lock is removed as `cdpoc unlock --yes` would."""
+    unlock(ctx.run, ctx.ui, yes=True, confirm=lambda question: True)
+
+
 def again(first: Context) -> Context:
     """A new run of the same stack: new clients, nothing remembered from the first."""
     return Context.build(Options(config=first_config(first)), recording_ui(), waits=FAST_WAITS)
@@ -117,8 +168,28 @@ def test_the_lists_are_complete(tmp_path: Path) -> None:
     ctx = numbered_context(tmp_path, "census")
     recorder = Recorder(ctx.clients)
     lifecycle.up(ctx)
-    assert sorted(set(recorder.operations)) == sorted(UP_OPERATIONS)
-    down(again(ctx))
+    assert set(recorder.operations) - LOCK_CALLS == set(UP_OPERATIONS) - LOCK_CALLS
+    finish = again(ctx)
+    recorder = Recorder(finish.clients)
+    down(finish)
+    assert set(recorder.operations) - LOCK_CALLS == set(DOWN_OPERATIONS) - LOCK_CALLS
+
+
+@pytest.mark.parametrize("operation", DOWN_OPERATIONS)
+def test_a_hard_stop_after_the_first_call_of_each_kind_of_down_converges(tmp_path: Path, operation: str) -> None:
+    """`down` killed there, then `up` (one of each, a clean plan), then `down` (nothing left)."""
+    first = numbered_context(tmp_path, "killdown")
+    lifecycle.up(first)
+    stopping = again(first)
+    kill = KillAfter(stopping.clients, operation=operation)
+    with pytest.raises((Killed, Exception)):
+        down(stopping)
+    assert kill.killed, f"down made no {operation}"
+    killed(again(first))
+    lifecycle.up(again(first))
+    assert_exactly_one_of_each(again(first))
+    down(again(first))
+    assert_nothing_left(again(first))
 
 
 @pytest.mark.parametrize("operation", UP_OPERATIONS)
@@ -140,6 +211,7 @@ def test_a_hard_stop_after_the_first_call_of_each_kind_of_up_converges(tmp_path:
     with pytest.raises((Killed, Exception)):
         lifecycle.up(first)
     assert kill.killed, f"up made no {operation}"
+    killed(again(first))
     lifecycle.up(again(first))
     assert_exactly_one_of_each(again(first))
     down(again(first))

@@ -251,6 +251,9 @@ class FakeRun:
     def memo(self, key: str, compute: Any) -> Any:
         return compute()
 
+    def memoized(self, key: str) -> Any:
+        return None
+
     def pause(self, seconds: float) -> None:
         if self.cancel.is_set():
             raise Cancelled("interrupted")

@@ -15,7 +15,7 @@ import botocore.exceptions
 
 from cdpoc.aws.clients import ClientFactory
 from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTimeout
-from cdpoc.model import Change, Observed, Resource, not_ours_change
+from cdpoc.model import Change, Observed, Resource, extra_key, not_ours_change
 
 STACK_TAG = "cdpoc:stack"
 COMPONENT_TAG = "cdpoc:component"
@@ -212,6 +212,11 @@ class AwsRun:
             self._memo.setdefault(key, value)
             return self._memo[key]
 
+    def memoized(self, key: str) -> Any | None:
+        """What memo(key, ...) computed in this run, without computing it; None if nothing did."""
+        with self._memo_lock:
+            return self._memo.get(key)
+
     def forget(self) -> None:
         with self._memo_lock:
             self._memo.clear()
@@ -338,16 +343,6 @@ def paginate(
         for page in run.client(service).get_paginator(operation).paginate(**params):
             items.extend(page[key])
     return items
-
-
-def extra_key(component: str, physical_id: str) -> str:
-    """The key a scan gives a second resource of one component (a create whose answer was lost and that
-    AWS ran twice, or a crash between create and lookup), so that it is reported and `down` removes it."""
-    return f"{component}#{physical_id}"
-
-
-def is_extra(key: str) -> bool:
-    return "#" in key
 
 
 def by_component(

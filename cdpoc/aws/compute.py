@@ -53,7 +53,7 @@ from cdpoc.aws.base import (
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
 from cdpoc.errors import AwsError, ConfigError
-from cdpoc.model import Change, Observed, Resource
+from cdpoc.model import ORPHAN_PREFIX, Change, Observed, Resource
 
 NOT_FOUND = (
     "InvalidInstanceID.NotFound",
@@ -232,7 +232,7 @@ class InstanceHandler(Handler):
         for instance in launched_by_groups:
             tags = tag_map(instance.get("Tags"))
             if tags.get(STACK_TAG) == run.stack and tags[AUTOSCALING_GROUP_TAG] not in groups:
-                key = extra_key(f"orphan.{tags.get(COMPONENT_TAG, 'instance')}", instance["InstanceId"])
+                key = extra_key(f"{ORPHAN_PREFIX}{tags.get(COMPONENT_TAG, 'instance')}", instance["InstanceId"])
                 result[key] = observed(
                     key, self.kind, instance["InstanceId"], **_instance_attrs(instance), **owner_attrs(instance)
                 )

@@ -405,6 +405,7 @@ class NatGatewayHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         subnet_id = deps[res.props["subnet"]].id
         allocation_id = deps[res.props["eip"]].id
+        self._wait_for_predecessors(run, res)
 
         def create(token: str) -> dict[str, Any]:
             with aws_errors(f"creating NAT gateway {res.name}"):
@@ -449,6 +450,29 @@ class NatGatewayHandler(Handler):
             state="available",
             allocations=found.attrs["allocations"],
         )
+
+    def _wait_for_predecessors(self, run: AwsRun, res: Resource) -> None:
+        """A gateway of this component still deleting (a `down` stopped after DeleteNatGateway) holds its
+        Elastic IP until it is gone: a new gateway on that address is refused (Resource.AlreadyAssociated)."""
+        deleting = by_component(
+            run,
+            paginate(
+                run,
+                "describe_nat_gateways",
+                "NatGateways",
+                Filter=[*run.component_filter(res), {"Name": "state", "Values": ["deleting"]}],
+            ),
+            "NatGatewayId",
+        )
+        for gateway in deleting.values():
+            if gateway.get("State") == "deleting":
+                run.wait_with(
+                    "ec2",
+                    "nat_gateway_deleted",
+                    f"NAT gateway {gateway['NatGatewayId']} (being deleted) to let go of its Elastic IP",
+                    timeout=run.waits.nat_gateway,
+                    NatGatewayIds=[gateway["NatGatewayId"]],
+                )
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
         """A gateway on its way out does not count for `up` (a new one is made); `down` still waits for it."""
