@@ -26,24 +26,30 @@ def operation_name(model: Any) -> str:
 
 
 class LostAnswer:
-    """The first call of `operation` ("ec2:CreateVpc") takes effect and its answer is lost: botocore
-    retries it at once, as it does after a connection reset."""
+    """One call takes effect and its answer is lost: botocore retries it at once, as after a connection
+    reset. The call is the first of `operation` ("ec2:CreateVpc"), or else the `nth` mutating call."""
 
-    def __init__(self, clients: ClientFactory, operation: str) -> None:
+    def __init__(self, clients: ClientFactory, operation: str | None = None, nth: int | None = None) -> None:
         self.operation = operation
+        self.nth = nth
+        self.seen = 0
         self.lost = 0
+        self.lost_call = ""
         self._lock = threading.Lock()
-        service, name = operation.split(":")
-        service_id = clients.session._session.get_service_model(service).service_id.hyphenize()
-        clients.session.events.register_first(f"needs-retry.{service_id}.{name}", self._retry)
+        clients.session.events.register_first("needs-retry", self._retry)
 
-    def _retry(self, response: Any = None, attempts: int = 0, caught_exception: Any = None, **_: Any) -> int | None:
+    def _retry(self, response: Any = None, operation: Any = None, caught_exception: Any = None, **_: Any) -> int | None:
+        if operation is None or not is_mutating(operation.name):
+            return None
         with self._lock:
-            if self.lost or caught_exception is not None or response is None:
+            if self.lost or caught_exception is not None or response is None or response[0].status_code >= 300:
                 return None
-            if response[0].status_code >= 300:
+            self.seen += 1
+            name = f"{operation.service_model.service_name}:{operation.name}"
+            if name != self.operation and self.seen != self.nth:
                 return None
             self.lost += 1
+            self.lost_call = name
         return 0  # retry at once: the call took effect, the caller never heard
 
 

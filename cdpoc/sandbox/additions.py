@@ -10,6 +10,7 @@ model's error code. State lives on moto's backend objects, so moto's reset clear
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -186,3 +187,56 @@ def refuse_taken_group_names() -> None:
 
 
 ADDITIONS.append(refuse_taken_group_names)
+
+
+# --- one request at a time ----------------------------------------------------------------------------
+
+
+def _service_of(authorization: str) -> str:
+    """The service a signed request is for: "Credential=<key>/<date>/<region>/<service>/aws4_request"."""
+    scope = authorization.partition("Credential=")[2].split(",", 1)[0].split("/")
+    return scope[3] if len(scope) > 3 else ""
+
+
+_SERVICE_LOCKS: dict[str, threading.RLock] = {}
+_SERVICE_LOCKS_GUARD = threading.Lock()
+
+
+def _service_lock(service: str) -> threading.RLock:
+    with _SERVICE_LOCKS_GUARD:
+        return _SERVICE_LOCKS.setdefault(service, threading.RLock())
+
+
+def serialize_requests() -> None:
+    """moto's backends are plain dicts with no locking: two requests to one service at once (cdpoc's
+    executor runs eight) can fail with "dictionary changed size during iteration", a 500 no AWS service
+    gives. Requests to one service, in-process (the botocore stubber) or served (the WSGI app), take
+    turns; different services still run side by side, as on AWS (a slow EC2 call does not hold up SSM)."""
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    stub_original = vars(BotocoreStubber)["process_request"]
+    served_original = vars(DomainDispatcherApplication)["__call__"]
+
+    def in_process(self: Any, request: Any) -> Any:
+        authorization = request.headers.get("Authorization", b"")
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode("latin-1")
+        with _service_lock(_service_of(authorization)):
+            return stub_original(self, request)
+
+    def served(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        with _service_lock(_service_of(environ.get("HTTP_AUTHORIZATION", ""))):
+            return served_original(self, environ, start_response)
+
+    wrappers: tuple[tuple[type, str, Any], ...] = (
+        (BotocoreStubber, "process_request", in_process),
+        (DomainDispatcherApplication, "__call__", served),
+    )
+    for owner, name, wrapper in wrappers:
+        if not getattr(vars(owner)[name], "cdpoc_serialized", False):
+            wrapper.cdpoc_serialized = True
+            setattr(owner, name, wrapper)
+
+
+ADDITIONS.append(serialize_requests)
