@@ -8,6 +8,8 @@ create twice with the same arguments:
 - RunInstances, CreateRouteTable, CreateNetworkAcl, CreateVpcEndpoint, CreateLaunchTemplateVersion
   ignore ClientToken: the repeat makes a second resource, and the same token with other parameters makes
   a third instead of failing with IdempotentParameterMismatch.
+- RunInstances' answer always says "pending", so a replay would hide that the instance was terminated
+  (AWS: the state now, which create_with_token reads).
 - CreateNatGateway ignores it too: the repeat fails (Resource.AlreadyAssociated, the Elastic IP is taken),
   and the same token in another subnet with another address makes a second gateway.
 - CreateLaunchTemplate ignores it: the repeat fails with InvalidLaunchTemplateName.AlreadyExistsException.
@@ -61,6 +63,8 @@ _TOKENS_ATTR = "cdpoc_client_tokens"  # on an EC2 backend: {(operation, token): 
 _SETTINGS_ATTR = "cdpoc_created_with"  # on an ELBv2 model object: its creating request, canonical
 # Parameters that do not make a request different: the token itself, and DryRun (which never creates).
 _NOT_COMPARED = frozenset({"ClientToken", "DryRun"})
+# moto renders RunInstances' answer as "pending" whatever the instance's state; a replay shows the state now.
+_FIXED_FIRST_ANSWER = {"run_instances": "RunInstances.Reservation.Instances.Instance.State"}
 _LB_DEFAULTS = {"Scheme": "internet-facing", "Type": "application", "IpAddressType": "ipv4"}
 
 
@@ -93,10 +97,20 @@ def _answer_once(operation: str, response: Any, original: Callable[[Any], Any]) 
     if earlier is not None:
         if earlier.request != request:
             raise _idempotent_parameter_mismatch()
+        _show_current_state(response, operation)
         return earlier.result
     result = original(response)  # raises when the request fails: then the token is not used up
     answered[(operation, token)] = _Answered(request, result)
     return result
+
+
+def _show_current_state(response: Any, operation: str) -> None:
+    fixed = _FIXED_FIRST_ANSWER.get(operation)
+    if fixed:
+        # On this request's own Response object only: moto makes one per request.
+        transformers = dict(response.RESPONSE_KEY_PATH_TO_TRANSFORMER)
+        transformers.pop(fixed, None)
+        response.RESPONSE_KEY_PATH_TO_TRANSFORMER = transformers
 
 
 def _token_operation(operation: str) -> Callable[[Any, Any], Any]:
