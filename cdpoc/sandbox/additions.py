@@ -240,3 +240,13 @@ def serialize_requests() -> None:
 
 
 ADDITIONS.append(serialize_requests)
+
+
+def add_idempotent_creates() -> None:
+    """Repeated creates (same ClientToken; ELBv2: same settings) answered with the first result, as on AWS."""
+    from cdpoc.sandbox.idempotency import install as install_idempotency  # imports moto, like the CI/CD one
+
+    install_idempotency()
+
+
+ADDITIONS.append(add_idempotent_creates)
