@@ -250,3 +250,42 @@ def add_idempotent_creates() -> None:
 
 
 ADDITIONS.append(add_idempotent_creates)
+
+
+# --- S3: tags given to CreateBucket -------------------------------------------------------------------
+
+
+def _create_bucket_tags(body: bytes | str | None) -> dict[str, str]:
+    """CreateBucketConfiguration.Tags of a CreateBucket body, as {key: value}."""
+    import xmltodict
+
+    if not body:
+        return {}
+    configuration = xmltodict.parse(body).get("CreateBucketConfiguration") or {}
+    tags = (configuration.get("Tags") or {}).get("Tag") or []
+    return {t["Key"]: t.get("Value") or "" for t in (tags if isinstance(tags, list) else [tags])}
+
+
+def tag_buckets_at_creation() -> None:
+    """AWS tags a new bucket with CreateBucketConfiguration.Tags, in the create itself (so a bucket is never
+    untagged, even when the run stops right after creating it); moto 5.2.5 ignores them. A CreateBucket that
+    answers for a bucket that already existed (us-east-1 repeats) leaves its tags alone, as AWS does."""
+    from moto.s3.responses import S3Response
+
+    original = vars(S3Response)["_bucket_response_put"]
+    if getattr(original, "cdpoc_tags", False):
+        return
+
+    def bucket_response_put(self: Any, request: Any, bucket_name: str, querystring: dict[str, Any]) -> Any:
+        creating = not querystring and bucket_name not in self.backend.buckets
+        result = original(self, request, bucket_name, querystring)
+        tags = _create_bucket_tags(self.body) if creating else {}
+        if tags and bucket_name in self.backend.buckets:
+            self.backend.put_bucket_tagging(bucket_name, tags)
+        return result
+
+    bucket_response_put.cdpoc_tags = True  # type: ignore[attr-defined]
+    S3Response._bucket_response_put = bucket_response_put  # type: ignore[method-assign]
+
+
+ADDITIONS.append(tag_buckets_at_creation)
