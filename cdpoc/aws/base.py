@@ -90,6 +90,15 @@ def call_or_none(what: str, call: Callable[..., Any], missing: tuple[str, ...], 
         raise
 
 
+def describe_one(
+    what: str, describe: Callable[..., Any], listing: str, id_param: str, resource_id: str, not_found: tuple[str, ...]
+) -> dict[str, Any] | None:
+    """The one item describe(<id_param>=[id]) lists under `listing` (EC2 style); None when it is not there."""
+    reply = call_or_none(what, describe, not_found, **{id_param: [resource_id]})
+    items = reply[listing] if reply else []
+    return dict(items[0]) if items else None
+
+
 def unless_listed(
     what: str, describe: Callable[..., Any], listing: str, id_param: str, resource_id: str, not_found: tuple[str, ...]
 ) -> str | None:

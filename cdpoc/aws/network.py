@@ -12,10 +12,10 @@ from cdpoc.aws.base import (
     Handler,
     aws_errors,
     by_component,
-    call_or_none,
     caused_by,
     delete_twins,
     dep_id,
+    describe_one,
     ignore_missing,
     observed,
     owner_attrs,
@@ -283,14 +283,16 @@ class InternetGatewayHandler(Handler):
         return observed(res, self.kind, found.id, vpcs=(vpc_id,))
 
     def _attached_vpcs(self, run: AwsRun, gateway_id: str) -> tuple[str, ...]:
-        reply = call_or_none(
+        gateway = describe_one(
             f"reading internet gateway {gateway_id}",
             _ec2(run).describe_internet_gateways,
+            "InternetGateways",
+            "InternetGatewayIds",
+            gateway_id,
             NOT_FOUND,
-            InternetGatewayIds=[gateway_id],
         )
-        gateways = reply["InternetGateways"] if reply else []
-        return tuple(a["VpcId"] for g in gateways for a in g.get("Attachments", []) if a.get("State") != "detached")
+        attachments = gateway.get("Attachments", []) if gateway else []
+        return tuple(a["VpcId"] for a in attachments if a.get("State") != "detached")
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         # Detaching fails with DependencyViolation while public addresses are still mapped in the
@@ -625,10 +627,15 @@ class RouteTableHandler(Handler):
             return moved
 
     def _table(self, run: AwsRun, table_id: str) -> dict[str, Any]:
-        reply = call_or_none(
-            f"reading route table {table_id}", _ec2(run).describe_route_tables, NOT_FOUND, RouteTableIds=[table_id]
+        table = describe_one(
+            f"reading route table {table_id}",
+            _ec2(run).describe_route_tables,
+            "RouteTables",
+            "RouteTableIds",
+            table_id,
+            NOT_FOUND,
         )
-        return dict(reply["RouteTables"][0]) if reply and reply["RouteTables"] else {}
+        return table or {}
 
     def _routes_to(self, run: AwsRun, table_id: str, dest: str, target_id: str) -> bool:
         """Whether the table now routes `dest` to `target_id` (an earlier attempt may have added it)."""

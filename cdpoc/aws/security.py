@@ -20,6 +20,7 @@ from cdpoc.aws.base import (
     call_or_none,
     caused_by,
     dep_id,
+    describe_one,
     observed,
     owner_attrs,
     paginate,
@@ -152,14 +153,14 @@ class VpcEndpointHandler(Handler):
         return observed(res, self.kind, endpoint_id, **_endpoint_attrs(latest))
 
     def _describe(self, run: AwsRun, endpoint_id: str) -> dict[str, Any] | None:
-        reply = call_or_none(
+        return describe_one(
             f"reading VPC endpoint {endpoint_id}",
             _ec2(run).describe_vpc_endpoints,
+            "VpcEndpoints",
+            "VpcEndpointIds",
+            endpoint_id,
             NOT_FOUND,
-            VpcEndpointIds=[endpoint_id],
         )
-        endpoints = reply["VpcEndpoints"] if reply else []
-        return endpoints[0] if endpoints else None
 
     def _gone(self, run: AwsRun, endpoint_id: str) -> bool:
         endpoint = self._describe(run, endpoint_id)
@@ -363,10 +364,15 @@ class NetworkAclHandler(Handler):
         return associations
 
     def _acl(self, run: AwsRun, acl_id: str) -> dict[str, Any]:
-        reply = call_or_none(
-            f"reading network ACL {acl_id}", _ec2(run).describe_network_acls, NOT_FOUND, NetworkAclIds=[acl_id]
+        acl = describe_one(
+            f"reading network ACL {acl_id}",
+            _ec2(run).describe_network_acls,
+            "NetworkAcls",
+            "NetworkAclIds",
+            acl_id,
+            NOT_FOUND,
         )
-        return dict(reply["NetworkAcls"][0]) if reply and reply["NetworkAcls"] else {}
+        return acl or {}
 
     def _has_entry(self, run: AwsRun, acl_id: str, direction: str, entry: Mapping[str, Any]) -> bool:
         acl = self._acl(run, acl_id)
