@@ -33,7 +33,7 @@ def trial(kind: str, point: int) -> tuple[int, str, str]:
     from cdpoc_testing import numbered_context
     from faults import KillAfter, Killed, LostAnswer
     from moto import mock_aws
-    from test_convergence import again, assert_exactly_one_of_each, assert_nothing_left, down, killed
+    from test_convergence import again, assert_exactly_one_of_each, assert_nothing_left, converges_after_a_kill, down
 
     from cdpoc import lifecycle
 
@@ -57,8 +57,8 @@ def trial(kind: str, point: int) -> tuple[int, str, str]:
                 if not kill.killed:
                     return point, "", "beyond the last call"
                 hit = kill.done[-1]
-                killed(again(first))
-                lifecycle.up(again(first))
+                converges_after_a_kill(first)
+                return point, hit, ""
             assert_exactly_one_of_each(again(first))
             down(again(first))
             assert_nothing_left(again(first))

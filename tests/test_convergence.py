@@ -174,6 +174,15 @@ def assert_nothing_left(ctx: Context) -> None:
     assert left == [], left
 
 
+def converges_after_a_kill(first: Context) -> None:
+    """After a hard stop: the next `up` leaves one of each resource, the next `down` nothing."""
+    killed(again(first))
+    lifecycle.up(again(first))
+    assert_exactly_one_of_each(again(first))
+    down(again(first))
+    assert_nothing_left(again(first))
+
+
 def down(ctx: Context) -> None:
     lifecycle.down(ctx, yes=True, confirm=lambda question: True)
 
@@ -199,11 +208,7 @@ def test_a_hard_stop_after_the_first_call_of_each_kind_of_down_converges(tmp_pat
     with pytest.raises((Killed, Exception)):
         down(stopping)
     assert kill.killed, f"down made no {operation}"
-    killed(again(first))
-    lifecycle.up(again(first))
-    assert_exactly_one_of_each(again(first))
-    down(again(first))
-    assert_nothing_left(again(first))
+    converges_after_a_kill(first)
 
 
 @pytest.mark.parametrize("operation", LOST)
@@ -225,8 +230,4 @@ def test_a_hard_stop_after_the_first_call_of_each_kind_of_up_converges(tmp_path:
     with pytest.raises((Killed, Exception)):
         lifecycle.up(first)
     assert kill.killed, f"up made no {operation}"
-    killed(again(first))
-    lifecycle.up(again(first))
-    assert_exactly_one_of_each(again(first))
-    down(again(first))
-    assert_nothing_left(again(first))
+    converges_after_a_kill(first)
