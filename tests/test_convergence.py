@@ -129,13 +129,6 @@ DOWN_OPERATIONS = (
 EVERY_KIND = os.environ.get("CDPOC_CONVERGENCE") == "all"
 KILL_UP = UP_OPERATIONS if EVERY_KIND else UP_OPERATIONS[::5]
 KILL_DOWN = DOWN_OPERATIONS if EVERY_KIND else DOWN_OPERATIONS[::4]
-# Known gap: a retried ReplaceNetworkAclAssociation after a lost answer is not yet recognised as done.
-LOST = tuple(
-    pytest.param(op, marks=pytest.mark.xfail(strict=True, reason="lost answer on ReplaceNetworkAclAssociation"))
-    if op == "ec2:ReplaceNetworkAclAssociation"
-    else op
-    for op in UP_OPERATIONS
-)
 
 
 def killed(ctx: Context) -> None:
@@ -211,7 +204,7 @@ def test_a_hard_stop_after_the_first_call_of_each_kind_of_down_converges(tmp_pat
     converges_after_a_kill(first)
 
 
-@pytest.mark.parametrize("operation", LOST)
+@pytest.mark.parametrize("operation", UP_OPERATIONS)
 def test_a_lost_answer_at_the_first_call_of_each_kind_converges(tmp_path: Path, operation: str) -> None:
     ctx = numbered_context(tmp_path, "lost")
     fault = LostAnswer(ctx.clients, operation)

@@ -289,3 +289,32 @@ def tag_buckets_at_creation() -> None:
 
 
 ADDITIONS.append(tag_buckets_at_creation)
+
+
+# --- EC2: replacing a network ACL association that is gone ---------------------------------------------
+
+
+def replace_network_acl_association(self: Any, original: Any) -> Any:
+    """AWS answers an association id that no longer exists (a retry after a lost answer names the one the
+    first attempt replaced) with InvalidAssociationID.NotFound, and an unknown ACL with
+    InvalidNetworkAclID.NotFound, changing nothing; moto 5.2.5 fails with a StopIteration (a 500) on the
+    first, and on the second has already detached the subnet from its old ACL."""
+    from moto.ec2.exceptions import InvalidAssociationIdError
+
+    association_id = self._get_param("AssociationId")
+    acls = self.ec2_backend.network_acls.values()
+    if not any(association_id in acl._associations for acl in acls):
+        raise InvalidAssociationIdError(association_id)
+    self.ec2_backend.get_network_acl(self._get_param("NetworkAclId"))  # raises InvalidNetworkAclID.NotFound
+    return original(self)
+
+
+def refuse_unknown_network_acl_associations() -> None:
+    from moto.ec2.responses.network_acls import NetworkACLs
+
+    from cdpoc.sandbox.patching import replace_operations
+
+    replace_operations(NetworkACLs, replace_network_acl_association)
+
+
+ADDITIONS.append(refuse_unknown_network_acl_associations)
