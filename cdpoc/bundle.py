@@ -37,6 +37,7 @@ from cdpoc.aws.source import (
     create_commit,
     files_at,
     get_pipeline,
+    git_blob_id,
     source_action,
     source_object_digest,
     upload_source,
@@ -78,11 +79,6 @@ class BundleFile:
     @property
     def blob_id(self) -> str:
         return git_blob_id(self.content)
-
-
-def git_blob_id(content: bytes) -> str:
-    """The id git (and CodeCommit) gives a file's content."""
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
 
 
 def _mode(path: Path) -> str:

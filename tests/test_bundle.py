@@ -276,6 +276,10 @@ def test_nothing_new_for_codecommit_is_not_an_error(ctx: Context, codecommit: St
 def test_a_tip_moved_by_someone_else_is_a_clear_error(ctx: Context, codecommit: Stubber, small_bundle: Path) -> None:
     codecommit.add_client_error("get_branch", "BranchDoesNotExistException", http_status_code=400)
     codecommit.add_client_error("create_commit", "ParentCommitIdOutdatedException", http_status_code=400)
+    # push-app looks at the new tip before blaming someone else: it might be its own commit, answer lost.
+    codecommit.add_response("get_branch", {"branch": {"branchName": "main", "commitId": "c9"}})
+    theirs = {"commitId": "c9", "treeId": "t9", "parents": [], "message": "theirs", "author": {"name": "alice"}}
+    codecommit.add_response("get_commit", {"commit": theirs}, {"repositoryName": "s3upload", "commitId": "c9"})
     with pytest.raises(Exception, match="moved while push-app was committing"):
         push_codecommit(ctx.run, ACTION, read_bundle(small_bundle), None)
 

@@ -22,14 +22,17 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from faults import LostAnswer
 from rich.console import Console
 from typer.testing import CliRunner
 
 from cdpoc import rollout
 from cdpoc.aws.base import AwsRun, Waits
+from cdpoc.aws.source import branch_tip
 from cdpoc.bundle import BundleInvalid
 from cdpoc.cli import app
 from cdpoc.context import Context
+from cdpoc.errors import ConflictError
 from cdpoc.rollout import push_app
 from cdpoc.sandbox.cicd import SIMULATION
 from cdpoc.sandbox.server import Sandbox
@@ -151,6 +154,55 @@ def test_push_commits_once_then_nothing_then_only_the_change(ctx: Context, bundl
     assert commit["message"].strip() == "change the page" and commit["parents"] == [first.revision]
     out = ctx.ui.console.export_text()
     assert "Nothing to push" in out and f"commit {third.revision}" in out
+
+
+@pytest.mark.parametrize("earlier_pushes", [0, 1], ids=["first commit", "on a parent"])
+def test_a_lost_commit_answer_is_recognised_as_the_push_itself(
+    ctx: Context, bundle: Path, earlier_pushes: int, make_context: Callable[..., Context]
+) -> None:
+    """CreateCommit took effect, its answer was lost, botocore sent it again: CodeCommit refuses the repeat
+    (ParentCommitIdRequired on an empty repository's first commit, else ParentCommitIdOutdated) and
+    push-app finds its own commit at the tip instead of blaming someone else's push."""
+    if earlier_pushes:
+        push_app(ctx, bundle, None, wait=False, timeout=60)
+        (bundle / "web" / "index.html").write_text("<html>changed</html>\n")
+    tip_before = branch_tip(ctx.run, "s3upload", "main")
+    pushing = make_context()  # clients take the session's event hooks when made: the fault needs new ones
+    fault = LostAnswer(pushing.clients, "codecommit:CreateCommit")
+
+    pushed = push_app(pushing, bundle, "lost answer", wait=False, timeout=60)
+
+    assert fault.lost == 1  # CreateCommit was sent twice
+    assert pushed.commits == (branch_tip(ctx.run, "s3upload", "main"),)
+    commit = ctx.run.client("codecommit").get_commit(repositoryName="s3upload", commitId=pushed.revision)["commit"]
+    assert commit["parents"] == ([tip_before] if tip_before else [])
+    assert not push_app(ctx, bundle, None, wait=False, timeout=60).changed
+
+
+def test_another_push_on_the_same_parent_with_the_same_message_is_still_a_conflict(
+    ctx: Context, bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same refusal, but the tip holds other content (someone pushed in between, even with cdpoc and the
+    same message): not this push's commit."""
+    push_app(ctx, bundle, None, wait=False, timeout=60)
+    tip = branch_tip(ctx.run, "s3upload", "main")
+    original = ctx.run.client("codecommit").create_commit
+
+    def someone_pushes_first(**params: Any) -> Any:
+        original(
+            repositoryName="s3upload",
+            branchName="main",
+            parentCommitId=tip,
+            commitMessage=params["commitMessage"],
+            authorName="cdpoc",
+            putFiles=[{"filePath": "web/index.html", "fileContent": b"<html>theirs</html>\n"}],
+        )
+        return original(**params)
+
+    (bundle / "web" / "index.html").write_text("<html>mine</html>\n")
+    monkeypatch.setattr(ctx.run.client("codecommit"), "create_commit", someone_pushes_first)
+    with pytest.raises(ConflictError, match="moved while push-app was committing"):
+        push_app(ctx, bundle, "mine", wait=False, timeout=60)
 
 
 def test_a_broken_appspec_is_refused_before_any_aws_call(ctx: Context, bundle: Path) -> None:

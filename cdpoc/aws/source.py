@@ -12,6 +12,7 @@ how much history the branch holds.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,9 @@ REPOSITORY_MISSING = ("RepositoryDoesNotExistException",)
 CODECOMMIT_REFUSED = ("OperationNotAllowedException",)
 PIPELINE_MISSING = ("PipelineNotFoundException",)
 OBJECT_MISSING = ("404", "NoSuchKey", "NotFound")
+COMMIT_AUTHOR = "cdpoc"
+# CreateCommit's answers when the branch is no longer where the commit was meant to go on top of.
+BRANCH_MOVED = ("ParentCommitIdOutdatedException", "ParentCommitIdRequiredException")
 # User metadata on the S3 source object: the zip's SHA-256, so an unchanged bundle is not uploaded again.
 DIGEST_METADATA = "cdpoc-sha256"
 
@@ -390,7 +394,7 @@ def create_commit(
     params: dict[str, Any] = {
         "repositoryName": repository,
         "branchName": branch,
-        "authorName": "cdpoc",
+        "authorName": COMMIT_AUTHOR,
         "commitMessage": message,
     }
     if parent:
@@ -407,12 +411,50 @@ def create_commit(
     except AwsError as exc:
         if caused_by(exc, "NoChangeException"):
             return None
+        if not caused_by(exc, *BRANCH_MOVED):
+            raise
+        # botocore repeats a CreateCommit whose answer was lost; the branch then points past `parent`.
+        landed = _landed_commit(run, repository, branch, parent, message, changes)
+        if landed:
+            return landed
         if caused_by(exc, "ParentCommitIdOutdatedException"):
             raise ConflictError(
                 f"branch {branch} of {repository} moved while push-app was committing (someone else pushed)",
                 "Run `cdpoc push-app` again: it compares with the new tip and commits only what still differs.",
             ) from exc
         raise
+
+
+def git_blob_id(content: bytes) -> str:
+    """The id git (and CodeCommit) gives a file's content."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+
+
+def _landed_commit(
+    run: AwsRun, repository: str, branch: str, parent: str | None, message: str, changes: CommitChanges
+) -> str | None:
+    """The branch tip, when it is this very commit: made on `parent` by cdpoc with this message, and holding
+    exactly these changes (blob ids and modes, computed locally). Anything else is someone else's push."""
+    tip = branch_tip(run, repository, branch)
+    if tip is None or tip == parent:
+        return None
+    with aws_errors(f"reading commit {tip} of {repository}"):
+        commit = _codecommit(run).get_commit(repositoryName=repository, commitId=tip)["commit"]
+    made_here = (
+        commit.get("parents", []) == ([parent] if parent else [])
+        and commit.get("author", {}).get("name") == COMMIT_AUTHOR
+        and str(commit.get("message", "")).rstrip("\n") == message.rstrip("\n")
+    )
+    if not made_here:
+        return None
+    files = files_at(run, repository, tip)
+    wanted = [(path, RemoteFile(git_blob_id(content), mode)) for path, content, mode in changes.puts]
+    holds_changes = (
+        all(files.get(path) == remote for path, remote in wanted)
+        and not any(path in files for path in changes.deletes)
+        and all(path in files and files[path].mode == mode for path, mode in changes.modes)
+    )
+    return tip if holds_changes else None
 
 
 # --- push-app: the S3 source --------------------------------------------------------------------------
