@@ -105,7 +105,7 @@ def test_up_creates_the_roles_and_profile_under_the_stack_path_tagged_in_the_cre
     assert len(role_calls) == 4 and len(profile_calls) == 1
     for call in [*role_calls, *profile_calls]:
         tags = {t["Key"]: t["Value"] for t in call["Tags"]}
-        assert tags["cdpoc:stack"] == "t1"
+        assert tags["cdpoc:stack"] == "t1" and tags["cdpoc:region"] == "us-east-1"
         assert tags["cdpoc:component"] in components
         assert call["Path"] == PATH
 
@@ -239,6 +239,30 @@ def test_a_role_left_by_an_interrupted_run_is_adopted(ctx: Context) -> None:
 
     assert created.id == "t1-pipeline"
     assert same_policy(inline_policy("t1-pipeline"), res.props["inline_policies"]["t1-pipeline-access"])
+    # Made before roles carried their region (or by the interrupted run): it is this region's from now on.
+    tags = {t["Key"]: t["Value"] for t in client().list_role_tags(RoleName="t1-pipeline")["Tags"]}
+    assert tags["cdpoc:region"] == "us-east-1"
+
+
+def test_the_same_stack_name_in_another_region_never_takes_or_deletes_these_roles(
+    ctx: Context, make_context: Callable[..., Context]
+) -> None:
+    """IAM is global: a stack `t1` in us-west-2 sees us-east-1's `t1` roles as another stack's."""
+    up(ctx, iam_graph(ctx))
+    west = make_context(region="us-west-2")
+    graph = iam_graph(west)
+
+    plan = make_plan(west.run, graph, west.handlers)
+    iam_keys = {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
+    conflicts = {s.resource.key: s.changes for s in plan.steps if s.resource.key in iam_keys}
+    assert set(conflicts) == iam_keys
+    for changes in conflicts.values():
+        assert [c.foreign for c in changes] == [True]
+        assert "belongs to stack t1 in us-east-1" in changes[0].text
+    assert find_everything(west.run, graph, west.handlers) == {}  # so `down` there leaves them alone
+    with pytest.raises(ConflictError, match=r"belongs to stack t1 in us-east-1 \(IAM names are global\)"):
+        west.handlers["iam_role"].create(west.run, graph["role.events"], {})
+    assert len(client().list_roles(PathPrefix=PATH)["Roles"]) == len(ROLES)
 
 
 def test_down_removes_profile_policies_and_roles_and_a_second_down_is_fine(ctx: Context) -> None:

@@ -29,7 +29,6 @@ from cdpoc.aws.base import (
     caused_by,
     error_code,
     ignore_missing,
-    missing_tags,
     observed,
     ownership,
     ownership_changes,
@@ -176,9 +175,58 @@ def _under_path(run: AwsRun, path: str, operation: str, key: str, name: str, wha
     return run.memo(f"iam:{operation}:{path}", listing)
 
 
+# --- ownership across regions ----------------------------------------------------------------------
+# IAM is global while a stack lives in one region: the same stack name in two regions would share
+# (and one `down` would delete) the other's roles. The region tag says which stack of that name owns
+# an IAM resource; one made before the tag existed counts as this region's and gets the tag.
+REGION_TAG = "cdpoc:region"
+
+
+def _iam_tags(run: AwsRun, res: Resource) -> dict[str, str]:
+    return {**wanted_tags(run, res), REGION_TAG: run.region}
+
+
+def _missing_tags(run: AwsRun, res: Resource, have: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in _iam_tags(run, res).items() if have.get(k) != v}
+
+
+def _other_region(run: AwsRun, tags: Mapping[str, str]) -> str:
+    """The region of the stack the tags name, when it is not this run's ("" for this region or untagged)."""
+    region = tags.get(REGION_TAG, run.region)
+    return "" if region == run.region else region
+
+
+def _ownership(run: AwsRun, tags: Mapping[str, str]) -> dict[str, Any]:
+    """ownership(), where the same stack name in another region is another stack."""
+    attrs = ownership(tags)
+    elsewhere = _other_region(run, tags)
+    if attrs["stack"] and elsewhere:
+        attrs["stack"] = f"{attrs['stack']} in {elsewhere}"
+    return attrs
+
+
+def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
+    changes = ownership_changes(run, res, found, what)
+    if not changes and _missing_tags(run, res, found.attrs.get("tags", {})):
+        changes.append(Change("tags differ"))
+    return changes
+
+
+def _ours(run: AwsRun, tags: Mapping[str, str]) -> bool:
+    return tags.get(STACK_TAG) == run.stack and not _other_region(run, tags)
+
+
 def _refuse_unless_adoptable(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
-    """Take over an existing role or profile only when it is this stack's and under the stack's path."""
+    """Take over an existing role or profile only when it is this stack's (in this region) and under the
+    stack's path."""
     refuse_not_ours(run, res, what, tags, component=False, untagged=NOT_MANAGED)
+    elsewhere = _other_region(run, tags)
+    if elsewhere:
+        raise ConflictError(
+            f"{what} {res.name} belongs to stack {run.stack} in {elsewhere} (IAM names are global)",
+            f"Give the stack in {run.region} another `name` in the config: two stacks of one name cannot "
+            "share an account's IAM roles.",
+        )
     if path != res.props["path"]:
         raise ConflictError(
             f"{what} {res.name} exists at path {path}, not under {res.props['path']}",
@@ -232,7 +280,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(role.get("AssumeRolePolicyDocument")),
             managed=tuple(managed),
             inline=inline,
-            **ownership(tags),
+            **_ownership(run, tags),
         )
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -240,7 +288,7 @@ class RoleHandler(Handler):
         for name, role in self._listed(run, iam_path(run.stack)).items():
             tags = self._tags(run, role)
             component = tags.get(COMPONENT_TAG)
-            if tags.get(STACK_TAG) == run.stack and component:
+            if _ours(run, tags) and component:
                 result[component] = observed(component, self.kind, name, arn=role["Arn"], path=role["Path"])
         return result
 
@@ -249,7 +297,7 @@ class RoleHandler(Handler):
         return self._inspect(run, res.key, role) if role else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = ownership_changes(run, res, found, "role")
+        changes = _ownership_changes(run, res, found, "role")
         if any(not c.in_place for c in changes):
             return changes
         if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
@@ -277,7 +325,7 @@ class RoleHandler(Handler):
                     Path=res.props["path"],
                     AssumeRolePolicyDocument=json.dumps(res.props["assume_role_policy"]),
                     Description=res.props["description"],
-                    Tags=run.tags(res.key, res.name),
+                    Tags=tag_list(_iam_tags(run, res)),
                 )["Role"]
         except Exception as exc:
             if not caused_by(exc, "EntityAlreadyExists"):
@@ -293,7 +341,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(res.props["assume_role_policy"]),
             managed=(),
             inline={},
-            **ownership(wanted_tags(run, res)),
+            **_ownership(run, _iam_tags(run, res)),
         )
         return self.update(run, res, found, deps)
 
@@ -306,7 +354,7 @@ class RoleHandler(Handler):
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
         iam, name = _iam(run), found.id
-        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging role {name}"):
                 iam.tag_role(RoleName=name, Tags=tag_list(missing))
@@ -341,7 +389,7 @@ class RoleHandler(Handler):
             trust=normalize_policy(res.props["assume_role_policy"]),
             managed=tuple(sorted(wanted)),
             inline={n: normalize_policy(p) for n, p in res.props["inline_policies"].items()},
-            **ownership({**found.attrs.get("tags", {}), **missing}),
+            **_ownership(run, {**found.attrs.get("tags", {}), **missing}),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
@@ -420,7 +468,7 @@ class InstanceProfileHandler(Handler):
             arn=profile["Arn"],
             path=profile["Path"],
             roles=tuple(r["RoleName"] for r in profile.get("Roles", [])),
-            **ownership(tags),
+            **_ownership(run, tags),
         )
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -437,7 +485,7 @@ class InstanceProfileHandler(Handler):
         return self._observe(run, res.key, profile) if profile else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = ownership_changes(run, res, found, "instance profile")
+        changes = _ownership_changes(run, res, found, "instance profile")
         if any(not c.in_place for c in changes):
             return changes
         role = deps.get(res.props["role"])
@@ -451,7 +499,7 @@ class InstanceProfileHandler(Handler):
         try:
             with aws_errors(f"creating instance profile {res.name}"):
                 profile = _iam(run).create_instance_profile(
-                    InstanceProfileName=res.name, Path=res.props["path"], Tags=run.tags(res.key, res.name)
+                    InstanceProfileName=res.name, Path=res.props["path"], Tags=tag_list(_iam_tags(run, res))
                 )["InstanceProfile"]
         except Exception as exc:
             if not caused_by(exc, "EntityAlreadyExists"):
@@ -470,14 +518,14 @@ class InstanceProfileHandler(Handler):
             arn=profile["Arn"],
             path=profile["Path"],
             roles=(),
-            **ownership(wanted_tags(run, res)),
+            **_ownership(run, _iam_tags(run, res)),
         )
         return self.update(run, res, found, deps)
 
     def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
         iam, name = _iam(run), found.id
         role = deps[res.props["role"]].id
-        missing = missing_tags(run, res, found.attrs.get("tags", {}))
+        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging instance profile {name}"):
                 iam.tag_instance_profile(InstanceProfileName=name, Tags=tag_list(missing))
@@ -507,7 +555,7 @@ class InstanceProfileHandler(Handler):
             arn=found.attrs["arn"],
             path=found.attrs["path"],
             roles=(role,),
-            **ownership({**found.attrs.get("tags", {}), **missing}),
+            **_ownership(run, {**found.attrs.get("tags", {}), **missing}),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
