@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -625,3 +626,24 @@ def test_endpoint_delete_reads_failures_from_the_bulk_reply(ctx: Context) -> Non
         with pytest.raises(AwsError, match="OperationNotPermitted"):
             HANDLERS["vpc_endpoint"].delete(ctx.run, found)
         stub.assert_no_pending_responses()
+
+
+def test_an_endpoint_remade_after_a_stopped_down_with_new_route_tables_is_created(ctx: Context) -> None:
+    """A `down` stopped after deleting the endpoint and the route tables, before the VPC: the next `up`
+    makes new route tables, so the endpoint's request differs from the one its token was first used
+    with. AWS refuses that token (IdempotentParameterMismatch); cdpoc moves to the next token."""
+    done = up(ctx)
+    graph = graph_of(ctx)
+    handler = HANDLERS["vpc_endpoint"]
+    handler.delete(ctx.run, done["endpoint.s3"])
+    client = ec2(ctx)
+    vpc = done["vpc"].id
+    private = ("rt.private.a", "rt.private.b")
+    new_tables = {key: client.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for key in private}
+    deps = {**done, **{key: replace(done[key], id=new_tables[key]) for key in private}}
+
+    remade = handler.create(ctx.run, graph["endpoint.s3"], deps)
+
+    assert remade.id != done["endpoint.s3"].id
+    endpoint = client.describe_vpc_endpoints(VpcEndpointIds=[remade.id])["VpcEndpoints"][0]
+    assert set(endpoint["RouteTableIds"]) == {new_tables["rt.private.a"], new_tables["rt.private.b"]}

@@ -18,6 +18,8 @@ from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTi
 from cdpoc.model import Change, Observed, Resource, extra_key, not_ours_change
 
 STACK_TAG = "cdpoc:stack"
+# How many deterministic token generations create_with_token tries before giving up.
+TOKEN_GENERATIONS = 4
 COMPONENT_TAG = "cdpoc:component"
 
 T = TypeVar("T")
@@ -204,12 +206,26 @@ class AwsRun:
         AWS answers a token it has seen with its first result for hours, also after that resource was
         deleted (a `down` stopped halfway leaves the parent whose id is in the token). dead_id says when
         the answer is such a deleted resource; then the create runs again with a token salted by its id.
+        A token already used with other parameters (IdempotentParameterMismatch: the resource was made,
+        then deleted by a `down` that stopped before its parent, and the settings or a dependency changed
+        since) moves on to the next generation of tokens, each as deterministic as the first.
         """
-        result = create(self.client_token(res, *parts))
-        gone = dead_id(result)
-        if gone:
-            result = create(self.client_token(res, *parts, gone))
-        return result
+        for generation in range(TOKEN_GENERATIONS):
+            salt = (f"generation {generation}",) if generation else ()
+            try:
+                result = create(self.client_token(res, *parts, *salt))
+            except AwsError as exc:
+                if caused_by(exc, "IdempotentParameterMismatch"):
+                    continue
+                raise
+            gone = dead_id(result)
+            if gone:
+                result = create(self.client_token(res, *parts, *salt, gone))
+            return result
+        raise AwsError(
+            f"creating {res.key}: AWS refused {TOKEN_GENERATIONS} idempotency tokens as used with other parameters",
+            "Run `cdpoc up` again in a few hours (AWS forgets tokens), or `cdpoc down` and `cdpoc up`.",
+        )
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """Cache one discovery call per run (e.g. all of the stack's subnets), shared by all handlers."""
