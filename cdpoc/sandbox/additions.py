@@ -318,3 +318,17 @@ def refuse_unknown_network_acl_associations() -> None:
 
 
 ADDITIONS.append(refuse_unknown_network_acl_associations)
+
+
+# --- delete order: the deletes AWS refuses while something depends on the resource ---------------------
+
+
+def refuse_deletes_aws_refuses() -> None:
+    """DependencyViolation and friends where moto deletes anyway; NAT gateways `deleting` before `deleted`;
+    tag filters on DescribeNatGateways (cdpoc/sandbox/deletes.py)."""
+    from cdpoc.sandbox.deletes import install as install_deletes  # imports moto, like the CI/CD one
+
+    install_deletes()
+
+
+ADDITIONS.append(refuse_deletes_aws_refuses)
