@@ -257,7 +257,9 @@ def test_detaching_with_an_associated_elastic_ip_is_refused_until_it_is_disassoc
 
 def test_detaching_with_an_instance_with_a_public_ip_is_refused_until_it_is_terminated(world: World) -> None:
     gateway = _igw(world)
-    instance = world.instance(NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": world.subnet, "AssociatePublicIpAddress": True}])
+    instance = world.instance(
+        NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": world.subnet, "AssociatePublicIpAddress": True}]
+    )
     with pytest.raises(ClientError) as refused:
         world.ec2.detach_internet_gateway(InternetGatewayId=gateway, VpcId=world.vpc)
     assert code(refused) == "DependencyViolation"
@@ -421,8 +423,9 @@ def _tagged_nat_gateways(world: World) -> dict[str, str]:
     made = {}
     for value in ("shop", "shop-2", "other"):
         allocation = world.ec2.allocate_address(Domain="vpc")["AllocationId"]
-        tags = [{"ResourceType": "natgateway", "Tags": [{"Key": "cdpoc:stack", "Value": value}, {"Key": value, "Value": ""}]}]
-        reply = world.ec2.create_nat_gateway(SubnetId=world.subnet, AllocationId=allocation, TagSpecifications=tags)
+        tags = [{"Key": "cdpoc:stack", "Value": value}, {"Key": value, "Value": ""}]
+        specs = [{"ResourceType": "natgateway", "Tags": tags}]
+        reply = world.ec2.create_nat_gateway(SubnetId=world.subnet, AllocationId=allocation, TagSpecifications=specs)
         made[value] = reply["NatGateway"]["NatGatewayId"]
     return made
 
@@ -436,7 +439,8 @@ def _tagged_nat_gateways(world: World) -> dict[str, str]:
         ([{"Name": "tag:cdpoc:stack", "Values": ["?ther"]}], {"other"}),
         ([{"Name": "tag:cdpoc:stack", "Values": ["shop?"]}], set()),
         ([{"Name": "tag-key", "Values": ["shop-2"]}], {"shop-2"}),
-        ([{"Name": "tag:cdpoc:stack", "Values": ["shop*"]}, {"Name": "tag-key", "Values": ["shop"]}], {"shop"}),  # ANDed
+        # filters ANDed
+        ([{"Name": "tag:cdpoc:stack", "Values": ["shop*"]}, {"Name": "tag-key", "Values": ["shop"]}], {"shop"}),
         ([{"Name": "tag:nope", "Values": ["*"]}], set()),
         ([{"Name": "tag:cdpoc:stack", "Values": ["shop"]}, {"Name": "state", "Values": ["available"]}], {"shop"}),
     ],

@@ -4,22 +4,18 @@ moto 5.2.5 enforces little of AWS's delete order (MOTO-NOTES "Deletion order"), 
 order passed every test and failed on a real account. Each refusal below is documented by AWS (EC2 and
 Auto Scaling API references) and raised with AWS's error code; a refused delete changes nothing.
 
-| Operation              | AWS refuses when ...                                   | code                   | moto 5.2.5           |
-|------------------------|--------------------------------------------------------|------------------------|----------------------|
-| DeleteVpc              | security groups other than the default, an internet   | DependencyViolation    | refuses only subnets |
-|                        | gateway attached, VPC endpoints not deleted, subnets,  |                        | and extra route      |
-|                        | route tables other than the main one                   |                        | tables               |
-| DeleteSubnet           | instances (not terminated), network interfaces, NAT    | DependencyViolation    | deletes it           |
-|                        | gateways not `deleted`, load balancers in it           |                        |                      |
-| DetachInternetGateway  | the VPC has mapped public addresses: Elastic IPs       | DependencyViolation    | detaches             |
-|                        | associated, instances with public IPv4 addresses,      |                        |                      |
-|                        | internet-facing load balancers                          |                        |                      |
-| ReleaseAddress         | the address is associated (nondefault VPC)             | InvalidIPAddress.InUse | disassociates and    |
-|                        |                                                         |                        | releases             |
-| DeleteSecurityGroup    | on a network interface / instance (not terminated) /   | DependencyViolation    | deletes it           |
-|                        | load balancer, or referenced by another group's rule   |                        |                      |
-| DeleteAutoScalingGroup | it has instances and ForceDelete is not set            | ResourceInUse          | terminates them and  |
-|                        |                                                         |                        | deletes the group    |
+- DeleteVpc: DependencyViolation while security groups other than the default, an attached internet
+  gateway, VPC endpoints not deleted, subnets or route tables other than the main one remain
+  (moto 5.2.5 refuses only the last two).
+- DeleteSubnet: DependencyViolation while instances (not terminated), network interfaces, NAT gateways
+  not `deleted` or load balancers are in it (moto 5.2.5 deletes it).
+- DetachInternetGateway: DependencyViolation while the VPC has mapped public addresses: associated
+  Elastic IPs, interfaces with a public IPv4 address, internet-facing load balancers (moto: detaches).
+- ReleaseAddress: InvalidIPAddress.InUse while associated (moto 5.2.5 disassociates and releases).
+- DeleteSecurityGroup: DependencyViolation while on an interface, an instance (not terminated) or a load
+  balancer, or referenced by another group's rule (moto 5.2.5 deletes it).
+- DeleteAutoScalingGroup: ResourceInUse while it has instances and ForceDelete is not set (moto 5.2.5
+  terminates them and deletes the group, as if forced).
 
 And DeleteNatGateway, which moto 5.2.5 finishes at once (state `deleted`, its Elastic IP still associated
 and its network interface kept forever), now leaves the gateway `deleting` for NAT_GATEWAY_DELETING_SECONDS
