@@ -12,6 +12,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     [command] = [line for line in ci.splitlines() if line.startswith("python3.11 -m venv")]
     assert f"\n{command}\n" in readme
+    assert "-c bundle/app/requirements.txt" in command, "the tests must run on the versions the bundle pins"
     assert "pytest" in command and "ruff check" in command and "ruff format --check" in command and "mypy" in command
 
 
