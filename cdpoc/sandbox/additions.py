@@ -318,3 +318,17 @@ def refuse_unknown_network_acl_associations() -> None:
 
 
 ADDITIONS.append(refuse_unknown_network_acl_associations)
+
+
+# --- health and time: readiness delays, target health, what instances answer ----------------------------
+
+
+def add_health_and_time() -> None:
+    """NAT gateways and load balancers ready after AWS-like delays, target health from simulated health
+    checks, terminated targets draining away (cdpoc/sandbox/health.py)."""
+    from cdpoc.sandbox.health import install as install_health  # imports moto, like the CI/CD one
+
+    install_health()
+
+
+ADDITIONS.append(add_health_and_time)

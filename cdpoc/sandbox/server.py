@@ -62,9 +62,12 @@ class Sandbox:
 
         self._check_port()
         from cdpoc.sandbox.cicd import with_control_path
+        from cdpoc.sandbox.health import with_load_balancers
 
-        # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); the rest is moto's
-        app = with_control_path(DomainDispatcherApplication(create_backend_app))
+        # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); requests for a load
+        # balancer's DNS name (the sandbox as HTTP proxy) get what the load balancer would answer; the rest
+        # is moto's
+        app = with_load_balancers(with_control_path(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)
