@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
+from sandbox_world import ACCOUNT, FakeClock
 from typer.testing import CliRunner
 
 from cdpoc import rollout
@@ -24,7 +25,6 @@ from cdpoc.cli import app
 from cdpoc.sandbox import health
 from cdpoc.sandbox.server import Sandbox
 from cdpoc.sandbox.simulation import FAST, REALISTIC, SIMULATION, Timing
-from sandbox_world import ACCOUNT, FakeClock, without_managed_policies
 
 ROOT = Path(__file__).parent.parent
 REGION = "us-east-1"
@@ -220,7 +220,7 @@ def test_the_app_answers_from_the_fleet_state_and_the_database(clock: FakeClock)
     depends on the MongoDB instance named by SSM /<stack>/mongodb/host being ready."""
     from moto.ec2.models import ec2_backends
 
-    vpc, subnets = network()
+    _, subnets = network()
     mongodb = launch(subnets[0], user_data="#!/bin/bash\necho mongod\n")
     app_instance = launch(subnets[1], tags={"cdpoc:stack": "demo"})
     backend = ec2_backends[ACCOUNT][REGION]
@@ -263,9 +263,7 @@ def cdpoc(endpoint: str, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_the_readme_chain_passes_against_the_sandbox(
-    proxied_sandbox: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_readme_chain_passes_against_the_sandbox(proxied_sandbox: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """cdpoc up && cdpoc plan && cdpoc push-app --wait && cdpoc status && cdpoc down --yes"""
     monkeypatch.chdir(ROOT)  # push-app's default bundle is ./bundle
     monkeypatch.setattr(rollout, "POLL_SECONDS", 0.2)
@@ -274,7 +272,21 @@ def test_the_readme_chain_passes_against_the_sandbox(
         assert code == 0, f"{command}: {out}"
     code, out = cdpoc(proxied_sandbox, "status")
     assert code == 0, out
-    assert "HTTP 200" in out
+    assert "GET /health: 200" in out
+    # the answer is the deployed app's, naming the revision CodeDeploy put on the instances
+    dns = boto3.client("elbv2", region_name=REGION, endpoint_url=proxied_sandbox).describe_load_balancers(
+        Names=["chain-alb"]
+    )["LoadBalancers"][0]["DNSName"]
+    deployment = boto3.client("codedeploy", region_name=REGION, endpoint_url=proxied_sandbox).list_deployments(
+        applicationName="chain", deploymentGroupName="chain-fleet"
+    )["deployments"][0]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxied_sandbox}))
+    with opener.open(f"http://{dns}/health", timeout=10) as reply:
+        assert json.loads(reply.read()) == {
+            "status": "healthy",
+            "data": "Database connection is healthy",
+            "revision": deployment,  # the repository's bundle has no REVISION file
+        }
     code, out = cdpoc(proxied_sandbox, "down", "--yes")
     assert code == 0, out
     assert "Leftover scan: nothing tagged cdpoc:stack=chain remains" in out
