@@ -441,11 +441,11 @@ def test_the_fleet_wait_polls_until_the_targets_are_healthy(stack: Stack, monkey
     assert len(polls) == 3
 
 
-def test_the_fleet_wait_gives_up_with_a_message(stack: Stack) -> None:
+def test_the_fleet_wait_gives_up_with_a_message(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     n = stack.name
     never = {"TargetHealthDescriptions": []}
     stack.answer("elbv2", "DescribeTargetHealth", [never] * 1000)
-    stack.ctx.run.waits.fleet = 0.0
+    monkeypatch.setattr(stack.ctx.run.waits, "fleet", 0.0)  # the Waits object is shared by the module's tests
     with pytest.raises(Exception, match=f"the instances of Auto Scaling group {n}-app to be in service and healthy"):
         stack.up()
 

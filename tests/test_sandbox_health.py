@@ -21,7 +21,10 @@ from sandbox_world import ACCOUNT, FakeClock
 from typer.testing import CliRunner
 
 from cdpoc import rollout
+from cdpoc.aws.base import AwsRun, Waits
+from cdpoc.aws.clients import ClientFactory
 from cdpoc.cli import app
+from cdpoc.errors import WaitTimeout
 from cdpoc.sandbox import health
 from cdpoc.sandbox.server import Sandbox
 from cdpoc.sandbox.simulation import FAST, REALISTIC, SIMULATION, Timing
@@ -46,7 +49,13 @@ def test_profiles_scale_aws_durations() -> None:
 
 
 @pytest.fixture
-def clock(without_managed_policies: None, aws: None) -> Iterator[FakeClock]:
+def few_policies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AWS-managed IAM policies loaded (none is used here; they cost seconds at each moto start)."""
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "false")
+
+
+@pytest.fixture
+def clock(few_policies: None, aws: None) -> Iterator[FakeClock]:
     """moto plus the sandbox's additions on a fake clock, with AWS's own durations."""
     fake = FakeClock()
     SIMULATION.reset()
@@ -236,6 +245,47 @@ def test_the_app_answers_from_the_fleet_state_and_the_database(clock: FakeClock)
     assert health.database_ready(ACCOUNT, REGION, web, clock())
     client("ssm").put_parameter(Name="/demo/mongodb/host", Value="10.0.9.9", Type="String", Overwrite=True)
     assert not health.database_ready(ACCOUNT, REGION, web, clock())  # no MongoDB there
+
+
+# ---- cdpoc's waits against the profiles (real clock)
+
+
+@pytest.fixture
+def real_clock(few_policies: None, aws: None) -> Iterator[None]:
+    SIMULATION.reset()
+    yield
+    SIMULATION.reset()
+
+
+def load_balancer_wait(timeout: float) -> tuple[list[str], Exception | None]:
+    """cdpoc's wait for a new load balancer to be active; the DescribeLoadBalancers calls it made."""
+    clients = ClientFactory(REGION)
+    run = AwsRun(clients=clients, stack="w", waits=Waits(poll_initial=0.05, poll_max=0.05))
+    _, subnets = network()
+    arn = client("elbv2").create_load_balancer(Name="waited", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    calls: list[str] = []
+    clients.client("elbv2").meta.events.register("before-call.*.DescribeLoadBalancers", lambda **_: calls.append("x"))
+    try:
+        run.wait_with(
+            "elbv2", "load_balancer_available", "load balancer waited to be active", timeout, LoadBalancerArns=[arn]
+        )
+    except WaitTimeout as exc:
+        return calls, exc
+    return calls, None
+
+
+def test_cdpoc_waits_poll_until_the_fast_load_balancer_is_active(real_clock: None) -> None:
+    SIMULATION.use_timing(FAST)
+    calls, failure = load_balancer_wait(timeout=30)
+    assert failure is None and len(calls) > 1  # moto: active at the first describe
+
+
+def test_cdpoc_waits_time_out_with_a_message_on_realistic_timing(real_clock: None) -> None:
+    SIMULATION.use_timing(REALISTIC)
+    calls, failure = load_balancer_wait(timeout=0.3)
+    assert calls and failure is not None
+    assert "timed out after 0s waiting for load balancer waited to be active" in str(failure)
+    assert failure.hint and "Re-run" in failure.hint
 
 
 # ---- the README chain through the real CLI
