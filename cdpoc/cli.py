@@ -219,11 +219,19 @@ def sandbox(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0 = any free port).")
     ] = 5000,
+    timing: Annotated[
+        str,
+        typer.Option(
+            "--timing",
+            help="How long NAT gateways, load balancers, boots, health checks and deployments take: "
+            "fast, realistic (AWS-like minutes) or a factor of AWS's durations, e.g. 0.1.",
+        ),
+    ] = "fast",
 ) -> None:
     """Run a local AWS endpoint (moto plus cdpoc's additions) until Ctrl-C or SIGTERM."""
     from cdpoc.sandbox.server import serve_forever
 
-    serve_forever(port, ctx.obj["ui"])
+    serve_forever(port, ctx.obj["ui"], timing)
 
 
 @app.command()

@@ -8,11 +8,12 @@ scan. The sandbox simulates the rollout (see cdpoc/sandbox/simulation.py); nothi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cdpoc.bundle import PushResult
 from cdpoc.context import Context, Options
 from cdpoc.errors import Cancelled, CdpocError
 from cdpoc.planner import make_plan
-from cdpoc.sandbox.server import FAKE_CREDENTIALS, Sandbox
+from cdpoc.sandbox.server import FAKE_CREDENTIALS, Sandbox, proxy_settings
 from cdpoc.stack.site import web_dir
 from cdpoc.ui import Ui
 
@@ -36,11 +37,6 @@ FAILING_HOOK = "ValidateService"
 
 class DemoFailed(CdpocError):
     pass
-
-
-def sandbox_probe(url: str) -> status.HttpCheck:
-    """The sandbox's load balancer has a made-up DNS name: say so instead of trying to reach it."""
-    return status.HttpCheck(url, error="not called: the sandbox's load balancer is simulated")
 
 
 def revised_bundle(source: Path, into: Path, revision: str) -> Path:
@@ -92,7 +88,7 @@ class Demo:
         return "nothing to do"
 
     def show_status(self, ctx: Context) -> status.StatusSnapshot:
-        snapshot = status.collect(ctx, probe=sandbox_probe)
+        snapshot = status.collect(ctx, probe=status.probe_http)  # through the sandbox as proxy
         status.print_snapshot(ctx, snapshot)
         return snapshot
 
@@ -173,14 +169,32 @@ class Demo:
         self.ui.say(f"Demo finished in {total:.0f}s: every step did what it should.", style="bold green")
 
 
+@contextlib.contextmanager
+def proxied_through(endpoint: str) -> Iterator[None]:
+    """HTTP_PROXY/NO_PROXY set to reach the sandbox's load balancers (status's probe), then put back."""
+    settings = proxy_settings(endpoint)
+    before = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run_demo(ui: Ui, options: Options) -> None:
     # The demo must never reach a real account: fake credentials, no profile, the sandbox endpoint only.
     os.environ.update(FAKE_CREDENTIALS)
     for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         os.environ.pop(variable, None)
-    with Sandbox() as sandbox:
+    with Sandbox() as sandbox, proxied_through(sandbox.endpoint):
         from cdpoc.sandbox.cicd import SIMULATION
+        from cdpoc.sandbox.simulation import FAST
 
+        SIMULATION.use_timing(FAST)  # NAT gateway, ALB, boots and health checks in a fraction of AWS's time
         SIMULATION.step_seconds = STEP_SECONDS
         ui.say(f"cdpoc demo: sandbox at {sandbox.endpoint} (nothing here touches AWS)", style="bold")
         demo_options = replace(

@@ -399,7 +399,8 @@ def _get(url: str, timeout: float) -> HttpCheck:
     request = urllib.request.Request(url, headers={"User-Agent": f"cdpoc/{__version__} status"})
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
+        # a new opener per probe: it reads HTTP_PROXY/NO_PROXY now (urlopen's is built once per process)
+        with urllib.request.build_opener().open(request, timeout=timeout) as reply:
             status, error = reply.status, ""
     except urllib.error.HTTPError as exc:
         status, error = exc.code, _first_line(exc.read(300))

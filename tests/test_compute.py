@@ -32,6 +32,7 @@ from cdpoc.errors import ConfigError, ConflictError
 from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
+from cdpoc.sandbox.simulation import SIMULATION, Timing
 from cdpoc.stack import compute, loadbalancing
 from cdpoc.stack.names import StackNames
 from cdpoc.sweeper import find_everything, leftovers, sweep
@@ -430,7 +431,9 @@ def test_a_token_answered_with_a_terminated_instance_launches_anew(stack: Stack)
     assert len({call["ClientToken"] for call in launches}) == 2
 
 
-def test_the_fleet_wait_polls_until_the_targets_are_healthy(stack: Stack) -> None:
+def test_the_fleet_wait_polls_until_the_targets_are_healthy(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the sandbox's targets healthy at once (AWS's durations x 0): only the two answers below are "initial"
+    monkeypatch.setattr(SIMULATION, "timing", Timing.parse("0"))
     initial = {"TargetHealthDescriptions": [{"Target": {"Id": "i-x"}, "TargetHealth": {"State": "initial"}}]}
     stack.answer("elbv2", "DescribeTargetHealth", [initial, initial])
     polls = stack.record("elbv2", "DescribeTargetHealth")
@@ -438,11 +441,11 @@ def test_the_fleet_wait_polls_until_the_targets_are_healthy(stack: Stack) -> Non
     assert len(polls) == 3
 
 
-def test_the_fleet_wait_gives_up_with_a_message(stack: Stack) -> None:
+def test_the_fleet_wait_gives_up_with_a_message(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     n = stack.name
     never = {"TargetHealthDescriptions": []}
     stack.answer("elbv2", "DescribeTargetHealth", [never] * 1000)
-    stack.ctx.run.waits.fleet = 0.0
+    monkeypatch.setattr(stack.ctx.run.waits, "fleet", 0.0)  # the Waits object is shared by the module's tests
     with pytest.raises(Exception, match=f"the instances of Auto Scaling group {n}-app to be in service and healthy"):
         stack.up()
 

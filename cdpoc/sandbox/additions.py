@@ -332,3 +332,17 @@ def refuse_deletes_aws_refuses() -> None:
 
 
 ADDITIONS.append(refuse_deletes_aws_refuses)
+
+
+# --- health and time: readiness delays, target health, what instances answer ----------------------------
+
+
+def add_health_and_time() -> None:
+    """NAT gateways and load balancers ready after AWS-like delays, target health from simulated health
+    checks, terminated targets draining away (cdpoc/sandbox/health.py)."""
+    from cdpoc.sandbox.health import install as install_health  # imports moto, like the CI/CD one
+
+    install_health()
+
+
+ADDITIONS.append(add_health_and_time)

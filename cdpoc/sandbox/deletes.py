@@ -18,10 +18,11 @@ Auto Scaling API references) and raised with AWS's error code; a refused delete 
   terminates them and deletes the group, as if forced).
 
 And DeleteNatGateway, which moto 5.2.5 finishes at once (state `deleted`, its Elastic IP still associated
-and its network interface kept forever), now leaves the gateway `deleting` for NAT_GATEWAY_DELETING_SECONDS
-of SIMULATION's clock, holding its address and interface; then it is `deleted`, the address disassociated
-(not released: "Deleting a public NAT gateway disassociates its Elastic IP address, but does not release the
-address from your account") and the interface gone. An unknown id is NatGatewayNotFound (moto: a 500).
+and its network interface kept forever), now leaves the gateway `deleting` for the timing profile's
+`nat_gateway_delete` (SIMULATION's clock), holding its address and interface; then it is `deleted`, the
+address disassociated (not released: "Deleting a public NAT gateway disassociates its Elastic IP address,
+but does not release the address from your account") and the interface gone. An unknown id is
+NatGatewayNotFound (moto: a 500).
 
 DescribeNatGateways honours `tag:<key>` and `tag-key` filters (moto 5.2.5 ignores them and returns every
 gateway): values of one filter are ORed, filters ANDed, `*` and `?` are wildcards in values. The other
@@ -45,7 +46,6 @@ from typing import Any
 from cdpoc.sandbox.simulation import SIMULATION
 
 # How long a NAT gateway stays `deleting` in the sandbox (on AWS typically about a minute).
-NAT_GATEWAY_DELETING_SECONDS = 0.5
 
 _DELETING_SINCE_ATTR = "cdpoc_deleting_since"  # on a moto NatGateway: when DeleteNatGateway was called
 GONE_NAT_STATES = ("deleted", "failed")
@@ -135,11 +135,16 @@ def _dependency_violation(message: str) -> Exception:
 # --- NAT gateways: deleting, then deleted -----------------------------------------------------------------
 
 
+def nat_deleting_seconds() -> float:
+    """How long a NAT gateway stays `deleting` under the current timing profile."""
+    return SIMULATION.seconds("nat_gateway_delete")
+
+
 def _finish_nat_deletions(backend: Any, now: float) -> None:
     """Gateways whose deletion has taken its time become `deleted` and let go of their address and interface."""
     for gateway in list(backend.nat_gateways.values()):
         since = gateway.__dict__.get(_DELETING_SINCE_ATTR)
-        if gateway.state != "deleting" or since is None or now < since + NAT_GATEWAY_DELETING_SECONDS:
+        if gateway.state != "deleting" or since is None or now < since + nat_deleting_seconds():
             continue
         for address in list(backend.addresses):
             if address.eni is not None and address.eni is gateway._eni and address.association_id:

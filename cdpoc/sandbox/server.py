@@ -7,10 +7,13 @@ import signal
 import socket
 import threading
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdpoc.errors import CdpocError
 from cdpoc.ui import Ui
+
+if TYPE_CHECKING:
+    from cdpoc.sandbox.simulation import Timing
 
 # moto reads these when its modules are imported, so they are set before the first import.
 MOTO_SETTINGS = {
@@ -62,9 +65,12 @@ class Sandbox:
 
         self._check_port()
         from cdpoc.sandbox.cicd import with_control_path
+        from cdpoc.sandbox.health import with_load_balancers
 
-        # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); the rest is moto's
-        app = with_control_path(DomainDispatcherApplication(create_backend_app))
+        # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); requests for a load
+        # balancer's DNS name (the sandbox as HTTP proxy) get what the load balancer would answer; the rest
+        # is moto's
+        app = with_load_balancers(with_control_path(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)
@@ -102,8 +108,28 @@ class Sandbox:
         self.stop()
 
 
-def serve_forever(port: int, ui: Ui) -> None:
+def proxy_settings(endpoint: str) -> dict[str, str]:
+    """What makes HTTP clients (urllib, so cdpoc status; curl) reach the sandbox's load balancers' DNS
+    names: the sandbox as their HTTP proxy, and the sandbox itself reached directly."""
+    return {"HTTP_PROXY": endpoint, "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def use_timing(text: str) -> Timing:
+    """Take a timing profile by name or factor (`fast`, `realistic`, `0.1`); a bad one is a clear error."""
+    from cdpoc.sandbox.simulation import SIMULATION
+    from cdpoc.sandbox.simulation import Timing as TimingProfile
+
+    try:
+        timing = TimingProfile.parse(text)
+    except ValueError as exc:
+        raise SandboxError(str(exc), "Use --timing fast, --timing realistic or a factor such as 0.1.") from None
+    SIMULATION.use_timing(timing)
+    return timing
+
+
+def serve_forever(port: int, ui: Ui, timing: str = "fast") -> None:
     """`cdpoc sandbox`: serve until Ctrl-C or SIGTERM, telling the user how to point cdpoc at it."""
+    profile = use_timing(timing)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -120,8 +146,10 @@ def serve_forever(port: int, ui: Ui) -> None:
         for key, value in FAKE_CREDENTIALS.items():
             ui.say(f"  export {key}={value}")
         ui.say("  export AWS_REGION=us-east-1   # the sandbox serves any region; cdpoc needs one named")
+        for key, value in proxy_settings(sandbox.endpoint).items():
+            ui.say(f"  export {key}={value}   # the load balancers' DNS names answer through the sandbox")
         ui.say("  cdpoc up        # or: cdpoc --endpoint-url " + sandbox.endpoint + " up")
-        ui.say("Ctrl-C or SIGTERM stops it.")
+        ui.say(f"Timing: {profile.name} (AWS's durations x {profile.factor:g}). Ctrl-C or SIGTERM stops it.")
         try:
             while not stop.wait(0.5):
                 pass

@@ -14,6 +14,63 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# ---- timing profiles
+#
+# How long AWS takes for what the sandbox simulates, in seconds (the "realistic" profile); a profile
+# multiplies them all by its factor. Where each number comes from:
+#   nat_gateway      pending -> available: "a few minutes" (AWS docs); typically 1-2 min in practice
+#   nat_gateway_delete  deleting -> deleted (the Elastic IP and interface released): about a minute
+#   load_balancer    provisioning -> active: typically 2-3 min for an ALB
+#   instance_boot    launch -> the OS and cloud-init running: ~30 s for Amazon Linux 2023 on t3
+#   stub_server      cloud-init -> cdpoc's stub answering on port 80 (user data step 1, no downloads)
+#   mongodb          cloud-init -> mongod installed, seeded and accepting the app user (user data:
+#                    dnf from MongoDB's repository, seed, restart): a few minutes
+#   lifecycle_event  one CodeDeploy lifecycle event of the bundle's hooks (they take seconds to a minute;
+#                    the whole in-place lifecycle of one instance takes about two minutes)
+# Target health uses the target group's own HealthCheckIntervalSeconds, scaled by the same factor.
+AWS_SECONDS = {
+    "nat_gateway": 90.0,
+    "nat_gateway_delete": 60.0,
+    "load_balancer": 150.0,
+    "instance_boot": 30.0,
+    "stub_server": 15.0,
+    "mongodb": 180.0,
+    "lifecycle_event": 15.0,
+}
+FAST_FACTOR = 0.004
+PROFILES = {"realistic": 1.0, "fast": FAST_FACTOR}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A timing profile: AWS's durations (AWS_SECONDS) times `factor`."""
+
+    name: str
+    factor: float
+
+    @classmethod
+    def parse(cls, text: str) -> Timing:
+        """`fast`, `realistic`, or a factor such as `0.1` (a tenth of AWS's durations)."""
+        value = text.strip().lower()
+        if value in PROFILES:
+            return cls(value, PROFILES[value])
+        try:
+            factor = float(value)
+        except ValueError:
+            raise ValueError(f"unknown timing {text!r}: fast, realistic, or a factor such as 0.1") from None
+        if not 0 <= factor <= 100 or factor != factor:
+            raise ValueError(f"timing factor {text!r} out of range: 0 to 100")
+        return cls(value, factor)
+
+    def seconds(self, what: str) -> float:
+        return AWS_SECONDS[what] * self.factor
+
+    def scaled(self, aws_seconds: float) -> float:
+        return aws_seconds * self.factor
+
+
+FAST = Timing("fast", FAST_FACTOR)
+REALISTIC = Timing("realistic", 1.0)
 DEFAULT_STEP_SECONDS = 0.5
 
 # In-place deployment lifecycle, in the order CodeDeploy runs it on one instance. With native traffic
@@ -65,14 +122,26 @@ class Simulation:
         self.lock = threading.RLock()
         self._advancers: list[Advancer] = []
         self.step_seconds = DEFAULT_STEP_SECONDS
+        self.timing = FAST
         self.clock: Callable[[], float] = time.time
         self._failures: list[FailureRequest] = []
 
     def reset(self) -> None:
         with self.lock:
             self.step_seconds = DEFAULT_STEP_SECONDS
+            self.timing = FAST
             self.clock = time.time
             self._failures.clear()
+
+    def use_timing(self, timing: Timing) -> None:
+        """Take a timing profile: its durations, and its lifecycle event length as the CI/CD step."""
+        with self.lock:
+            self.timing = timing
+            self.step_seconds = timing.seconds("lifecycle_event")
+
+    def seconds(self, what: str) -> float:
+        """How long `what` (a key of AWS_SECONDS) takes under the current profile."""
+        return self.timing.seconds(what)
 
     def forget_failures(self) -> None:
         with self.lock:
