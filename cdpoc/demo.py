@@ -23,6 +23,9 @@ from cdpoc.errors import Cancelled, CdpocError
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.server import FAKE_CREDENTIALS, Sandbox
 from cdpoc.stack.site import web_dir
+from cdpoc.statuscollect import collect
+from cdpoc.statussnapshot import StatusSnapshot
+from cdpoc.statusviews import HttpCheck
 from cdpoc.ui import Ui
 
 DEMO_STACK = "cdpoc-demo"
@@ -38,9 +41,9 @@ class DemoFailed(CdpocError):
     pass
 
 
-def sandbox_probe(url: str) -> status.HttpCheck:
+def sandbox_probe(url: str) -> HttpCheck:
     """The sandbox's load balancer has a made-up DNS name: say so instead of trying to reach it."""
-    return status.HttpCheck(url, error="not called: the sandbox's load balancer is simulated")
+    return HttpCheck(url, error="not called: the sandbox's load balancer is simulated")
 
 
 def revised_bundle(source: Path, into: Path, revision: str) -> Path:
@@ -91,8 +94,8 @@ class Demo:
             raise DemoFailed("plan after up still has work")
         return "nothing to do"
 
-    def show_status(self, ctx: Context) -> status.StatusSnapshot:
-        snapshot = status.collect(ctx, probe=sandbox_probe)
+    def show_status(self, ctx: Context) -> StatusSnapshot:
+        snapshot = collect(ctx, probe=sandbox_probe)
         status.print_snapshot(ctx, snapshot)
         return snapshot
 

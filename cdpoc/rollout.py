@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -259,13 +257,12 @@ def follow(
     state = start
     deadline = clock() + timeout
     poll = min(run.waits.poll_max, POLL_SECONDS)
-    live = Live(table(state), console=ui.console, refresh_per_second=4) if ui.interactive else None
     try:
-        with live if live is not None else nullcontext():
+        with ui.live(table(state)) as view:
             while True:
                 current = look(run, pipeline, target_group, state)
-                if live is not None:
-                    live.update(table(current))
+                if view.active:
+                    view.update(table(current))
                 else:
                     for line in events(state, current):
                         ui.say(line)
