@@ -25,6 +25,18 @@ from cdpoc.model import Action, Observed, Plan
 from cdpoc.planner import make_plan
 from cdpoc.render import extra_details
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import (
+    BASTION,
+    BASTION_ADDRESS,
+    DATABASE,
+    DEPLOYMENT_GROUP,
+    FLEET,
+    LOAD_BALANCER,
+    PIPELINE,
+    SITE_BUCKET,
+    TARGET_GROUP,
+    Part,
+)
 from cdpoc.statusprobe import HttpProbe, probe_http
 from cdpoc.statusshapes import (
     activity,
@@ -101,18 +113,15 @@ def collect(
     inventory = inventory or take_inventory(ctx)
     run, found = ctx.run, inventory.found
     endpoints = _endpoints(found, ctx.settings.load_balancer.health_check_path, probe)
-    pipeline_state = None
-    if _exists(inventory, inventory.names.pipeline, "pipeline"):
-        pipeline_state = observe.pipeline_state(run, inventory.names.pipeline)
-    executions = observe.action_executions(run, inventory.names.pipeline) if pipeline_state else []
+    pipeline_name = _existing_name(inventory, PIPELINE)
+    pipeline_state = observe.pipeline_state(run, pipeline_name) if pipeline_name else None
+    executions = observe.action_executions(run, pipeline_name) if pipeline_state else []
     commits = commits_by_deployment(executions)
     deployments: list[dict[str, Any]] = []
-    if _exists(inventory, inventory.names.deployment_group, "deployment_group"):
+    group_name = _existing_name(inventory, DEPLOYMENT_GROUP)
+    if group_name:
         deployments = observe.recent_deployments(
-            run,
-            inventory.names.codedeploy_application,
-            inventory.names.deployment_group,
-            also=deployment_ids(executions),
+            run, inventory.names.codedeploy_application, group_name, also=deployment_ids(executions)
         )
     commits = with_same_revisions(commits, deployments)
     group = _group(ctx, inventory)
@@ -123,7 +132,7 @@ def collect(
     if group is not None:
         fleet = _fleet(run, group, inventory, deployments, targets_by_deployment, commits)
         activities = tuple(activity(a) for a in observe.scaling_activities(run, group["AutoScalingGroupName"]))
-    pipeline = pipeline_view(inventory.names.pipeline, pipeline_state, executions) if pipeline_state else None
+    pipeline = pipeline_view(pipeline_name, pipeline_state, executions) if pipeline_state else None
     deployment = latest_deployment(deployments, targets_by_deployment, commits)
     stack = replace(inventory.view, created_at=_created(inventory, group, fleet, pipeline_state))
     return StatusSnapshot(
@@ -138,26 +147,20 @@ def collect(
     )
 
 
-def _exists(inventory: Inventory, name: str, kind: str) -> bool:
-    """Whether the stack declares a resource of that name and kind, and it exists (no call when it does not)."""
-    return any(
-        res.name == name and res.kind == kind and inventory.found.get(res.key) is not None
-        for res in inventory.graph.resources.values()
-    )
+def _existing_name(inventory: Inventory, part: Part) -> str:
+    """The part's AWS name when the stack declares it and it exists; "" otherwise (no call for its view then)."""
+    declared = part.of(inventory.graph)
+    return declared.name if declared is not None and part.found_in(inventory.found) is not None else ""
 
 
 def _group(ctx: Context, inventory: Inventory) -> dict[str, Any] | None:
-    found = inventory.found.get("asg.app")
+    found = FLEET.found_in(inventory.found)
     return observe.auto_scaling_group(ctx.run, found.id) if found is not None else None
 
 
 def _endpoints(found: Mapping[str, Observed | None], health_path: str, probe: HttpProbe) -> Endpoints:
-    alb, web = found.get("alb"), found.get("bucket.web")
-    bastion, bastion_ip, mongodb = (
-        found.get("instance.bastion"),
-        found.get("eip.bastion"),
-        found.get("instance.mongodb"),
-    )
+    alb, web = LOAD_BALANCER.found_in(found), SITE_BUCKET.found_in(found)
+    bastion, bastion_ip, mongodb = BASTION.found_in(found), BASTION_ADDRESS.found_in(found), DATABASE.found_in(found)
     dns = str(alb.attrs.get("dns_name", "")) if alb else ""
     return Endpoints(
         app_url=f"http://{dns}/" if dns else "",
@@ -205,7 +208,7 @@ def _fleet(
     commits: Mapping[str, tuple[str, str]],
 ) -> Fleet:
     target_groups = list(group.get("TargetGroupARNs", []))
-    tg = inventory.found.get("tg.app")
+    tg = TARGET_GROUP.found_in(inventory.found)
     if not target_groups and tg is not None:
         target_groups = [tg.id]
     health: dict[str, Mapping[str, Any]] = {}

@@ -34,7 +34,7 @@ def imported(name: str, path: Path) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # `from cdpoc import status` imports the module cdpoc.status; `from cdpoc.x import f` imports cdpoc.x.
-            candidates = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            candidates = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
         else:
             continue
         for candidate in candidates:
