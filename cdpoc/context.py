@@ -19,6 +19,7 @@ from cdpoc.graph import Graph
 from cdpoc.lock import StackLock
 from cdpoc.model import Observed
 from cdpoc.stack import build
+from cdpoc.stack.names import ConfiguredNames
 from cdpoc.ui import Ui
 
 
@@ -72,6 +73,12 @@ class Context:
     def region_label(self) -> str:
         """The region and where it came from, for every header: "eu-west-1 (region from AWS_REGION)"."""
         return describe_region(self.settings.region, self.region_source)
+
+    @property
+    def names(self) -> ConfiguredNames:
+        """The names the settings alone decide (the pipeline, the log group...): known without an AWS call.
+        Names that need the zones or the account come with the graph (cdpoc.stack.build)."""
+        return ConfiguredNames(self.settings)
 
     def describe(self, found: Observed) -> str:
         """How a found resource is shown to the user, by its kind's handler."""

@@ -24,6 +24,9 @@ from cdpoc.errors import Cancelled, CdpocError
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.server import FAKE_CREDENTIALS, Sandbox, proxy_settings
 from cdpoc.stack.site import web_dir
+from cdpoc.statuscollect import collect
+from cdpoc.statusprobe import probe_http
+from cdpoc.statussnapshot import StatusSnapshot
 from cdpoc.ui import Ui
 
 DEMO_STACK = "cdpoc-demo"
@@ -87,8 +90,8 @@ class Demo:
             raise DemoFailed("plan after up still has work")
         return "nothing to do"
 
-    def show_status(self, ctx: Context) -> status.StatusSnapshot:
-        snapshot = status.collect(ctx, probe=status.probe_http)  # through the sandbox as proxy
+    def show_status(self, ctx: Context) -> StatusSnapshot:
+        snapshot = collect(ctx, probe=probe_http)  # through the sandbox as proxy
         status.print_snapshot(ctx, snapshot)
         return snapshot
 

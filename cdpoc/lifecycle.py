@@ -16,6 +16,7 @@ from cdpoc.model import Observed, Plan, duplicated_component, is_extra, owner_te
 from cdpoc.planner import make_plan
 from cdpoc.preflight import check_before_creating
 from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
+from cdpoc.stack.parts import BASTION
 from cdpoc.sweeper import Doomed, is_kept, leftovers, spare_data, survey, sweep
 
 
@@ -67,7 +68,7 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
     remove_duplicates(ctx, graph, current, parallelism)
     for label, value in stack_outputs(results, ctx.settings.operator.key_name):
         ctx.ui.say(f"{label + ':':20} {value}")
-    if not ctx.settings.operator.key_name and any(k == "instance.bastion" for k in results):
+    if not ctx.settings.operator.key_name and BASTION.found_in(results) is not None:
         ctx.ui.say("No operator.key_name is set: SSH needs a key pair; SSM Session Manager reaches the app hosts.")
     ctx.ui.say(f"Running cost: {describe_cost(hourly_cost(graph.resources.values()))}.")
     return results

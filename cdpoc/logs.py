@@ -32,7 +32,6 @@ from rich.text import Text
 from cdpoc.aws import logs_read
 from cdpoc.aws.observe import Throttled
 from cdpoc.errors import EXIT_OK, ConfigError
-from cdpoc.stack.names import StackNames
 
 if TYPE_CHECKING:
     from cdpoc.context import Context
@@ -205,7 +204,8 @@ def show(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    group = StackNames(ctx.settings, (), "").log_group
+    # The log group's name follows from the settings: reading logs needs no zone or account look-up.
+    group = ctx.names.log_group
     tail = Tail(int((clock() - request.since_seconds) * 1000))
     ui = ctx.ui
     printed = _emit(ui, tail.fresh(read_lines(ctx, group, request, tail.start_ms)))

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from cdpoc.executor import State
 from cdpoc.model import ORPHAN_PREFIX, Action, Observed, Plan, Step, duplicated_component, is_extra
+from cdpoc.stack.parts import BASTION, DATABASE, LOAD_BALANCER, SITE_BUCKET, Part
 
 EXTRA = "extra"
 ACTION_STYLE = {
@@ -100,16 +101,16 @@ def plan_summary(plan: Plan) -> str:
 def stack_outputs(results: Mapping[str, Observed], key_name: str = "") -> list[tuple[str, str]]:
     """What a user needs once `up` is done: where the app, the site and the hosts are, how to SSH in."""
 
-    def attr(key: str, name: str) -> str:
-        found = results.get(key)
+    def attr(part: Part, name: str) -> str:
+        found = part.found_in(results)
         return str(found.attrs.get(name, "")) if found else ""
 
     outputs = []
-    if dns := attr("alb", "dns_name"):
+    if dns := attr(LOAD_BALANCER, "dns_name"):
         outputs.append(("Application (ALB)", f"http://{dns}/"))
-    if site := attr("bucket.web", "website_url"):
+    if site := attr(SITE_BUCKET, "website_url"):
         outputs.append(("Website", site))
-    bastion, mongodb = attr("instance.bastion", "public_ip"), attr("instance.mongodb", "private_ip")
+    bastion, mongodb = attr(BASTION, "public_ip"), attr(DATABASE, "private_ip")
     if bastion:
         outputs.append(("Bastion", bastion))
     if mongodb:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -32,7 +30,7 @@ from cdpoc.aws.pipeline import action_executions, find_execution, get_execution
 from cdpoc.bundle import PushResult, check_bundle, push
 from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout
-from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import FLEET, TARGET_GROUP
 from cdpoc.ui import Ui
 
 # Seconds between looks (capped by the run's poll_max, so tests with fast waits look faster).
@@ -259,13 +257,12 @@ def follow(
     state = start
     deadline = clock() + timeout
     poll = min(run.waits.poll_max, POLL_SECONDS)
-    live = Live(table(state), console=ui.console, refresh_per_second=4) if ui.interactive else None
     try:
-        with live if live is not None else nullcontext():
+        with ui.live(table(state)) as view:
             while True:
                 current = look(run, pipeline, target_group, state)
-                if live is not None:
-                    live.update(table(current))
+                if view.active:
+                    view.update(table(current))
                 else:
                     for line in events(state, current):
                         ui.say(line)
@@ -334,7 +331,7 @@ def _after_success(ctx: Context, state: Rollout) -> None:
     ui = ctx.ui
     ready = sum(1 for i in state.instances if i.status == "Succeeded")
     ui.say(f"Deployed: {state.deployment_id} succeeded on {ready} instance(s).", style="bold green")
-    group = ctx.graph().resources.get("asg.app")
+    group = FLEET.of(ctx.graph())
     if group is not None:
         grace = int(group.props.get("health_check_grace_period", 300))
         if use_elb_health_checks(ctx.run, group.name, grace):
@@ -356,7 +353,7 @@ def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, ti
 def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResult:
     """Validate the bundle (before any AWS call), then push only what differs from the source."""
     files = check_bundle(bundle_dir)
-    result = push(ctx.run, StackNames(ctx.settings, (), "").pipeline, files, message)
+    result = push(ctx.run, ctx.names.pipeline, files, message)
     _pushed(ctx.ui, result)
     return result
 
@@ -364,10 +361,9 @@ def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResu
 @holding_lock("push-app")
 def follow_push(ctx: Context, result: PushResult, timeout: float) -> None:
     """Follow a pushed change through the pipeline to every instance; DeploymentFailed if it did not deploy."""
-    target_group = ctx.graph().resources.get("tg.app")
+    target_group = TARGET_GROUP.of(ctx.graph())
     start = Rollout(result.revision, execution_id=result.execution_id)
-    pipeline = StackNames(ctx.settings, (), "").pipeline
-    state = follow(ctx.run, ctx.ui, pipeline, start, target_group.name if target_group else "", timeout)
+    state = follow(ctx.run, ctx.ui, ctx.names.pipeline, start, target_group.name if target_group else "", timeout)
     problem = verdict(state)
     if problem is not None:
         raise problem

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -17,21 +17,19 @@ from rich.table import Table
 from rich.text import Text
 
 from cdpoc.cost import describe_cost
-
-if TYPE_CHECKING:
-    from cdpoc.status import (
-        Activity,
-        DeploymentView,
-        Endpoints,
-        Fleet,
-        FleetInstance,
-        HttpCheck,
-        LifecycleEventView,
-        PipelineView,
-        StackView,
-        StatusSnapshot,
-        TargetView,
-    )
+from cdpoc.statussnapshot import StatusSnapshot
+from cdpoc.statusviews import (
+    Activity,
+    DeploymentView,
+    Endpoints,
+    Fleet,
+    FleetInstance,
+    HttpCheck,
+    LifecycleEventView,
+    PipelineView,
+    StackView,
+    TargetView,
+)
 
 SCHEMA = 1
 CHANGED = "bold reverse"

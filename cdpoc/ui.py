@@ -1,4 +1,8 @@
-"""The one owner of the terminal: live progress on a TTY, plain lines otherwise, errors on stderr."""
+"""The one owner of the terminal: live views on a TTY, plain lines otherwise, errors on stderr.
+
+Every region redrawn in place (up/down progress, `status --watch`, `push-app --wait`) is a Ui.live view:
+no other module builds a rich Live, so there is one place that decides when the terminal is live.
+"""
 
 from __future__ import annotations
 
@@ -54,15 +58,49 @@ class Ui:
         self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
     @contextmanager
+    def live(self, renderable: RenderableType | None = None, *, refresh_per_second: float = 0) -> Iterator[LiveView]:
+        """A region of the terminal redrawn in place while the block runs; it stays on screen afterwards.
+
+        Off a terminal (or in JSON mode) the view is inactive and shows nothing: the caller prints lines
+        instead. refresh_per_second > 0 also redraws on its own, for a renderable that changes by itself
+        (a clock); otherwise only update() redraws.
+        """
+        if not self.interactive:
+            yield LiveView(None)
+            return
+        auto = refresh_per_second > 0
+        with Live(
+            renderable,
+            console=self.console,
+            auto_refresh=auto,
+            refresh_per_second=refresh_per_second if auto else 4,
+            transient=False,
+        ) as live:
+            yield LiveView(live)
+
+    @contextmanager
     def progress(self, title: str, labels: Mapping[str, str]) -> Iterator[Progress]:
         progress = Progress(self, title, labels)
-        if self.interactive:
-            with Live(progress, console=self.console, refresh_per_second=8, transient=False):
-                yield progress
-        else:
-            if not self.json_mode:
-                self.console.print(Text(title, style="bold"))
+        if not self.interactive and not self.json_mode:
+            self.console.print(Text(title, style="bold"))
+        # The table shows each running step's clock: it redraws on its own.
+        with self.live(progress, refresh_per_second=8):
             yield progress
+
+
+class LiveView:
+    """What Ui.live hands out: update() redraws the region with a new renderable; inactive off a terminal."""
+
+    def __init__(self, live: Live | None) -> None:
+        self._live = live
+
+    @property
+    def active(self) -> bool:
+        return self._live is not None
+
+    def update(self, renderable: RenderableType) -> None:
+        if self._live is not None:
+            self._live.update(renderable, refresh=True)
 
 
 class Progress:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,14 +257,21 @@ def real_clock(few_policies: None, aws: None) -> Iterator[None]:
     SIMULATION.reset()
 
 
-def load_balancer_wait(timeout: float) -> tuple[list[str], Exception | None]:
+def load_balancer_wait(
+    timeout: float, on_describe: Callable[[], None] = lambda: None
+) -> tuple[list[str], Exception | None]:
     """cdpoc's wait for a new load balancer to be active; the DescribeLoadBalancers calls it made."""
     clients = ClientFactory(REGION)
     run = AwsRun(clients=clients, stack="w", waits=Waits(poll_initial=0.05, poll_max=0.05))
     _, subnets = network()
     arn = client("elbv2").create_load_balancer(Name="waited", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
     calls: list[str] = []
-    clients.client("elbv2").meta.events.register("before-call.*.DescribeLoadBalancers", lambda **_: calls.append("x"))
+
+    def described(**_: Any) -> None:
+        calls.append("x")
+        on_describe()
+
+    clients.client("elbv2").meta.events.register("before-call.*.DescribeLoadBalancers", described)
     try:
         run.wait_with(
             "elbv2", "load_balancer_available", "load balancer waited to be active", timeout, LoadBalancerArns=[arn]
@@ -274,10 +281,12 @@ def load_balancer_wait(timeout: float) -> tuple[list[str], Exception | None]:
     return calls, None
 
 
-def test_cdpoc_waits_poll_until_the_fast_load_balancer_is_active(real_clock: None) -> None:
+def test_cdpoc_waits_poll_until_the_fast_load_balancer_is_active(clock: FakeClock) -> None:
     SIMULATION.use_timing(FAST)
-    calls, failure = load_balancer_wait(timeout=30)
-    assert failure is None and len(calls) > 1  # moto: active at the first describe
+    # each look moves the simulated clock 0.4 of the provisioning time (the machine's clock is too noisy to count on)
+    look = FAST.seconds("load_balancer") * 0.4
+    calls, failure = load_balancer_wait(timeout=30, on_describe=lambda: clock.advance(look))
+    assert failure is None and len(calls) == 3  # provisioning at 0.4 and 0.8, active at 1.2; moto: at the first
 
 
 def test_cdpoc_waits_time_out_with_a_message_on_realistic_timing(real_clock: None) -> None:

@@ -38,7 +38,7 @@ from sandbox_world import (
 from sandbox_world import client as sandbox_client
 from typer.testing import CliRunner
 
-from cdpoc import status
+from cdpoc import status, statuscollect, statusprobe
 from cdpoc.apply import apply_plan
 from cdpoc.aws.account import account_id
 from cdpoc.cli import app
@@ -51,18 +51,12 @@ from cdpoc.sandbox.server import Sandbox
 from cdpoc.sandbox.simulation import Timing
 from cdpoc.stack import network
 from cdpoc.stack.names import StackNames
-from cdpoc.status import (
-    HttpCheck,
-    Inventory,
-    ResourceRow,
-    StackView,
-    Watcher,
-    collect,
-    exit_code,
-    probe_http,
-    take_inventory,
-)
+from cdpoc.statuscollect import Inventory, collect, take_inventory
+from cdpoc.statusprobe import probe_http
 from cdpoc.statusrender import status_lines
+from cdpoc.statussnapshot import exit_code
+from cdpoc.statusviews import HttpCheck, ResourceRow, StackView
+from cdpoc.statuswatch import Watcher
 
 
 @pytest.fixture
@@ -593,7 +587,7 @@ def test_a_snapshot_of_the_registered_stack_costs_the_plan_plus_a_few_calls(
     snapshot = collect(ctx, probe=healthy_probe)
 
     assert snapshot.stack.missing == []
-    assert plan_calls <= len(ctx.clients.calls) <= plan_calls + status.LIVE_CALLS
+    assert plan_calls <= len(ctx.clients.calls) <= plan_calls + statuscollect.LIVE_CALLS
     assert ctx.clients.mutating_calls() == []
 
 
@@ -640,7 +634,7 @@ def test_probe_reports_status_latency_and_failures(web: str) -> None:
 
 def test_probe_gives_up_when_even_the_name_lookup_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
-    monkeypatch.setattr(status, "_get", lambda url, timeout: release.wait(30))
+    monkeypatch.setattr(statusprobe, "_get", lambda url, timeout: release.wait(30))
     check = probe_http("http://t1-alb.example/health", timeout=0.05)
     release.set()
     assert not check.ok and check.error == "unreachable: no answer within 0.05s"
@@ -664,7 +658,7 @@ def sleeper(actions: list[Callable[[], None]], slept: list[float]) -> Callable[[
 def test_watch_off_a_terminal_prints_a_line_per_change(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = build_fleet(ctx)
     inventory = fleet_inventory(ctx, fleet)
-    monkeypatch.setattr(status, "take_inventory", lambda ctx: inventory)
+    monkeypatch.setattr(statuscollect, "take_inventory", lambda ctx: inventory)
     autoscaling = ctx.run.client("autoscaling")
     slept: list[float] = []
     actions = [
@@ -685,7 +679,7 @@ def test_watch_off_a_terminal_prints_a_line_per_change(ctx: Context, monkeypatch
 def test_watch_backs_off_when_throttled(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = build_fleet(ctx)
     inventory = fleet_inventory(ctx, fleet)
-    monkeypatch.setattr(status, "take_inventory", lambda ctx: inventory)
+    monkeypatch.setattr(statuscollect, "take_inventory", lambda ctx: inventory)
     slept: list[float] = []
     stubber = Stubber(ctx.run.client("autoscaling"))
     group = {
@@ -719,7 +713,7 @@ def test_watch_backs_off_when_throttled(ctx: Context, monkeypatch: pytest.Monkey
 def test_watch_json_prints_one_object_per_change(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     fleet = build_fleet(ctx)
     inventory = fleet_inventory(ctx, fleet)
-    monkeypatch.setattr(status, "take_inventory", lambda ctx: inventory)
+    monkeypatch.setattr(statuscollect, "take_inventory", lambda ctx: inventory)
     ctx.ui.json_mode = True
     written: list[str] = []
     monkeypatch.setattr(ctx.ui, "out", written.append)
@@ -733,13 +727,13 @@ def test_watch_json_prints_one_object_per_change(ctx: Context, monkeypatch: pyte
 
 def test_watch_reads_the_inventory_at_most_once_a_minute(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     taken: list[int] = []
-    real = status.take_inventory
+    real = statuscollect.take_inventory
 
     def counting(ctx: Context) -> Inventory:
         taken.append(1)
         return real(ctx)
 
-    monkeypatch.setattr(status, "take_inventory", counting)
+    monkeypatch.setattr(statuscollect, "take_inventory", counting)
     status.show(ctx, watch=True, interval=1, probe=healthy_probe, sleep=sleeper([lambda: None] * 3, []))
     assert len(taken) == 1
 
@@ -907,11 +901,11 @@ def test_cli_status_exit_codes_and_json(ctx: Context, tmp_path: Path) -> None:
 WATCH_HARNESS = """
 import sys
 import cdpoc.stack
-import cdpoc.status
+import cdpoc.statuswatch
 from cdpoc.stack import network
 
 cdpoc.stack.AREAS = (network,)     # the network core alone: a stack that other areas' work does not change
-cdpoc.status.INVENTORY_MAX_AGE = 0  # re-read what exists on every refresh, so that `up` shows at once
+cdpoc.statuswatch.INVENTORY_MAX_AGE = 0  # re-read what exists on every refresh, so that `up` shows at once
 from cdpoc.cli import app
 
 app(sys.argv[1:])

@@ -8,22 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
-from cdpoc.status import (
-    Activity,
-    DeploymentView,
-    Endpoints,
-    Fleet,
-    FleetInstance,
-    HttpCheck,
-    LifecycleEventView,
-    PipelineView,
-    ResourceRow,
-    StackView,
-    StageView,
-    StatusSnapshot,
-    TargetView,
-    exit_code,
-)
 from cdpoc.statusrender import (
     CHANGED,
     changes,
@@ -35,6 +19,21 @@ from cdpoc.statusrender import (
     status_renderable,
     took,
     watch_footer,
+)
+from cdpoc.statussnapshot import StatusSnapshot, exit_code
+from cdpoc.statusviews import (
+    Activity,
+    DeploymentView,
+    Endpoints,
+    Fleet,
+    FleetInstance,
+    HttpCheck,
+    LifecycleEventView,
+    PipelineView,
+    ResourceRow,
+    StackView,
+    StageView,
+    TargetView,
 )
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -9,12 +9,13 @@ turned out to be. The pipeline is created last because CreatePipeline starts a r
 from __future__ import annotations
 
 from cdpoc.model import Resource
+from cdpoc.stack import parts
 from cdpoc.stack.names import StackNames
 
 SOURCE = "source"
-APPLICATION = "deploy.app"
-DEPLOYMENT_GROUP = "deploy.group"
-PIPELINE = "pipeline"
+APPLICATION = parts.DEPLOYMENT_APPLICATION.key
+DEPLOYMENT_GROUP = parts.DEPLOYMENT_GROUP.key
+PIPELINE = parts.PIPELINE.key
 RULE = "rule.pipeline"
 
 # CodeDeploy triggers: tell the alerts topic how each deployment ended.
@@ -45,34 +46,36 @@ def source(names: StackNames) -> Resource:
 
 
 def application(names: StackNames) -> Resource:
-    return Resource(APPLICATION, "codedeploy_application", names.codedeploy_application, {"compute_platform": "Server"})
+    return Resource(
+        APPLICATION, parts.DEPLOYMENT_APPLICATION.kind, names.codedeploy_application, {"compute_platform": "Server"}
+    )
 
 
 def deployment_group(names: StackNames) -> Resource:
     return Resource(
         DEPLOYMENT_GROUP,
-        "deployment_group",
+        parts.DEPLOYMENT_GROUP.kind,
         names.deployment_group,
         {
             "application": APPLICATION,
             "application_name": names.codedeploy_application,
             "role": "role.codedeploy",
-            "autoscaling_group": "asg.app",
-            "target_group": "tg.app",
+            "autoscaling_group": parts.FLEET.key,
+            "target_group": parts.TARGET_GROUP.key,
             "topic": "topic.alerts",
             "deployment_config": names.settings.pipeline.deployment_config,
             "trigger_name": f"{names.name}-deployments",
             "trigger_events": DEPLOYMENT_TRIGGER_EVENTS,
             "rollback_events": AUTO_ROLLBACK_EVENTS,
         },
-        (APPLICATION, "role.codedeploy", "asg.app", "tg.app", "topic.alerts"),
+        (APPLICATION, "role.codedeploy", parts.FLEET.key, parts.TARGET_GROUP.key, "topic.alerts"),
     )
 
 
 def pipeline(names: StackNames) -> Resource:
     return Resource(
         PIPELINE,
-        "pipeline",
+        parts.PIPELINE.kind,
         names.pipeline,
         {
             "role": "role.pipeline",

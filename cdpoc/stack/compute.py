@@ -14,6 +14,16 @@ from typing import Any
 from cdpoc.errors import ConfigError
 from cdpoc.model import Resource
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import (
+    BASTION,
+    BASTION_ADDRESS,
+    DATABASE,
+    FLEET,
+    LOAD_BALANCER,
+    LOG_GROUP,
+    SITE_BUCKET,
+    TARGET_GROUP,
+)
 
 APP_SUBNETS = ("subnet.app.a", "subnet.app.b")
 
@@ -66,17 +76,17 @@ def bastion(names: StackNames) -> list[Resource]:
     compute = names.settings.compute
     props = {
         **instance_props(names, compute.bastion_instance_type, "subnet.bastion", "sg.bastion"),
-        "eip": "eip.bastion",
+        "eip": BASTION_ADDRESS.key,
     }
     return [
         # Associating it needs the internet gateway attached; releasing it must come before the detach.
-        Resource("eip.bastion", "elastic_ip", f"{names.name}-bastion", {}, ("igw",)),
+        Resource(BASTION_ADDRESS.key, BASTION_ADDRESS.kind, f"{names.name}-bastion", {}, ("igw",)),
         Resource(
-            "instance.bastion",
-            "instance",
+            BASTION.key,
+            BASTION.kind,
             f"{names.name}-bastion",
             props,
-            ("subnet.bastion", "sg.bastion", "eip.bastion", "rt.public", "nacl.bastion"),
+            ("subnet.bastion", "sg.bastion", BASTION_ADDRESS.key, "rt.public", "nacl.bastion"),
         ),
     ]
 
@@ -95,15 +105,15 @@ def mongodb(names: StackNames) -> Resource:
                 "uploads_bucket": names.bucket("uploads"),
                 "data_device": MONGODB_DATA_VOLUME["device"],
             },
-            "from_dependencies": {"web_origin": {"resource": "bucket.web", "attr": "website_url", "as": "origin"}},
+            "from_dependencies": {"web_origin": {"resource": SITE_BUCKET.key, "attr": "website_url", "as": "origin"}},
         },
         "data_volume": MONGODB_DATA_VOLUME,
     }
     # The user data installs from the internet at boot: the route through the NAT gateway, the tier's
     # network ACL and the S3 endpoint should be in place first; it reads both passwords from SSM.
     return Resource(
-        "instance.mongodb",
-        "instance",
+        DATABASE.key,
+        DATABASE.kind,
         f"{names.name}-mongodb",
         props,
         (
@@ -112,7 +122,7 @@ def mongodb(names: StackNames) -> Resource:
             "profile.instance",
             "param.mongodb.admin-password",
             "param.mongodb.app-password",
-            "bucket.web",
+            SITE_BUCKET.key,
             "rt.private.a",
             "nacl.data",
             "endpoint.s3",
@@ -135,17 +145,17 @@ def app_fleet(names: StackNames) -> list[Resource]:
             "key_name": names.settings.operator.key_name,
             # Instances and their volumes carry the group's component; the group's own tags (propagated
             # at launch) take precedence over these where keys overlap.
-            "instance_tags": {"component": "asg.app", "name": instance_name},
+            "instance_tags": {"component": FLEET.key, "name": instance_name},
             "user_data": {
                 "template": "app-instance.sh",
                 "values": {"stack": names.name, "log_group": names.log_group},
             },
         },
-        ("profile.instance", "sg.app", "loggroup"),
+        ("profile.instance", "sg.app", LOG_GROUP.key),
     )
     group = Resource(
-        "asg.app",
-        "autoscaling_group",
+        FLEET.key,
+        FLEET.kind,
         f"{names.name}-app",
         {
             "launch_template": "launch_template.app",
@@ -155,8 +165,8 @@ def app_fleet(names: StackNames) -> list[Resource]:
             "max_size": compute.max_size,
             # Used for the cost estimate; the launch template is what sets it.
             "instance_type": compute.instance_type,
-            "target_group": "tg.app",
-            "load_balancer": "alb",
+            "target_group": TARGET_GROUP.key,
+            "load_balancer": LOAD_BALANCER.key,
             "health_check_type": INITIAL_HEALTH_CHECK_TYPE,
             "health_check_grace_period": HEALTH_CHECK_GRACE_SECONDS,
             "instance_name": instance_name,
@@ -170,8 +180,8 @@ def app_fleet(names: StackNames) -> list[Resource]:
         (
             "launch_template.app",
             *APP_SUBNETS,
-            "tg.app",
-            "alb",
+            TARGET_GROUP.key,
+            LOAD_BALANCER.key,
             "listener.http",
             "topic.alerts",
             "rt.private.a",

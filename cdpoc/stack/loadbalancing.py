@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cdpoc.model import Resource
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import LOAD_BALANCER, TARGET_GROUP
 
 PUBLIC_SUBNETS = ("subnet.public.a", "subnet.public.b")
 HTTP_PORT = 80
@@ -18,8 +19,8 @@ def declare(names: StackNames) -> list[Resource]:
     lb = names.settings.load_balancer
     return [
         Resource(
-            "tg.app",
-            "target_group",
+            TARGET_GROUP.key,
+            TARGET_GROUP.kind,
             f"{names.name}-app",
             {
                 "vpc": "vpc",
@@ -40,8 +41,8 @@ def declare(names: StackNames) -> list[Resource]:
             ("vpc",),
         ),
         Resource(
-            "alb",
-            "load_balancer",
+            LOAD_BALANCER.key,
+            LOAD_BALANCER.kind,
             f"{names.name}-alb",
             {"subnets": PUBLIC_SUBNETS, "security_groups": ("sg.alb",), "scheme": "internet-facing"},
             # An internet-facing ALB needs the internet gateway attached (and must be gone before it is
@@ -52,7 +53,12 @@ def declare(names: StackNames) -> list[Resource]:
             "listener.http",
             "listener",
             f"{names.name}-http",
-            {"load_balancer": "alb", "target_group": "tg.app", "protocol": "HTTP", "port": HTTP_PORT},
-            ("alb", "tg.app"),
+            {
+                "load_balancer": LOAD_BALANCER.key,
+                "target_group": TARGET_GROUP.key,
+                "protocol": "HTTP",
+                "port": HTTP_PORT,
+            },
+            (LOAD_BALANCER.key, TARGET_GROUP.key),
         ),
     ]

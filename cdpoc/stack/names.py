@@ -8,12 +8,10 @@ from cdpoc.config import Settings
 
 
 @dataclass(frozen=True)
-class StackNames:
-    """What every declaration needs: settings, the two resolved zones, the account, and derived names."""
+class ConfiguredNames:
+    """The names the settings alone decide: no AWS call is needed to know them (push-app, logs)."""
 
     settings: Settings
-    zones: tuple[str, ...]
-    account: str
 
     @property
     def name(self) -> str:
@@ -22,11 +20,6 @@ class StackNames:
     @property
     def region(self) -> str:
         return self.settings.region
-
-    def bucket(self, purpose: str) -> str:
-        """Configured name, or "<name>-<account>-<region>-<purpose>" (fits 63 with a 20-character name)."""
-        configured = str(getattr(self.settings.buckets, purpose))
-        return configured or f"{self.name}-{self.account}-{self.region}-{purpose}"
 
     @property
     def iam_path(self) -> str:
@@ -61,6 +54,20 @@ class StackNames:
     def parameter(self, path: str) -> str:
         """e.g. parameter("mongodb/host") -> "/<name>/mongodb/host"."""
         return f"{self.ssm_prefix}{path}"
+
+
+@dataclass(frozen=True)
+class StackNames(ConfiguredNames):
+    """What every declaration needs: the settings' names, the two resolved zones, the account, and the names
+    built from the account (buckets, ARNs)."""
+
+    zones: tuple[str, ...]
+    account: str
+
+    def bucket(self, purpose: str) -> str:
+        """Configured name, or "<name>-<account>-<region>-<purpose>" (fits 63 with a 20-character name)."""
+        configured = str(getattr(self.settings.buckets, purpose))
+        return configured or f"{self.name}-{self.account}-{self.region}-{purpose}"
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
         return f"arn:aws:{service}:{self.region if region else ''}:{self.account if account else ''}:{resource}"

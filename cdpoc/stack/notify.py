@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cdpoc.model import Resource
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import LOG_GROUP
 
 
 def declare(names: StackNames) -> list[Resource]:
@@ -15,5 +16,7 @@ def declare(names: StackNames) -> list[Resource]:
             topic,
             {"arn": names.arn("sns", topic), "email": names.settings.operator.email},
         ),
-        Resource("loggroup", "log_group", names.log_group, {"retention_days": names.settings.logs.retention_days}),
+        Resource(
+            LOG_GROUP.key, LOG_GROUP.kind, names.log_group, {"retention_days": names.settings.logs.retention_days}
+        ),
     ]

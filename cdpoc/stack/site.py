@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cdpoc.model import Resource
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import LOAD_BALANCER, SITE_BUCKET
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -62,7 +63,7 @@ def declare(names: StackNames) -> list[Resource]:
             "site.web",
             "site_content",
             names.bucket("web"),
-            {"bucket": "bucket.web", "files": web_files(), "api": "alb"},
-            ("bucket.web", "alb"),
+            {"bucket": SITE_BUCKET.key, "files": web_files(), "api": LOAD_BALANCER.key},
+            (SITE_BUCKET.key, LOAD_BALANCER.key),
         )
     ]

@@ -16,6 +16,7 @@ from typing import Any
 from cdpoc.model import Resource
 from cdpoc.stack.iam import allow, bucket_arn, document
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.parts import DATABASE, SITE_BUCKET
 
 ENCRYPTION = "AES256"  # SSE-S3: no key to manage, and no KMS permissions for readers.
 
@@ -33,14 +34,14 @@ WEBSITE = {"index": "index.html", "error": "error.html"}
 
 # The page downloads files with presigned URLs and may upload the same way.
 UPLOADS_CORS = {
-    "origins_from": ("bucket.web",),
+    "origins_from": (SITE_BUCKET.key,),
     "methods": ("GET", "HEAD", "PUT", "POST"),
     "headers": ("*",),
     "expose": ("ETag",),
     "max_age": 3000,
 }
 
-MONGODB_INSTANCE = "instance.mongodb"
+MONGODB_INSTANCE = DATABASE.key
 
 
 def public_read_policy(bucket: str) -> dict[str, Any]:
@@ -60,8 +61,8 @@ def declare(names: StackNames) -> list[Resource]:
             {"encryption": ENCRYPTION, "versioning": True, "public_access_block": PRIVATE},
         ),
         Resource(
-            "bucket.web",
-            "bucket",
+            SITE_BUCKET.key,
+            SITE_BUCKET.kind,
             web,
             {
                 "encryption": ENCRYPTION,
@@ -75,7 +76,7 @@ def declare(names: StackNames) -> list[Resource]:
             "bucket",
             names.bucket("uploads"),
             {"encryption": ENCRYPTION, "public_access_block": PRIVATE, "cors": UPLOADS_CORS, "keep_data": True},
-            ("bucket.web",),
+            (SITE_BUCKET.key,),
         ),
         Resource(
             "param.mongodb.admin-password",
