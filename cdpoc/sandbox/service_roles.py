@@ -120,7 +120,7 @@ def source_denial(account: str, region: str, role_arn: str, repository: str, ses
     if verdict is None:
         return None
     return (
-        "The service role or action role doesn’t have the permissions required to access the AWS CodeCommit "
+        "The service role or action role doesn\u2019t have the permissions required to access the AWS CodeCommit "
         f"repository named {repository}. Update the IAM role permissions, and then try again. "
         f"Error: {not_authorized(session_arn(account, role, session), verdict)}"
     )
