@@ -26,7 +26,7 @@ from rich.text import Text
 
 from cdpoc.aws.base import AwsRun
 from cdpoc.aws.deploy import deployment_targets, get_deployment, target_health, use_elb_health_checks
-from cdpoc.aws.pipeline import action_executions, find_execution, get_execution
+from cdpoc.aws.pipeline import action_executions, find_execution, get_execution, newest_execution_id
 from cdpoc.bundle import PushResult, check_bundle, push
 from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout
@@ -86,6 +86,8 @@ class Rollout:
     deployment_status: str = ""
     deployment_error: str = ""
     instances: tuple[Instance, ...] = ()
+    # the pipeline's newest execution before the push ("" none; None: find the execution by revision only)
+    newer_than: str | None = None
 
 
 def _instance(target: Mapping[str, Any], health: Mapping[str, str]) -> Instance:
@@ -229,7 +231,7 @@ def table(state: Rollout) -> Table:
 def look(run: AwsRun, pipeline: str, target_group: str, state: Rollout) -> Rollout:
     """One round of reads: from the execution (found by revision) down to the instances' health."""
     if not state.execution_id:
-        summary = find_execution(run, pipeline, state.revision)
+        summary = find_execution(run, pipeline, state.revision, state.newer_than)
         if summary is None:
             return state
         state = replace(state, execution_id=str(summary["pipelineExecutionId"]))
@@ -271,12 +273,26 @@ def follow(
                     return state
                 if clock() >= deadline:
                     raise WaitTimeout(
-                        f"gave up after {timeout:.0f}s waiting for {waiting_for(state)}",
-                        "It may still finish: `cdpoc status --watch` follows it.",
+                        f"gave up after {timeout:.0f}s waiting for {waiting_for(state)}", timeout_hint(state)
                     )
                 run.pause(poll)
     except (KeyboardInterrupt, Cancelled):
         raise stopped_waiting(state) from None
+
+
+# EventBridge reports a refused target only in the rule's FailedInvocations metric: nothing the rollout can
+# read names the missing permission, so the hint does.
+NOT_STARTED_HINT = (
+    "No pipeline execution started for the push: the EventBridge rule on the branch starts the pipeline with "
+    "its role, which needs codepipeline:StartPipelineExecution on the pipeline (the rule's FailedInvocations "
+    "metric counts refusals); `cdpoc up` restores cdpoc's policies."
+)
+
+
+def timeout_hint(state: Rollout) -> str:
+    if not state.execution_id:
+        return NOT_STARTED_HINT
+    return "It may still finish: `cdpoc status --watch` follows it."
 
 
 def stopped_waiting(state: Rollout) -> Cancelled:
@@ -341,9 +357,10 @@ def _after_success(ctx: Context, state: Rollout) -> None:
 @holding_lock("push-app")
 def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, timeout: float) -> PushResult:
     """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails)."""
+    newer_than = newest_execution_id(ctx.run, ctx.names.pipeline) if wait else None
     result = push_bundle(ctx, bundle_dir, message)
     if result.changed and wait:
-        follow_push(ctx, result, timeout)
+        follow_push(ctx, result, timeout, newer_than)
     elif result.changed:
         ctx.ui.say("The pipeline picks it up on its own; `cdpoc status --watch` follows it.")
     return result
@@ -359,10 +376,13 @@ def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResu
 
 
 @holding_lock("push-app")
-def follow_push(ctx: Context, result: PushResult, timeout: float) -> None:
-    """Follow a pushed change through the pipeline to every instance; DeploymentFailed if it did not deploy."""
+def follow_push(ctx: Context, result: PushResult, timeout: float, newer_than: str | None = None) -> None:
+    """Follow a pushed change through the pipeline to every instance; DeploymentFailed if it did not deploy.
+
+    `newer_than` (the newest execution before the push) lets a run that failed before its source action
+    fetched the change count as this push's: nothing else ties it to the commit."""
     target_group = TARGET_GROUP.of(ctx.graph())
-    start = Rollout(result.revision, execution_id=result.execution_id)
+    start = Rollout(result.revision, execution_id=result.execution_id, newer_than=newer_than)
     state = follow(ctx.run, ctx.ui, ctx.names.pipeline, start, target_group.name if target_group else "", timeout)
     problem = verdict(state)
     if problem is not None:

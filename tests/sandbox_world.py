@@ -149,7 +149,12 @@ def build_world(
 def make_asg(name: str, size: int) -> list[str]:
     template = f"{name}-lt"
     client("ec2").create_launch_template(
-        LaunchTemplateName=template, LaunchTemplateData={"ImageId": IMAGE, "InstanceType": "t3.micro"}
+        LaunchTemplateName=template,
+        LaunchTemplateData={
+            "ImageId": IMAGE,
+            "InstanceType": "t3.micro",
+            "IamInstanceProfile": {"Arn": make_instance_profile(f"{name}-instance")},
+        },
     )
     autoscaling = client("autoscaling")
     autoscaling.create_auto_scaling_group(
@@ -164,12 +169,39 @@ def make_asg(name: str, size: int) -> list[str]:
     return sorted(i["InstanceId"] for i in group["Instances"])  # the order the sandbox deploys them in
 
 
+# What each simulated service does with its role in these worlds (the sandbox evaluates every call: see
+# cdpoc/sandbox/service_roles.py); cdpoc's own, narrower policies are tested in tests/test_sandbox_iam.py.
+SERVICE_ACTIONS = {
+    "codepipeline.amazonaws.com": ["codecommit:Get*", "codecommit:UploadArchive", "codedeploy:*", "s3:*"],
+    "codedeploy.amazonaws.com": ["autoscaling:Describe*", "ec2:Describe*", "elasticloadbalancing:*"],
+    "events.amazonaws.com": ["codepipeline:StartPipelineExecution"],
+    "ec2.amazonaws.com": ["s3:GetObject", "s3:GetObjectVersion"],
+}
+
+
 def make_role(name: str, service: str) -> str:
+    """A role the service may assume, allowed what the sandbox's simulation of that service needs."""
     trust = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     }
-    return str(client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    iam = client("iam")
+    arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    access = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": SERVICE_ACTIONS[service], "Resource": "*"}],
+    }
+    iam.put_role_policy(RoleName=name, PolicyName="access", PolicyDocument=json.dumps(access))
+    return arn
+
+
+def make_instance_profile(name: str) -> str:
+    """An instance profile whose role the CodeDeploy agent downloads revisions with."""
+    make_role(name, "ec2.amazonaws.com")
+    iam = client("iam")
+    profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return str(profile["Arn"])
 
 
 def make_deployment_group(world: World, *, traffic_control: bool, rollback: bool, config: str) -> None:

@@ -30,6 +30,7 @@ from sandbox_world import (
     bundle,
     clock,
     make_deployment_group,
+    make_instance_profile,
     make_pipeline,
     make_role,
     make_rule,
@@ -123,8 +124,16 @@ def build_fleet(ctx: Context, desired: int = 2) -> dict[str, str]:
     ami = ctx.run.client("ssm").get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
     # the sandbox's instances answer health checks when their user data starts cdpoc's stub server
     stub = base64.b64encode(b"#!/bin/bash\nreadonly STUB_SERVICE=cdpoc-stub.service\n").decode()
+    # the instance profile's role is what the CodeDeploy agent downloads revisions with (the sandbox checks it)
+    profile = make_instance_profile(f"t1-app-instance-{vpc}")
     ec2.create_launch_template(
-        LaunchTemplateName="t1-app", LaunchTemplateData={"ImageId": ami, "InstanceType": "t3.micro", "UserData": stub}
+        LaunchTemplateName="t1-app",
+        LaunchTemplateData={
+            "ImageId": ami,
+            "InstanceType": "t3.micro",
+            "UserData": stub,
+            "IamInstanceProfile": {"Arn": profile},
+        },
     )
     ctx.run.client("autoscaling").create_auto_scaling_group(
         AutoScalingGroupName="t1-app",

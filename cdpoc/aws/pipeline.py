@@ -510,8 +510,13 @@ class RuleHandler(Handler):
 # --- following a run (push-app --wait, status) ---------------------------------------------------------
 
 
-def find_execution(run: AwsRun, pipeline: str, revision: str) -> dict[str, Any] | None:
-    """The most recent execution whose source revision is `revision` (a commit id or an S3 version id)."""
+def find_execution(run: AwsRun, pipeline: str, revision: str, newer_than: str | None = None) -> dict[str, Any] | None:
+    """The most recent execution whose source revision is `revision` (a commit id or an S3 version id).
+
+    With `newer_than` (the newest execution id before the push; "" when there was none), else the most recent
+    execution started since then that failed before its source action fetched anything (no source revision:
+    e.g. the pipeline role may not read the branch), which is the pushed change's run as far as AWS tells.
+    """
     with aws_errors(f"listing the executions of {pipeline}"):
         summaries = _codepipeline(run).list_pipeline_executions(pipelineName=pipeline, maxResults=25)[
             "pipelineExecutionSummaries"
@@ -519,7 +524,29 @@ def find_execution(run: AwsRun, pipeline: str, revision: str) -> dict[str, Any] 
     for summary in summaries:
         if any(r.get("revisionId") == revision for r in summary.get("sourceRevisions", [])):
             return dict(summary)
+    if newer_than is None:
+        return None
+    for summary in summaries:  # newest first
+        if summary["pipelineExecutionId"] == newer_than:
+            return None
+        if not summary.get("sourceRevisions") and summary.get("status") == "Failed":
+            return dict(summary)
     return None
+
+
+def newest_execution_id(run: AwsRun, pipeline: str) -> str | None:
+    """The id of the pipeline's most recent execution ("" when it has none; None when there is no pipeline)."""
+    reply = call_or_none(
+        f"listing the executions of {pipeline}",
+        _codepipeline(run).list_pipeline_executions,
+        ("PipelineNotFoundException",),
+        pipelineName=pipeline,
+        maxResults=1,
+    )
+    if reply is None:
+        return None
+    summaries = reply.get("pipelineExecutionSummaries") or []
+    return str(summaries[0]["pipelineExecutionId"]) if summaries else ""
 
 
 def get_execution(run: AwsRun, pipeline: str, execution_id: str) -> dict[str, Any]:

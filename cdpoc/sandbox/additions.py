@@ -346,3 +346,12 @@ def add_health_and_time() -> None:
 
 
 ADDITIONS.append(add_health_and_time)
+
+
+# --- IAM evaluation: the simulated services act with the roles they were given ---------------------------
+# No Response class is patched for this: the CI/CD simulation installed above (add_cicd_simulation) asks
+# cdpoc/sandbox/service_roles.py, at the moment each simulated service acts, whether the role it acts with
+# allows it (cdpoc/sandbox/iam_evaluation.py: AWS's evaluation logic over the role's inline and managed
+# policies in moto's IAM backend). CodePipeline's source and deploy actions (pipeline roleArn), CodeDeploy
+# (the deployment group's service role), the agent on each instance (its instance profile's role) and
+# EventBridge starting a pipeline (the target's RoleArn). Tests: tests/test_sandbox_iam.py.

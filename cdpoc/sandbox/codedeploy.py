@@ -36,11 +36,13 @@ from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
+from cdpoc.sandbox import service_roles
 from cdpoc.sandbox.deployments import (
     FAILED,
     STOPPED,
     SUCCEEDED,
     DeploymentPlan,
+    Diagnostics,
     HealthRule,
     Script,
     TargetPlan,
@@ -200,22 +202,43 @@ def begin(account: str, region: str, deployment: DeploymentInfo, instant: float,
     else:
         failure = SIMULATION.take_failure(events, instant) if may_fail else None
     targets = targets_for(account, region, group)
-    plan = plan_deployment(
-        created=instant,
-        step=SIMULATION.step_seconds,
-        target_ids=targets,
-        events=events,
-        rule=health_rule(deployment.deployment_config_name),
-        failure=failure,
-        scripts=scripts,
-        # an Auto Scaling group that is empty right now is not an error: its instances get the revision later
-        no_instances_fail=not group.auto_scaling_groups,
-    )
+    refused = service_roles.deployment_denial(account, region, group)
+    if refused is not None:
+        # CodeDeploy cannot act with its service role: the deployment fails before any instance is touched
+        started = instant + SIMULATION.step_seconds
+        plan = DeploymentPlan(instant, started, started, FAILED, [], refused)
+    else:
+        plan = plan_deployment(
+            created=instant,
+            step=SIMULATION.step_seconds,
+            target_ids=targets,
+            events=events,
+            rule=health_rule(deployment.deployment_config_name),
+            failure=failure,
+            scripts=scripts,
+            # an Auto Scaling group that is empty right now is not an error: its instances get the revision later
+            no_instances_fail=not group.auto_scaling_groups,
+            agent_failures=agent_failures(account, region, targets, deployment.revision or {}, events),
+        )
     backend = backend_of(account, region)
     previous = _last_successful(backend, deployment.application_name, deployment.deployment_group_name, instant)
     setattr(deployment, _SIM, DeploymentSim(plan, previous.revision if previous else None))
     deployment.create_time = _naive(instant)
     _sync(deployment, plan, instant)
+
+
+def agent_failures(
+    account: str, region: str, targets: list[str], revision: dict[str, Any], events: tuple[str, ...]
+) -> dict[str, tuple[str, Diagnostics]]:
+    """Where each instance's agent fails for want of credentials or permissions (cdpoc/sandbox/service_roles.py)."""
+    failures = {}
+    for target in targets:
+        denied = service_roles.agent_denial(account, region, target, revision)
+        if denied is not None:
+            event, message = denied
+            # no credentials: the agent never receives the first event; denied: DownloadBundle fails
+            failures[target] = (event or events[0], Diagnostics("UnknownError", "", message, ""))
+    return failures
 
 
 def create_deployment_at(

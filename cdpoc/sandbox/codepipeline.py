@@ -32,7 +32,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.events.models import events_backends
 from moto.s3.models import s3_backends
 
-from cdpoc.sandbox import codecommit, codedeploy
+from cdpoc.sandbox import codecommit, codedeploy, service_roles
 from cdpoc.sandbox.deployments import SUCCEEDED as DEPLOYMENT_SUCCEEDED
 from cdpoc.sandbox.deployments import DeploymentPlan
 from cdpoc.sandbox.gitstore import GIT_MODES, Commit, GitRepository
@@ -154,6 +154,10 @@ class Runner:
         if repository is None:
             self._fail(run, done, f"The repository {repository_name} does not exist.")
             return
+        denied = service_roles.source_denial(self.account, self.region, self._role_arn(), repository_name, _session(at))
+        if denied is not None:
+            self._fail(run, done, denied)
+            return
         git = codecommit.git_of(repository)
         commit_id = execution.source_overrides.get(run.name) or git.tip_at(branch, at)
         if commit_id is None or commit_id not in git.commits:
@@ -200,6 +204,13 @@ class Runner:
         if not bucket.is_versioned:
             self._fail(run, done, f"The bucket {bucket_name} must have versioning enabled to be a source.")
             return
+        read = "s3:GetObjectVersion" if execution.source_overrides.get(run.name) else "s3:GetObject"
+        denied = service_roles.artifact_denial(
+            self.account, self._role_arn(), [(read, f"arn:aws:s3:::{bucket_name}/{key}")], _session(at)
+        )
+        if denied is not None:
+            self._fail(run, done, denied)
+            return
         stored = self._store_artifact(run, execution, obj.value, done)
         if not stored:
             return
@@ -224,6 +235,12 @@ class Runner:
             s3.get_bucket(bucket)
         except Exception:  # moto's MissingBucket
             self._fail(run, done, f"The artifact bucket {bucket} does not exist.")
+            return {}
+        denied = service_roles.artifact_denial(
+            self.account, self._role_arn(), [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")], _session(run.start)
+        )
+        if denied is not None:
+            self._fail(run, done, denied)
             return {}
         stored = s3.put_object(bucket, key, content)
         location = {"bucket": bucket, "key": key}
@@ -250,6 +267,18 @@ class Runner:
                 "eTag": artifact["eTag"],
             },
         }
+        denied = service_roles.deploy_action_denial(
+            self.account,
+            self.region,
+            self._role_arn(),
+            application,
+            group,
+            self._deployment_config(application, group),
+            _session(at),
+        )
+        if denied is not None:
+            self._fail(run, at + SIMULATION.step_seconds, denied)
+            return
         try:
             deployment_id = codedeploy.create_deployment_at(self.account, self.region, application, group, revision, at)
         except JsonRESTError as error:
@@ -257,6 +286,14 @@ class Runner:
             return
         run.deployment_id = run.external_id = deployment_id
         run.external_url = _console(self.region, f"codesuite/codedeploy/deployments/{deployment_id}")
+
+    def _role_arn(self) -> str:
+        return str(self.pipeline.pipeline.get("roleArn", ""))
+
+    def _deployment_config(self, application: str, group: str) -> str:
+        found = codedeploy.group_of(codedeploy.backend_of(self.account, self.region), application, group)
+        name = found.deployment_config_name if found is not None else None
+        return str(name or codedeploy.DEFAULT_CONFIG_NAME)
 
     def _deployment_plan(self, run: ActionRun) -> DeploymentPlan | None:
         if run.deployment_id is None:
@@ -276,6 +313,11 @@ class Runner:
         if location is not None:
             detail["s3location"] = {"bucket": location["bucket"], "key": location["key"]}
         return detail
+
+
+def _session(at: float) -> str:
+    """CodePipeline names its role session after the moment it assumed the role, in milliseconds."""
+    return str(int(at * 1000))
 
 
 def _artifact_bucket(structure: dict[str, Any], region: str) -> str:
@@ -366,7 +408,11 @@ def on_reference_changed(change: codecommit.ReferenceChange) -> None:
             continue
         for target in rule.targets:
             targeted = _pipeline_by_arn(pipelines, str(target.get("Arn", "")))
-            if targeted is not None:
+            # EventBridge starts the pipeline with the target's role; when it may not, the invocation fails
+            # (AWS reports that only as the rule's FailedInvocations metric) and no execution starts
+            if targeted is not None and service_roles.events_may_start(
+                change.account, target.get("RoleArn"), targeted._arn
+            ):
                 trigger = {"triggerType": "CloudWatchEvent", "triggerDetail": rule.arn}
                 start_execution(change.account, change.region, targeted, trigger, change.instant)
 

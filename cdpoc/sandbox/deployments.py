@@ -184,8 +184,12 @@ def plan_deployment(
     failure: FailureRequest | None = None,
     scripts: Mapping[str, Script] | None = None,
     no_instances_fail: bool = True,
+    agent_failures: Mapping[str, tuple[str, Diagnostics]] | None = None,
 ) -> DeploymentPlan:
-    """The whole timeline: one step in Created, then instances in batches, each event taking one step."""
+    """The whole timeline: one step in Created, then instances in batches, each event taking one step.
+
+    `agent_failures`: instance id -> (event, diagnostics) where that instance's agent fails whatever the
+    bundle does (no credentials, or its role may not download the revision)."""
     started = created + step
     if not target_ids:
         if no_instances_fail:
@@ -198,7 +202,15 @@ def plan_deployment(
     batch_start = started
     for first in range(0, fleet, size):
         batch = [
-            _run_target(tid, events, batch_start, step, failure if index == 0 else None, scripts or {})
+            _run_target(
+                tid,
+                events,
+                batch_start,
+                step,
+                failure if index == 0 else None,
+                scripts or {},
+                (agent_failures or {}).get(tid),
+            )
             for index, tid in enumerate(target_ids[first : first + size], start=first)
         ]
         targets.extend(batch)
@@ -219,12 +231,18 @@ def _run_target(
     step: float,
     failure: FailureRequest | None,
     scripts: Mapping[str, Script],
+    agent_failure: tuple[str, Diagnostics] | None = None,
 ) -> TargetPlan:
     planned: list[EventPlan] = []
     moment = start
     for name in events:
-        if failure is not None and name == failure.hook:
-            planned.append(EventPlan(name, moment, moment + step, FAILED, failure_diagnostics(failure, scripts)))
+        diagnostics = None
+        if agent_failure is not None and name == agent_failure[0]:
+            diagnostics = agent_failure[1]
+        elif failure is not None and name == failure.hook:
+            diagnostics = failure_diagnostics(failure, scripts)
+        if diagnostics is not None:
+            planned.append(EventPlan(name, moment, moment + step, FAILED, diagnostics))
             moment += step
             planned.extend(EventPlan(rest, moment, moment, SKIPPED) for rest in events[len(planned) :])
             return TargetPlan(target_id, tuple(planned), FAILED, start, moment)

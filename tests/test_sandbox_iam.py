@@ -1,0 +1,384 @@
+"""IAM evaluation in the sandbox: the evaluator (AWS's policy evaluation logic), and end to end, that every
+permission the simulated services need from cdpoc's roles is needed: take one away and the rollout fails,
+naming it where AWS does; `up` puts it back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cdpoc import rollout
+from cdpoc.cli import app
+from cdpoc.sandbox.cicd import SIMULATION
+from cdpoc.sandbox.iam_evaluation import (
+    EXPLICIT_DENY,
+    IMPLICIT_DENY,
+    Policy,
+    Principal,
+    Request,
+    UnsupportedCondition,
+    authorize,
+    evaluate,
+    may_assume,
+)
+from cdpoc.sandbox.server import Sandbox
+
+REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+BUCKET_OBJECT = "arn:aws:s3:::artifacts/pipe/Source/abc"
+
+
+def policy(*statements: dict[str, Any]) -> Policy:
+    return Policy("p", {"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def allow(action: Any, resource: Any = "*", **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+
+# --- the evaluator ------------------------------------------------------------------------------------
+
+
+def test_nothing_allowed_is_an_implicit_deny_and_an_allow_allows() -> None:
+    request = Request("s3:GetObject", BUCKET_OBJECT)
+    assert evaluate([], request).outcome == IMPLICIT_DENY
+    assert evaluate([policy(allow("s3:PutObject"))], request).outcome == IMPLICIT_DENY
+    assert evaluate([policy(allow("s3:GetObject", "arn:aws:s3:::artifacts/*"))], request).allowed
+
+
+def test_an_explicit_deny_wins_over_any_allow_in_any_policy() -> None:
+    request = Request("s3:GetObject", BUCKET_OBJECT)
+    granting = policy(allow("s3:*"))
+    denying = Policy("other", {"Statement": {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*"}})
+    decision = evaluate([granting, denying], request)
+    assert decision.outcome == EXPLICIT_DENY and decision.policy == "other"
+    assert "explicit deny" in decision.because(request)
+
+
+def test_action_wildcards_ignore_case_resource_wildcards_do_not() -> None:
+    grant = policy(allow("CodeCommit:Get*", "arn:aws:codecommit:us-east-1:1:app-?"))
+    assert evaluate([grant], Request("codecommit:GetBranch", "arn:aws:codecommit:us-east-1:1:app-1")).allowed
+    assert not evaluate([grant], Request("codecommit:GetBranch", "arn:aws:codecommit:us-east-1:1:app-12")).allowed
+    assert not evaluate([grant], Request("codecommit:GetBranch", "arn:aws:codecommit:us-east-1:1:APP-1")).allowed
+    assert not evaluate([grant], Request("codecommit:UploadArchive", "arn:aws:codecommit:us-east-1:1:app-1")).allowed
+
+
+def test_not_action_and_not_resource_grant_everything_else() -> None:
+    everything_but_iam = policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})
+    assert evaluate([everything_but_iam], Request("s3:GetObject", BUCKET_OBJECT)).allowed
+    assert not evaluate([everything_but_iam], Request("iam:PassRole", "arn:aws:iam::1:role/r")).allowed
+    all_but_secrets = policy({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::secrets/*"})
+    assert evaluate([all_but_secrets], Request("s3:GetObject", BUCKET_OBJECT)).allowed
+    assert not evaluate([all_but_secrets], Request("s3:GetObject", "arn:aws:s3:::secrets/key")).allowed
+
+
+def test_policy_variables_in_resources_and_conditions() -> None:
+    own_prefix = policy(allow("s3:GetObject", "arn:aws:s3:::home/${aws:username}/*"))
+    alice = {"aws:username": "alice"}
+    assert evaluate([own_prefix], Request("s3:GetObject", "arn:aws:s3:::home/alice/f", alice)).allowed
+    assert not evaluate([own_prefix], Request("s3:GetObject", "arn:aws:s3:::home/bob/f", alice)).allowed
+    # a variable whose key the request lacks matches nothing; a default stands in for it
+    assert not evaluate([own_prefix], Request("s3:GetObject", "arn:aws:s3:::home/alice/f")).allowed
+    defaulted = policy(allow("s3:GetObject", "arn:aws:s3:::home/${aws:username, 'guest'}/*"))
+    assert evaluate([defaulted], Request("s3:GetObject", "arn:aws:s3:::home/guest/f")).allowed
+    # the escapes are literal characters, not wildcards
+    literal_star = policy(allow("s3:GetObject", "arn:aws:s3:::b/${*}"))
+    assert evaluate([literal_star], Request("s3:GetObject", "arn:aws:s3:::b/*")).allowed
+    assert not evaluate([literal_star], Request("s3:GetObject", "arn:aws:s3:::b/x")).allowed
+
+
+def test_cdpoc_tag_itself_condition_lets_an_instance_tag_only_itself() -> None:
+    """The instance policy's TagItself: StringEquals aws:ARN = ${ec2:SourceInstanceARN}."""
+    tag_itself = policy(
+        allow(
+            ["ec2:CreateTags"],
+            ["arn:aws:ec2:us-east-1:1:instance/*"],
+            Condition={"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}},
+        )
+    )
+    me = "arn:aws:ec2:us-east-1:1:instance/i-1"
+    other = "arn:aws:ec2:us-east-1:1:instance/i-2"
+    assert evaluate([tag_itself], Request("ec2:CreateTags", me, {"aws:ARN": me, "ec2:SourceInstanceARN": me})).allowed
+    assert not evaluate(
+        [tag_itself], Request("ec2:CreateTags", other, {"aws:ARN": other, "ec2:SourceInstanceARN": me})
+    ).allowed
+    # not called from an instance: the key is absent and StringEquals is false
+    assert not evaluate([tag_itself], Request("ec2:CreateTags", me, {"aws:ARN": me})).allowed
+
+
+def test_cdpoc_pass_role_condition_and_absent_keys_per_operator() -> None:
+    """PassInstanceRole: StringEquals iam:PassedToService; absent keys: false, except negated operators and
+    IfExists (AWS's documented rule)."""
+    role = "arn:aws:iam::1:role/s-instance"
+    pass_role = policy(
+        allow("iam:PassRole", role, Condition={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})
+    )
+    assert evaluate([pass_role], Request("iam:PassRole", role, {"iam:PassedToService": "ec2.amazonaws.com"})).allowed
+    assert not evaluate(
+        [pass_role], Request("iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"})
+    ).allowed
+    assert not evaluate([pass_role], Request("iam:PassRole", role)).allowed
+    for operator, absent_holds in (
+        ("StringNotEquals", True),
+        ("StringLikeIfExists", True),
+        ("StringLike", False),
+        ("ArnNotLike", True),
+    ):
+        statement = allow("s3:GetObject", Condition={operator: {"aws:SourceArn": "arn:aws:x"}})
+        assert evaluate([policy(statement)], Request("s3:GetObject", BUCKET_OBJECT)).allowed is absent_holds, operator
+    must_be_absent = policy(allow("s3:GetObject", Condition={"Null": {"aws:SourceArn": "true"}}))
+    assert evaluate([must_be_absent], Request("s3:GetObject", BUCKET_OBJECT)).allowed
+    assert not evaluate([must_be_absent], Request("s3:GetObject", BUCKET_OBJECT, {"aws:SourceArn": "a"})).allowed
+
+
+def test_set_operators_and_an_unknown_operator_is_refused_not_guessed() -> None:
+    tags = policy(allow("ec2:CreateTags", Condition={"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}}))
+    assert evaluate([tags], Request("ec2:CreateTags", "*", {"aws:TagKeys": ["a"]})).allowed
+    assert not evaluate([tags], Request("ec2:CreateTags", "*", {"aws:TagKeys": ["a", "c"]})).allowed
+    weird = policy(allow("s3:GetObject", Condition={"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}))
+    with pytest.raises(UnsupportedCondition):
+        evaluate([weird], Request("s3:GetObject", BUCKET_OBJECT, {"aws:CurrentTime": "2026-01-01T00:00:00Z"}))
+
+
+def test_a_permissions_boundary_must_allow_too() -> None:
+    request = Request("s3:GetObject", BUCKET_OBJECT)
+    boundary = policy(allow("s3:PutObject"))
+    verdict = authorize(Principal("arn:aws:iam::1:role/r", (policy(allow("s3:*")),), boundary), request)
+    assert not verdict.allowed and "no permissions boundary allows the s3:GetObject action" in verdict.reason()
+    assert authorize(
+        Principal("arn:aws:iam::1:role/r", (policy(allow("s3:*")),), policy(allow("s3:Get*"))), request
+    ).allowed
+
+
+def test_trust_policies_name_the_service_that_may_assume_the_role() -> None:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": ["codepipeline.amazonaws.com"]}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    assert may_assume(trust, "codepipeline.amazonaws.com")
+    assert not may_assume(trust, "codedeploy.amazonaws.com")
+    assert not may_assume(json.dumps({"Statement": []}), "codepipeline.amazonaws.com")
+    denied = {"Statement": [*trust["Statement"], {"Effect": "Deny", "Principal": "*", "Action": "sts:*"}]}
+    assert not may_assume(denied, "codepipeline.amazonaws.com")
+
+
+# --- end to end: every needed permission of cdpoc's roles --------------------------------------------
+
+STACK = "iame2e"
+REPOSITORY = "iame2e-app"
+VERSIONS = itertools.count(1)
+
+
+def cdpoc(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[tuple[str, ...], Path]]:
+    """One stack for the module, up, with a first revision deployed (so later failures roll back to it)."""
+    directory = tmp_path_factory.mktemp("iam")
+    config = directory / "cdpoc.yaml"
+    config.write_text(yaml.safe_dump({"pipeline": {"repository": REPOSITORY}}))
+    bundle = directory / "bundle"
+    shutil.copytree(REPO_BUNDLE, bundle, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    SIMULATION.step_seconds = 0.02
+    with Sandbox() as server:
+        base = ("--config", str(config), "--endpoint-url", server.endpoint, "--name", STACK)
+        code, out = cdpoc(*base, "up")
+        assert code == 0, out
+        code, out = push(base, bundle)
+        assert code == 0, out
+        yield base, bundle
+    SIMULATION.reset()
+
+
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollout, "POLL_SECONDS", 0.05)
+
+
+def push(base: tuple[str, ...], bundle: Path, timeout: str = "60") -> tuple[int, str]:
+    (bundle / "web" / "index.html").write_text(f"<html>version {next(VERSIONS)}</html>\n")
+    return cdpoc(*base, "push-app", "--bundle", str(bundle), "--wait", "--timeout", timeout)
+
+
+def iam(base: tuple[str, ...]) -> Any:
+    return boto3.client("iam", region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
+
+
+def codedeploy(base: tuple[str, ...]) -> Any:
+    return boto3.client("codedeploy", region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
+
+
+def inline(base: tuple[str, ...], role: str) -> tuple[str, dict[str, Any]]:
+    name = f"{STACK}-{role}"
+    policy_name = f"{name}-access"
+    return policy_name, iam(base).get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+
+
+def put_inline(base: tuple[str, ...], role: str, document: dict[str, Any]) -> None:
+    name = f"{STACK}-{role}"
+    iam(base).put_role_policy(RoleName=name, PolicyName=f"{name}-access", PolicyDocument=json.dumps(document))
+
+
+def without(document: dict[str, Any], action: str) -> dict[str, Any]:
+    """The policy with one action taken out of every statement (statements left empty are dropped)."""
+    statements = []
+    for statement in document["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        kept = [a for a in actions if a != action]
+        if kept:
+            statements.append({**statement, "Action": kept})
+    assert sum(len(s["Action"]) for s in statements) < sum(
+        len(s["Action"]) if isinstance(s["Action"], list) else 1 for s in document["Statement"]
+    ), f"{action} is not in the policy"
+    return {**document, "Statement": statements}
+
+
+def denying(document: dict[str, Any], action: str) -> dict[str, Any]:
+    """The policy plus an explicit Deny of one action: how to take a permission an AWS-managed policy grants."""
+    deny = {"Sid": "TakenAway", "Effect": "Deny", "Action": action, "Resource": "*"}
+    return {**document, "Statement": [*document["Statement"], deny]}
+
+
+def wait_until_idle(base: tuple[str, ...]) -> None:
+    """Until no deployment is active (a failure's auto-rollback runs one): the next push would be refused."""
+    client = codedeploy(base)
+    for _ in range(600):
+        active = client.list_deployments(
+            applicationName=STACK,
+            deploymentGroupName=f"{STACK}-fleet",
+            includeOnlyStatuses=["Created", "Queued", "InProgress"],
+        )["deployments"]
+        if not active:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"a deployment is still active: {active}")
+
+
+# (role, action taken from its inline policy, what push-app --wait must show)
+REMOVED = [
+    ("pipeline", "codecommit:GetBranch", "is not authorized to perform: codecommit:GetBranch"),
+    ("pipeline", "codecommit:GetCommit", "is not authorized to perform: codecommit:GetCommit"),
+    ("pipeline", "codecommit:UploadArchive", "is not authorized to perform: codecommit:UploadArchive"),
+    (
+        "pipeline",
+        "codecommit:GetUploadArchiveStatus",
+        "is not authorized to perform: codecommit:GetUploadArchiveStatus",
+    ),
+    ("pipeline", "s3:PutObject", "is not authorized to perform: s3:PutObject"),
+    ("pipeline", "codedeploy:GetApplication", "is not authorized to perform: codedeploy:GetApplication"),
+    (
+        "pipeline",
+        "codedeploy:RegisterApplicationRevision",
+        "is not authorized to perform: codedeploy:RegisterApplicationRevision",
+    ),
+    ("pipeline", "codedeploy:GetDeploymentConfig", "is not authorized to perform: codedeploy:GetDeploymentConfig"),
+    ("pipeline", "codedeploy:CreateDeployment", "is not authorized to perform: codedeploy:CreateDeployment"),
+    (
+        "pipeline",
+        "codedeploy:GetApplicationRevision",
+        "is not authorized to perform: codedeploy:GetApplicationRevision",
+    ),
+    ("pipeline", "codedeploy:GetDeployment", "is not authorized to perform: codedeploy:GetDeployment"),
+    ("instance", "s3:GetObject", "is not authorized to perform: s3:GetObject"),
+]
+# (role, action denied on top of AWSCodeDeployRole, the AWS service CodeDeploy's IAM_ROLE_PERMISSIONS names)
+DENIED = [
+    ("codedeploy", "autoscaling:DescribeAutoScalingGroups", "AmazonAutoScaling"),
+    ("codedeploy", "ec2:DescribeInstances", "AmazonEC2"),
+    ("codedeploy", "elasticloadbalancing:DescribeTargetGroups", "AmazonElasticLoadBalancing"),
+    ("codedeploy", "elasticloadbalancing:DeregisterTargets", "AmazonElasticLoadBalancing"),
+    ("codedeploy", "elasticloadbalancing:RegisterTargets", "AmazonElasticLoadBalancing"),
+]
+
+
+@pytest.mark.parametrize(("role", "action", "shown"), REMOVED, ids=[f"{r}-{a}" for r, a, _ in REMOVED])
+def test_taking_one_permission_away_fails_the_rollout_naming_it(
+    sandbox: tuple[tuple[str, ...], Path], role: str, action: str, shown: str
+) -> None:
+    base, bundle = sandbox
+    _, original = inline(base, role)
+    put_inline(base, role, without(original, action))
+    try:
+        code, out = push(base, bundle)
+        assert code == 1, out
+        assert shown in out, out
+        assert f"assumed-role/{STACK}-{role}/" in out
+        wait_until_idle(base)
+    finally:
+        put_inline(base, role, original)
+
+
+@pytest.mark.parametrize(("role", "action", "service"), DENIED, ids=[a for _, a, _ in DENIED])
+def test_denying_what_the_managed_codedeploy_policy_grants_fails_the_deployment(
+    sandbox: tuple[tuple[str, ...], Path], role: str, action: str, service: str
+) -> None:
+    base, bundle = sandbox
+    _, original = inline(base, role)
+    put_inline(base, role, denying(original, action))
+    try:
+        code, out = push(base, bundle)
+        assert code == 1, out
+        assert "IAM_ROLE_PERMISSIONS" in out and f"following AWS service: {service}" in out, out
+        wait_until_idle(base)
+    finally:
+        put_inline(base, role, original)
+
+
+def test_a_pipeline_role_codepipeline_may_not_assume_fails_the_source(sandbox: tuple[tuple[str, ...], Path]) -> None:
+    base, bundle = sandbox
+    name = f"{STACK}-pipeline"
+    original = iam(base).get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    other = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    iam(base).update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(other))
+    try:
+        code, out = push(base, bundle)
+        assert code == 1, out
+        assert "CodePipeline is not authorized to perform AssumeRole on role" in out, out
+    finally:
+        iam(base).update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(original))
+
+
+def test_without_start_pipeline_execution_the_rule_starts_nothing(sandbox: tuple[tuple[str, ...], Path]) -> None:
+    """EventBridge reports the refusal only in the rule's FailedInvocations metric: no execution starts, and
+    push-app's wait says what to check."""
+    base, bundle = sandbox
+    _, original = inline(base, "events")
+    put_inline(base, "events", denying(original, "codepipeline:StartPipelineExecution"))
+    try:
+        code, out = push(base, bundle, timeout="2")
+        assert code == 1, out
+        assert "waiting for a pipeline execution of revision" in out, out
+        assert "codepipeline:StartPipelineExecution" in out, out
+    finally:
+        put_inline(base, "events", original)
+
+
+def test_up_restores_a_policy_that_lost_a_permission(sandbox: tuple[tuple[str, ...], Path]) -> None:
+    base, bundle = sandbox
+    _, original = inline(base, "pipeline")
+    put_inline(base, "pipeline", without(original, "codecommit:GetBranch"))
+    code, out = push(base, bundle)
+    assert code == 1 and "codecommit:GetBranch" in out, out
+    code, out = cdpoc(*base, "up")
+    assert code == 0, out
+    assert inline(base, "pipeline")[1] == original
+    code, out = push(base, bundle)
+    assert code == 0, out
