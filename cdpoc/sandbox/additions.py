@@ -355,3 +355,18 @@ ADDITIONS.append(add_health_and_time)
 # policies in moto's IAM backend). CodePipeline's source and deploy actions (pipeline roleArn), CodeDeploy
 # (the deployment group's service role), the agent on each instance (its instance profile's role) and
 # EventBridge starting a pipeline (the target's RoleArn). Tests: tests/test_sandbox_iam.py.
+
+
+# --- Auto Scaling with CodeDeploy: launch hooks hold new instances, launch deployments, placement ---------
+
+
+def add_scale_out() -> None:
+    """New instances wait in Pending:Wait for their group's launch hooks; CodeDeploy's hook gets a deployment of
+    the last successful revision (creator autoscaling) and completes with its outcome; instances spread over
+    the group's zones and take the launch template's MetadataOptions (cdpoc/sandbox/scaleout.py)."""
+    from cdpoc.sandbox.scaleout import install as install_scale_out  # imports moto, like the CI/CD one
+
+    install_scale_out()
+
+
+ADDITIONS.append(add_scale_out)

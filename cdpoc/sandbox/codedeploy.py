@@ -49,7 +49,13 @@ from cdpoc.sandbox.deployments import (
     plan_deployment,
 )
 from cdpoc.sandbox.patching import add_operations, replace_operations
-from cdpoc.sandbox.simulation import SIMULATION, FailureRequest, lifecycle_events
+from cdpoc.sandbox.simulation import (
+    ALLOW_TRAFFIC_EVENTS,
+    IN_PLACE_EVENTS,
+    SIMULATION,
+    FailureRequest,
+    lifecycle_events,
+)
 
 # The default configurations every account has. AWS documents that GetDeploymentConfig reports OneAtATime
 # as MOST_CONCURRENCY 1 (a type outside the request-side enum; botocore does not check response enums).
@@ -190,18 +196,32 @@ def appspec_scripts(bundle: bytes) -> dict[str, Script]:
     return scripts
 
 
-def begin(account: str, region: str, deployment: DeploymentInfo, instant: float, *, may_fail: bool = True) -> None:
-    """Attach the deployment's plan, starting at `instant` (back-dated when a pipeline created it)."""
+def begin(
+    account: str,
+    region: str,
+    deployment: DeploymentInfo,
+    instant: float,
+    *,
+    may_fail: bool = True,
+    targets: list[str] | None = None,
+    events: tuple[str, ...] | None = None,
+    not_before: float = 0.0,
+) -> None:
+    """Attach the deployment's plan, starting at `instant` (back-dated when a pipeline created it).
+
+    `targets`, `events` and `not_before` are for Auto Scaling launch deployments: one new instance, no
+    block-traffic events, and nothing before its agent runs. Otherwise the group's instances, all events."""
     group = deployment.deployment_group
-    with_traffic = (group.deployment_style or {}).get("deploymentOption") == "WITH_TRAFFIC_CONTROL"
-    events = lifecycle_events(with_traffic)
+    if events is None:
+        events = lifecycle_events((group.deployment_style or {}).get("deploymentOption") == "WITH_TRAFFIC_CONTROL")
     scripts, missing_revision = read_revision(account, deployment.revision or {})
     failure: FailureRequest | None
     if missing_revision is not None:
         failure = FailureRequest("DownloadBundle", missing_revision)
     else:
         failure = SIMULATION.take_failure(events, instant) if may_fail else None
-    targets = targets_for(account, region, group)
+    if targets is None:
+        targets = targets_for(account, region, group)
     refused = service_roles.deployment_denial(account, region, group)
     if refused is not None:
         # CodeDeploy cannot act with its service role: the deployment fails before any instance is touched
@@ -219,6 +239,7 @@ def begin(account: str, region: str, deployment: DeploymentInfo, instant: float,
             # an Auto Scaling group that is empty right now is not an error: its instances get the revision later
             no_instances_fail=not group.auto_scaling_groups,
             agent_failures=agent_failures(account, region, targets, deployment.revision or {}, events),
+            not_before=not_before,
         )
     backend = backend_of(account, region)
     previous = _last_successful(backend, deployment.application_name, deployment.deployment_group_name, instant)
@@ -305,6 +326,8 @@ def _sync(deployment: DeploymentInfo, plan: DeploymentPlan, now: float) -> None:
 def _wants_rollback(deployment: DeploymentInfo, sim: DeploymentSim) -> bool:
     if deployment.creator == "codeDeployRollback":
         return False  # a failed rollback is not rolled back again
+    if deployment.creator == LAUNCH_CREATOR:
+        return False  # it already deployed the last good revision; Auto Scaling abandons (terminates) the instance
     config = deployment.auto_rollback_configuration or deployment.deployment_group.auto_rollback_configuration or {}
     events = (config.get("events") or []) if config.get("enabled") else []
     if sim.plan.outcome == STOPPED:
@@ -368,6 +391,51 @@ def remove_launch_hooks(account: str, region: str, group: DeploymentGroup, asg_n
         hook = hooks.pop(name, None)
         if hook is not None:
             asgs.delete_lifecycle_hook(name, hook)
+
+
+# ---- Auto Scaling launch deployments (what CodeDeploy does for an instance its launch hook holds)
+
+LAUNCH_CREATOR = "autoscaling"
+# A new instance is not registered with the load balancer yet, so there is no traffic to block: a launch
+# deployment runs the in-place events and, with traffic control, the allow-traffic ones.
+LAUNCH_EVENTS_WITH_TRAFFIC = IN_PLACE_EVENTS + ALLOW_TRAFFIC_EVENTS
+
+
+def launch_hook_owner(account: str, region: str, asg_name: str, hook_name: str) -> DeploymentGroup | None:
+    """The deployment group that installed this launch hook on this Auto Scaling group, if any."""
+    for groups in backend_of(account, region).deployment_groups.values():
+        for group in groups.values():
+            if hooks_of(group).get(asg_name) == hook_name:
+                return group
+    return None
+
+
+def create_launch_deployment(
+    account: str, region: str, group: DeploymentGroup, instance_id: str, instant: float, agent_ready_at: float
+) -> str | None:
+    """A deployment of the group's last successful revision to the one new instance, created by `autoscaling`
+    at `instant`; None when no revision has succeeded yet (CodeDeploy then lets the instance go on at once).
+
+    It is created even while another deployment of the group is active, as CodeDeploy does for scale-outs."""
+    backend = backend_of(account, region)
+    application = group.application.application_name
+    previous = _last_successful(backend, application, group.deployment_group_name, instant)
+    if previous is None:
+        return None
+    deployment_id = backend.create_deployment(application, group.deployment_group_name, previous.revision)
+    deployment = backend.deployments[deployment_id]
+    deployment.creator = LAUNCH_CREATOR
+    with_traffic = (group.deployment_style or {}).get("deploymentOption") == "WITH_TRAFFIC_CONTROL"
+    events = LAUNCH_EVENTS_WITH_TRAFFIC if with_traffic else IN_PLACE_EVENTS
+    begin(account, region, deployment, instant, targets=[instance_id], events=events, not_before=agent_ready_at)
+    return deployment_id
+
+
+def launch_outcome(account: str, region: str, deployment_id: str) -> tuple[str, float] | None:
+    """(Succeeded | Failed | Stopped, when) of a launch deployment, or None when it is gone."""
+    deployment = backend_of(account, region).deployments.get(deployment_id)
+    sim = sim_of(deployment) if deployment is not None else None
+    return None if sim is None else (sim.plan.outcome, sim.plan.completed)
 
 
 # ---- response shaping

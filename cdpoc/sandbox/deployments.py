@@ -185,12 +185,14 @@ def plan_deployment(
     scripts: Mapping[str, Script] | None = None,
     no_instances_fail: bool = True,
     agent_failures: Mapping[str, tuple[str, Diagnostics]] | None = None,
+    not_before: float = 0.0,
 ) -> DeploymentPlan:
     """The whole timeline: one step in Created, then instances in batches, each event taking one step.
 
     `agent_failures`: instance id -> (event, diagnostics) where that instance's agent fails whatever the
-    bundle does (no credentials, or its role may not download the revision)."""
-    started = created + step
+    bundle does (no credentials, or its role may not download the revision).
+    `not_before`: the instances cannot start earlier (a just-launched instance's agent is not running yet)."""
+    started = max(created + step, not_before)
     if not target_ids:
         if no_instances_fail:
             return DeploymentPlan(created, started, started, FAILED, [], ("NO_INSTANCES", NO_INSTANCES_MESSAGE))
