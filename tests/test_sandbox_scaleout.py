@@ -206,6 +206,9 @@ def test_before_any_successful_revision_a_new_instance_goes_on_at_once(fleet: Fl
     assert fleet.instances()[new] == "InService"
     assert fleet.deployments() == []
     assert new in fleet.registered()
+    released(fleet, clock)
+    (held,) = fleet.scale_to(4)  # once a revision has succeeded, the hook holds the next one
+    assert fleet.instances()[held] == "Pending:Wait"
 
 
 def test_a_failed_launch_deployment_abandons_the_instance_and_the_group_replaces_it(
@@ -235,6 +238,16 @@ def test_without_the_deployment_group_no_hook_holds_new_instances(fleet: Fleet, 
     client("codedeploy").delete_deployment_group(applicationName=fleet.application, deploymentGroupName=fleet.group)
     (new,) = fleet.scale_to(3)
     assert fleet.instances()[new] == "InService"
+
+
+def test_deleting_the_deployment_group_abandons_the_launch_its_hook_holds(fleet: Fleet, clock: FakeClock) -> None:
+    """DeleteLifecycleHook completes outstanding launch actions with ABANDON (AWS API reference)."""
+    released(fleet, clock)
+    (held,) = fleet.scale_to(3)
+    client("codedeploy").delete_deployment_group(applicationName=fleet.application, deploymentGroupName=fleet.group)
+    instances = fleet.instances()
+    assert held not in instances and len(instances) == 3
+    assert set(instances.values()) == {"InService"}  # the replacement has no hook to wait for
 
 
 def test_an_own_launch_hook_times_out_with_its_default_result(clock: FakeClock) -> None:

@@ -15,7 +15,7 @@ MetadataOptions are not applied (HttpTokens stays optional). Here, as on AWS:
   ends, CONTINUE if it succeeded, else ABANDON. With no successful revision yet there is no deployment and
   the instance goes on at once;
 - any other launch hook times out after its HeartbeatTimeout (scaled by the timing profile) with its
-  DefaultResult (CompleteLifecycleAction is not modelled);
+  DefaultResult (CompleteLifecycleAction is not modelled); deleting a hook abandons the launches it holds;
 - each instance goes into the subnet of the zone that has the fewest of the group's instances (ties: the
   order of VPCZoneIdentifier), so a group spreads evenly over its zones;
 - the instance takes the MetadataOptions of the group's launch template version.
@@ -200,6 +200,18 @@ def update_attached_target_groups(self: Any, group_name: str, *, original: Calla
 # ---- completing lifecycle actions
 
 
+def delete_lifecycle_hook(self: Any, as_name: str, name: str, *, original: Callable[..., None]) -> None:
+    """AWS: "If there are any outstanding lifecycle actions, they are completed first (ABANDON for launching
+    instances ...)" - also when CodeDeploy removes its hook with the deployment group."""
+    group = self.autoscaling_groups.get(as_name)
+    for state in group.instance_states if group is not None else []:
+        for action in actions_of(state):
+            if action.hook == name and action.result is None:
+                action.result, action.completed_at = ABANDON, SIMULATION.now()
+    original(self, as_name, name)
+
+
+
 def advance(account: str, region: str, now: float) -> None:
     """Complete the lifecycle actions that ended by `now`: CONTINUE -> InService, ABANDON -> terminated."""
     from moto.autoscaling.models import autoscaling_backends
@@ -283,6 +295,9 @@ def install() -> None:
     FakeAutoScalingGroup.active_instances = active_instances  # type: ignore[method-assign]
     AutoScalingBackend.update_attached_target_groups = _wrapping(  # type: ignore[method-assign]
         MOTO["update_attached_target_groups"], update_attached_target_groups
+    )
+    AutoScalingBackend.delete_lifecycle_hook = _wrapping(  # type: ignore[method-assign]
+        vars(AutoScalingBackend)["delete_lifecycle_hook"], delete_lifecycle_hook
     )
     # every Auto Scaling request sees the hooks completed by now (describes, and launches counting capacity)
     AutoScalingResponse.call_action = _advance_first(vars(AutoScalingResponse)["call_action"])  # type: ignore[method-assign]
