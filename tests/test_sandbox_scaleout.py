@@ -233,13 +233,6 @@ def test_a_failed_launch_deployment_abandons_the_instance_and_the_group_replaces
     assert doomed not in fleet.registered()
 
 
-def test_without_the_deployment_group_no_hook_holds_new_instances(fleet: Fleet, clock: FakeClock) -> None:
-    released(fleet, clock)
-    client("codedeploy").delete_deployment_group(applicationName=fleet.application, deploymentGroupName=fleet.group)
-    (new,) = fleet.scale_to(3)
-    assert fleet.instances()[new] == "InService"
-
-
 def test_deleting_the_deployment_group_abandons_the_launch_its_hook_holds(fleet: Fleet, clock: FakeClock) -> None:
     """DeleteLifecycleHook completes outstanding launch actions with ABANDON (AWS API reference)."""
     released(fleet, clock)
@@ -402,3 +395,6 @@ def test_a_scaled_out_instance_ends_up_on_the_running_revision(
     assert len(rows) == 3 and "GET /health: 200" in out, out
     assert any(new["InstanceId"] in line for line in rows), out
     assert {line.split()[-1] for line in rows} == {commit[:8]}, out
+    # and `up` leaves the scaled-out group alone (the desired capacity is the scaling's, not cdpoc's)
+    code, out = cdpoc(*base, "up")
+    assert code == 0 and "No changes" in out, out

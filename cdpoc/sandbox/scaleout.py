@@ -211,7 +211,6 @@ def delete_lifecycle_hook(self: Any, as_name: str, name: str, *, original: Calla
     original(self, as_name, name)
 
 
-
 def advance(account: str, region: str, now: float) -> None:
     """Complete the lifecycle actions that ended by `now`: CONTINUE -> InService, ABANDON -> terminated."""
     from moto.autoscaling.models import autoscaling_backends
