@@ -263,8 +263,10 @@ def _abandon(backend: Any, group: Any, state: Any, at: float) -> None:
 
 def _advance_first(original: Callable[..., Any]) -> Callable[..., Any]:
     def call_action(self: Any) -> Any:
-        SIMULATION.advance(self.current_account, self.region)
-        return original(self)
+        # under the simulation's lock: other services' requests complete hooks (and launch) as they advance
+        with SIMULATION.lock:
+            SIMULATION.advance(self.current_account, self.region)
+            return original(self)
 
     call_action.cdpoc_scaleout = True  # type: ignore[attr-defined]
     return call_action
