@@ -189,12 +189,12 @@ def active_instances(self: Any) -> list[Any]:
 def update_attached_target_groups(self: Any, group_name: str, *, original: Callable[..., None]) -> None:
     """Register the group's instances except those a launch hook still holds (AWS registers them after it)."""
     group = self.autoscaling_groups[group_name]
-    holding = [s for s in group.instance_states if s.lifecycle_state == PENDING_WAIT]
-    group.instance_states = [s for s in group.instance_states if s.lifecycle_state != PENDING_WAIT]
+    every = group.instance_states  # restored as it was: its order decides which instances a scale-in removes
+    group.instance_states = [s for s in every if s.lifecycle_state != PENDING_WAIT]
     try:
         original(self, group_name)
     finally:
-        group.instance_states = group.instance_states + holding
+        group.instance_states = every
 
 
 # ---- completing lifecycle actions
