@@ -28,6 +28,23 @@ def is_mutating(operation: str) -> bool:
     return not operation.startswith(READ_PREFIXES)
 
 
+# botocore's service models, loaded once per process: each session otherwise parses them again (EC2's
+# alone is megabytes of JSON), and a run that builds several contexts (the lock, status --watch, tests)
+# paid that each time. Keyed by the search path, so a different AWS_DATA_PATH gets its own loader.
+_SHARED_LOADERS: dict[tuple[str, ...], Any] = {}
+_SHARED_LOADERS_LOCK = threading.Lock()
+
+
+def share_model_loader(session: boto3.Session) -> None:
+    """Make `session` read its service models through the process's loader for the same search path."""
+    core = session._session  # boto3 exposes no public accessor for its botocore session
+    own = core.get_component("data_loader")
+    with _SHARED_LOADERS_LOCK:
+        shared = _SHARED_LOADERS.setdefault(tuple(own.search_paths), own)
+    if shared is not own:
+        core.register_component("data_loader", shared)
+
+
 # The AWS CLI v2 and the SDKs read AWS_REGION before AWS_DEFAULT_REGION; botocore reads only the latter.
 REGION_VARIABLES = ("AWS_REGION", "AWS_DEFAULT_REGION")
 
@@ -71,6 +88,7 @@ class ClientFactory:
             self.session = boto3.Session(profile_name=profile or None, region_name=region)
         except botocore.exceptions.ProfileNotFound:
             raise unknown_profile(profile) from None
+        share_model_loader(self.session)
         self.region = region
         self.profile = profile
         # None lets boto3 use AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> on its own.
