@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 import pytest
-from sandbox_world import ACCOUNT, FakeClock
+from sandbox_world import ACCOUNT, FakeClock, without_managed_policies
 from typer.testing import CliRunner
 
 from cdpoc import rollout
@@ -28,6 +28,8 @@ from cdpoc.errors import WaitTimeout
 from cdpoc.sandbox import health
 from cdpoc.sandbox.server import Sandbox
 from cdpoc.sandbox.simulation import FAST, REALISTIC, SIMULATION, Timing
+
+__all__ = ["without_managed_policies"]  # a fixture, shared with the other sandbox tests
 
 ROOT = Path(__file__).parent.parent
 REGION = "us-east-1"
@@ -49,13 +51,7 @@ def test_profiles_scale_aws_durations() -> None:
 
 
 @pytest.fixture
-def few_policies(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No AWS-managed IAM policies loaded (none is used here; they cost seconds at each moto start)."""
-    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "false")
-
-
-@pytest.fixture
-def clock(few_policies: None, aws: None) -> Iterator[FakeClock]:
+def clock(without_managed_policies: None, aws: None) -> Iterator[FakeClock]:
     """moto plus the sandbox's additions on a fake clock, with AWS's own durations."""
     fake = FakeClock()
     SIMULATION.reset()
@@ -251,7 +247,7 @@ def test_the_app_answers_from_the_fleet_state_and_the_database(clock: FakeClock)
 
 
 @pytest.fixture
-def real_clock(few_policies: None, aws: None) -> Iterator[None]:
+def real_clock(without_managed_policies: None, aws: None) -> Iterator[None]:
     SIMULATION.reset()
     yield
     SIMULATION.reset()
