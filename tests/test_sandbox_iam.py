@@ -418,11 +418,8 @@ def test_an_instance_that_may_not_read_its_parameter_fails_the_hook_that_reads_i
     sandbox: tuple[tuple[str, ...], Path], parameter: str, hook: str, shown: str
 ) -> None:
     """AfterInstall reads the MongoDB host (`aws ssm get-parameter`); the app reads its password when it starts,
-    exits, and ValidateService gives up, its log ending with the app's AccessDeniedException."""
-    from moto.ec2.models import ec2_backends
-
-    from cdpoc.sandbox import health
-
+    exits, and ValidateService gives up, its log ending with the app's AccessDeniedException (nothing answers
+    on the instance meanwhile, as for any failed ValidateService)."""
     base, bundle = sandbox
     _, original = inline(base, "instance")
     arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/{parameter}"
@@ -434,22 +431,42 @@ def test_an_instance_that_may_not_read_its_parameter_fails_the_hook_that_reads_i
         assert "An error occurred (AccessDeniedException) when calling the GetParameter operation" in out, out
         assert f"assumed-role/{STACK}-instance/i-" in out and "ssm:GetParameter on resource: arn:aws:ssm:" in out
         wait_until_idle(base)  # the auto-rollback fails the same way: the permission is still missing
-        failed = latest_deployment(base)
     finally:
         put_inline(base, "instance", original)
-    if hook != "ValidateService":
-        return
-    # the app never listens: nothing answers from ApplicationStart on (the stub was disabled first), also while
-    # ValidateService polls it (moto's instance, or an app that started: an answer)
-    client = codedeploy(base)
-    targets = client.list_deployment_targets(deploymentId=failed["deploymentId"])["targetIds"]
-    details = client.batch_get_deployment_targets(deploymentId=failed["deploymentId"], targetIds=targets)
-    (target,) = [t["instanceTarget"] for t in details["deploymentTargets"] if t["instanceTarget"]["status"] == "Failed"]
-    validate = {e["lifecycleEventName"]: e for e in target["lifecycleEvents"]}["ValidateService"]
-    assert validate["status"] == "Failed"
-    validating = (validate["startTime"].timestamp() + validate["endTime"].timestamp()) / 2
-    instance = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(target["targetId"])
-    assert health.answer(ACCOUNT_ID, "us-east-1", instance, "/health", validating).refused
+
+
+def test_without_validate_service_the_deployment_succeeds_with_the_app_down(
+    sandbox: tuple[tuple[str, ...], Path], tmp_path: Path
+) -> None:
+    """Nothing checks the app that exits at start (its role may not read its password): CodeDeploy reports
+    success, as AWS would, and the instances answer nothing; the next good push repairs them."""
+    from moto.ec2.models import ec2_backends
+
+    from cdpoc.sandbox import health
+
+    base, bundle = sandbox
+    unchecked = tmp_path / "bundle"
+    shutil.copytree(bundle, unchecked)
+    appspec = yaml.safe_load((unchecked / "appspec.yml").read_text())
+    del appspec["hooks"]["ValidateService"]
+    (unchecked / "appspec.yml").write_text(yaml.safe_dump(appspec))
+    _, original = inline(base, "instance")
+    arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/mongodb/app-password"
+    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", arn))
+    try:
+        code, out = push(base, unchecked)
+        deployed = latest_deployment(base)
+    finally:
+        put_inline(base, "instance", original)
+    assert code == 0 and deployed["status"] == "Succeeded", out
+    assert "unhealthy in the target group" in out, out
+    group = client_of(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    ec2 = ec2_backends[ACCOUNT_ID]["us-east-1"]
+    for member in group["AutoScalingGroups"][0]["Instances"]:
+        instance = ec2.get_instance_by_id(member["InstanceId"])
+        assert health.answer(ACCOUNT_ID, "us-east-1", instance, "/health", SIMULATION.now()).refused
+    code, out = push(base, bundle)
+    assert code == 0, out
 
 
 def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(

@@ -116,10 +116,9 @@ def bundle_outcome(account: str, region: str, instance_id: str, scripts: dict[st
 
 
 def _after_install_refused(parameter: str, region: str, refused: str) -> DiagnosticsAt:
-    # the AWS CLI prints a blank line before its error; die() logs to stderr
+    # the AWS CLI's error (after a blank line, left out here), then die()'s line, both on stderr
     def at(_start: float, end: float) -> Diagnostics:
         tail = _lines(
-            ("stderr", ""),
             ("stderr", refused),
             (
                 "stderr",
