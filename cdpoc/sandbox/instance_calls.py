@@ -20,7 +20,8 @@ when the script would ask it, where the sandbox simulates the effect:
 
 Not evaluated, because the sandbox does not simulate the effect: the app's S3 uploads (the simulated app
 serves / and /health only), the CloudWatch agent shipping logs (the sandbox ships no instance logs), the
-CodeDeploy agent's installer (an unsigned HTTPS download from AWS's public bucket), Session Manager.
+CodeDeploy agent's installation (the installer is fetched with an unsigned wget from AWS's public bucket),
+Session Manager.
 """
 
 from __future__ import annotations
