@@ -173,7 +173,12 @@ def make_asg(name: str, size: int) -> list[str]:
 # cdpoc/sandbox/service_roles.py); cdpoc's own, narrower policies are tested in tests/test_sandbox_iam.py.
 SERVICE_ACTIONS = {
     "codepipeline.amazonaws.com": ["codecommit:Get*", "codecommit:UploadArchive", "codedeploy:*", "s3:*"],
-    "codedeploy.amazonaws.com": ["autoscaling:Describe*", "ec2:Describe*", "elasticloadbalancing:*"],
+    "codedeploy.amazonaws.com": [
+        "autoscaling:Describe*",
+        "autoscaling:CompleteLifecycleAction",
+        "ec2:Describe*",
+        "elasticloadbalancing:*",
+    ],
     "events.amazonaws.com": ["codepipeline:StartPipelineExecution"],
     "ec2.amazonaws.com": ["s3:GetObject", "s3:GetObjectVersion"],
 }

@@ -5,6 +5,7 @@ naming it where AWS does; `up` puts it back.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import shutil
@@ -34,6 +35,7 @@ from cdpoc.sandbox.iam_evaluation import (
 )
 from cdpoc.sandbox.server import Sandbox
 
+ACCOUNT_ID = "123456789012"  # moto's default account
 REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 BUCKET_OBJECT = "arn:aws:s3:::artifacts/pipe/Source/abc"
 
@@ -382,3 +384,197 @@ def test_up_restores_a_policy_that_lost_a_permission(sandbox: tuple[tuple[str, .
     assert inline(base, "pipeline")[1] == original
     code, out = push(base, bundle)
     assert code == 0, out
+
+
+# --- the instance role's own calls, and CodeDeploy completing its launch hook -----------------------------
+
+
+def client_of(base: tuple[str, ...], service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
+
+
+def denying_on(document: dict[str, Any], action: str, resource: str) -> dict[str, Any]:
+    """The policy plus an explicit Deny of one action on one resource. The instance role's ssm:GetParameter
+    also comes from AmazonSSMManagedInstanceCore (on every parameter), so only a Deny takes it away."""
+    deny = {"Sid": "TakenAway", "Effect": "Deny", "Action": action, "Resource": resource}
+    return {**document, "Statement": [*document["Statement"], deny]}
+
+
+def latest_deployment(base: tuple[str, ...]) -> dict[str, Any]:
+    client = codedeploy(base)
+    (newest, *_) = client.list_deployments(applicationName=STACK, deploymentGroupName=f"{STACK}-fleet")["deployments"]
+    return dict(client.get_deployment(deploymentId=newest)["deploymentInfo"])
+
+
+# (parameter the instance may not read, the hook that fails, what its log tail shows)
+UNREADABLE = [
+    ("mongodb/host", "AfterInstall", f"ERROR: cannot read SSM parameter /{STACK}/mongodb/host in us-east-1"),
+    ("mongodb/app-password", "ValidateService", "ERROR: not healthy after 120s"),
+]
+
+
+@pytest.mark.parametrize(("parameter", "hook", "shown"), UNREADABLE, ids=[p for p, _, _ in UNREADABLE])
+def test_an_instance_that_may_not_read_its_parameter_fails_the_hook_that_reads_it(
+    sandbox: tuple[tuple[str, ...], Path], parameter: str, hook: str, shown: str
+) -> None:
+    """AfterInstall reads the MongoDB host (`aws ssm get-parameter`); the app reads its password when it starts,
+    exits, and ValidateService gives up, its log ending with the app's AccessDeniedException (nothing answers
+    on the instance meanwhile, as for any failed ValidateService)."""
+    base, bundle = sandbox
+    _, original = inline(base, "instance")
+    arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/{parameter}"
+    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", arn))
+    try:
+        code, out = push(base, bundle)
+        assert code == 1, out
+        assert f"failed at {hook}" in out and shown in out, out
+        assert "An error occurred (AccessDeniedException) when calling the GetParameter operation" in out, out
+        assert f"assumed-role/{STACK}-instance/i-" in out and "ssm:GetParameter on resource: arn:aws:ssm:" in out
+        wait_until_idle(base)  # the auto-rollback fails the same way: the permission is still missing
+    finally:
+        put_inline(base, "instance", original)
+
+
+def test_without_validate_service_the_deployment_succeeds_with_the_app_down(
+    sandbox: tuple[tuple[str, ...], Path], tmp_path: Path
+) -> None:
+    """Nothing checks the app that exits at start (its role may not read its password): CodeDeploy reports
+    success, as AWS would, and the instances answer nothing; the next good push repairs them."""
+    from moto.ec2.models import ec2_backends
+
+    from cdpoc.sandbox import health
+
+    base, bundle = sandbox
+    unchecked = tmp_path / "bundle"
+    shutil.copytree(bundle, unchecked)
+    appspec = yaml.safe_load((unchecked / "appspec.yml").read_text())
+    del appspec["hooks"]["ValidateService"]
+    (unchecked / "appspec.yml").write_text(yaml.safe_dump(appspec))
+    _, original = inline(base, "instance")
+    arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/mongodb/app-password"
+    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", arn))
+    try:
+        code, out = push(base, unchecked)
+        deployed = latest_deployment(base)
+    finally:
+        put_inline(base, "instance", original)
+    assert code == 0 and deployed["status"] == "Succeeded", out
+    assert "unhealthy in the target group" in out, out
+    group = client_of(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    ec2 = ec2_backends[ACCOUNT_ID]["us-east-1"]
+    for member in group["AutoScalingGroups"][0]["Instances"]:
+        instance = ec2.get_instance_by_id(member["InstanceId"])
+        assert health.answer(ACCOUNT_ID, "us-east-1", instance, "/health", SIMULATION.now()).refused
+    code, out = push(base, bundle)
+    assert code == 0, out
+
+
+def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
+    sandbox: tuple[tuple[str, ...], Path],
+) -> None:
+    """The MongoDB user data reads both passwords from SSM at boot with the instance role; refused, it gives up
+    and the database the app is configured for never becomes ready (its /health: 503), also once the
+    permission is back (user data runs once)."""
+    from moto.ec2.models import ec2_backends
+
+    from cdpoc.sandbox import health
+
+    base, _ = sandbox
+    ec2, ssm = client_of(base, "ec2"), client_of(base, "ssm")
+    host = f"/{STACK}/mongodb/host"
+    real_host = ssm.get_parameter(Name=host)["Parameter"]["Value"]
+    (mongodb,) = [
+        i
+        for r in ec2.describe_instances(Filters=[{"Name": "private-ip-address", "Values": [real_host]}])["Reservations"]
+        for i in r["Instances"]
+    ]
+    user_data = ec2.describe_instance_attribute(InstanceId=mongodb["InstanceId"], Attribute="userData")["UserData"]
+    script = base64.b64decode(user_data["Value"]).decode()
+    assert f"/{STACK}/mongodb/admin-password" in script and f"/{STACK}/mongodb/app-password" in script
+    group = client_of(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    app_instance = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(
+        group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    )
+
+    def ready() -> bool:
+        return health.database_ready(ACCOUNT_ID, "us-east-1", app_instance, SIMULATION.now())
+
+    assert ready()  # the stack's own MongoDB read its passwords at boot
+
+    _, original = inline(base, "instance")
+    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", f"arn:aws:ssm:*:*:parameter/{STACK}/*"))
+    replacement = ""
+    try:
+        replacement = ec2.run_instances(
+            ImageId=mongodb["ImageId"],
+            InstanceType="t3.micro",
+            MinCount=1,
+            MaxCount=1,
+            SubnetId=mongodb["SubnetId"],
+            UserData=script,
+            IamInstanceProfile={"Arn": mongodb["IamInstanceProfile"]["Arn"]},
+        )["Instances"][0]["InstanceId"]
+        new_host = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(replacement).private_ip
+        ssm.put_parameter(Name=host, Value=new_host, Type="String", Overwrite=True)
+        time.sleep((SIMULATION.seconds("instance_boot") + SIMULATION.seconds("mongodb")) * 1.5)
+        assert not ready()  # with its passwords it would be ready by now
+        put_inline(base, "instance", original)
+        time.sleep(SIMULATION.seconds("mongodb"))
+        assert not ready()  # it gave up for good
+    finally:
+        put_inline(base, "instance", original)
+        ssm.put_parameter(Name=host, Value=real_host, Type="String", Overwrite=True)
+        if replacement:
+            ec2.terminate_instances(InstanceIds=[replacement])
+    assert ready()
+
+
+def test_without_complete_lifecycle_action_a_new_instance_waits_out_the_heartbeat_and_is_abandoned(
+    sandbox: tuple[tuple[str, ...], Path],
+) -> None:
+    """CodeDeploy's launch deployment succeeds, but its service role may not complete the launch hook: the
+    instance stays Pending:Wait until the hook's heartbeat timeout, then is terminated (ABANDON) and replaced."""
+    base, _ = sandbox
+    autoscaling, ec2 = client_of(base, "autoscaling"), client_of(base, "ec2")
+    asg = f"{STACK}-app"
+
+    def members() -> dict[str, str]:
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[asg])["AutoScalingGroups"][0]
+        return {i["InstanceId"]: i["LifecycleState"] for i in group["Instances"]}
+
+    (hook,) = autoscaling.describe_lifecycle_hooks(AutoScalingGroupName=asg)["LifecycleHooks"]
+    heartbeat = SIMULATION.timing.scaled(hook["HeartbeatTimeout"])
+    before = set(members())
+    _, original = inline(base, "codedeploy")
+    put_inline(base, "codedeploy", denying(original, "autoscaling:CompleteLifecycleAction"))
+    try:
+        autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=len(before) + 1)
+        (new,) = set(members()) - before
+        launch = latest_deployment(base)
+        assert launch["creator"] == "autoscaling"
+        deadline = time.monotonic() + 60
+        while latest_deployment(base)["status"] != "Succeeded" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert codedeploy(base).get_deployment(deploymentId=launch["deploymentId"])["deploymentInfo"]["status"] == (
+            "Succeeded"
+        )
+        assert members()[new] == "Pending:Wait"  # moto has no hooks; with the permission: InService by now
+        time.sleep(heartbeat)
+        while new in members() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert new not in members()
+        (state,) = [
+            i["State"]["Name"]
+            for r in ec2.describe_instances(InstanceIds=[new])["Reservations"]
+            for i in r["Instances"]
+        ]
+        assert state == "terminated"
+        assert len(members()) == len(before) + 1  # a replacement, held the same way
+    finally:
+        put_inline(base, "codedeploy", original)
+        autoscaling.set_desired_capacity(AutoScalingGroupName=asg, DesiredCapacity=len(before))
+        settled = time.monotonic() + 60
+        while set(members().values()) != {"InService"} and time.monotonic() < settled:
+            time.sleep(0.05)
+        wait_until_idle(base)
+    assert set(members().values()) == {"InService"} and len(members()) == len(before)

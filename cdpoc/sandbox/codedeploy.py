@@ -36,7 +36,7 @@ from moto.ec2.models import ec2_backends
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
-from cdpoc.sandbox import service_roles
+from cdpoc.sandbox import instance_calls, service_roles
 from cdpoc.sandbox.deployments import (
     FAILED,
     STOPPED,
@@ -44,6 +44,7 @@ from cdpoc.sandbox.deployments import (
     DeploymentPlan,
     Diagnostics,
     HealthRule,
+    InstanceFailure,
     Script,
     TargetPlan,
     plan_deployment,
@@ -81,6 +82,7 @@ class DeploymentSim:
     rollback_info: dict[str, str] = field(default_factory=dict)
     rollback_settled: bool = False
     rollback_on_stop: bool | None = None  # StopDeployment's autoRollbackEnabled
+    app_down: frozenset[str] = frozenset()  # instances whose app exits at start (its role may not read SSM)
 
 
 # ---- state on moto's objects
@@ -223,11 +225,13 @@ def begin(
     if targets is None:
         targets = targets_for(account, region, group)
     refused = service_roles.deployment_denial(account, region, group)
+    app_down: frozenset[str] = frozenset()
     if refused is not None:
         # CodeDeploy cannot act with its service role: the deployment fails before any instance is touched
         started = instant + SIMULATION.step_seconds
         plan = DeploymentPlan(instant, started, started, FAILED, [], refused)
     else:
+        failures, app_down = instance_failures(account, region, targets, deployment.revision or {}, events, scripts)
         plan = plan_deployment(
             created=instant,
             step=SIMULATION.step_seconds,
@@ -238,28 +242,42 @@ def begin(
             scripts=scripts,
             # an Auto Scaling group that is empty right now is not an error: its instances get the revision later
             no_instances_fail=not group.auto_scaling_groups,
-            agent_failures=agent_failures(account, region, targets, deployment.revision or {}, events),
+            agent_failures=failures,
             not_before=not_before,
         )
     backend = backend_of(account, region)
     previous = _last_successful(backend, deployment.application_name, deployment.deployment_group_name, instant)
-    setattr(deployment, _SIM, DeploymentSim(plan, previous.revision if previous else None))
+    setattr(deployment, _SIM, DeploymentSim(plan, previous.revision if previous else None, app_down=app_down))
     deployment.create_time = _naive(instant)
     _sync(deployment, plan, instant)
 
 
-def agent_failures(
-    account: str, region: str, targets: list[str], revision: dict[str, Any], events: tuple[str, ...]
-) -> dict[str, tuple[str, Diagnostics]]:
-    """Where each instance's agent fails for want of credentials or permissions (cdpoc/sandbox/service_roles.py)."""
-    failures = {}
+def instance_failures(
+    account: str,
+    region: str,
+    targets: list[str],
+    revision: dict[str, Any],
+    events: tuple[str, ...],
+    scripts: dict[str, Script],
+) -> tuple[dict[str, InstanceFailure], frozenset[str]]:
+    """Where each instance fails for want of credentials or permissions of its role: the agent's own download
+    (cdpoc/sandbox/service_roles.py), then the calls cdpoc's bundle makes (cdpoc/sandbox/instance_calls.py);
+    and the instances whose app exits at start for the same reason."""
+    failures: dict[str, InstanceFailure] = {}
+    app_down = set()
     for target in targets:
         denied = service_roles.agent_denial(account, region, target, revision)
         if denied is not None:
             event, message = denied
             # no credentials: the agent never receives the first event; denied: DownloadBundle fails
             failures[target] = (event or events[0], Diagnostics("UnknownError", "", message, ""))
-    return failures
+            continue
+        outcome = instance_calls.bundle_outcome(account, region, target, scripts)
+        if outcome.failure is not None:
+            failures[target] = outcome.failure
+        if outcome.app_down:
+            app_down.add(target)
+    return failures, frozenset(app_down)
 
 
 def create_deployment_at(

@@ -14,7 +14,7 @@ fails, the instances not yet started as Skipped.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from cdpoc.sandbox.simulation import SERVICE_EVENTS, FailureRequest
@@ -64,6 +64,9 @@ class Diagnostics:
 
 
 SUCCESS = Diagnostics("Success", "", "Succeeded", "")
+# Diagnostics whose log lines carry the times the failed event started and ended (start, end).
+DiagnosticsAt = Callable[[float, float], Diagnostics]
+InstanceFailure = tuple[str, Diagnostics | DiagnosticsAt]
 
 
 @dataclass(frozen=True)
@@ -184,13 +187,14 @@ def plan_deployment(
     failure: FailureRequest | None = None,
     scripts: Mapping[str, Script] | None = None,
     no_instances_fail: bool = True,
-    agent_failures: Mapping[str, tuple[str, Diagnostics]] | None = None,
+    agent_failures: Mapping[str, InstanceFailure] | None = None,
     not_before: float = 0.0,
 ) -> DeploymentPlan:
     """The whole timeline: one step in Created, then instances in batches, each event taking one step.
 
-    `agent_failures`: instance id -> (event, diagnostics) where that instance's agent fails whatever the
-    bundle does (no credentials, or its role may not download the revision).
+    `agent_failures`: instance id -> (event, diagnostics) where that instance fails whatever the bundle is
+    asked to do: its agent has no credentials or may not download the revision, or the bundle's own calls
+    with the instance role are refused (cdpoc/sandbox/instance_calls.py).
     `not_before`: the instances cannot start earlier (a just-launched instance's agent is not running yet)."""
     started = max(created + step, not_before)
     if not target_ids:
@@ -233,14 +237,15 @@ def _run_target(
     step: float,
     failure: FailureRequest | None,
     scripts: Mapping[str, Script],
-    agent_failure: tuple[str, Diagnostics] | None = None,
+    agent_failure: InstanceFailure | None = None,
 ) -> TargetPlan:
     planned: list[EventPlan] = []
     moment = start
     for name in events:
         diagnostics = None
         if agent_failure is not None and name == agent_failure[0]:
-            diagnostics = agent_failure[1]
+            found = agent_failure[1]
+            diagnostics = found if isinstance(found, Diagnostics) else found(moment, moment + step)
         elif failure is not None and name == failure.hook:
             diagnostics = failure_diagnostics(failure, scripts)
         if diagnostics is not None:

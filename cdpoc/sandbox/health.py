@@ -11,7 +11,10 @@ time elapsed (SIMULATION.clock, no background threads) and scaled by the timing 
   successful CodeDeploy ApplicationStart (nothing between ApplicationStop and ApplicationStart, and nothing
   when the deployment's ValidateService failed: that is what the failure found). The app's /health answers
   200 only when the MongoDB instance it is configured for (SSM /<stack>/mongodb/host, as the bundle's
-  AfterInstall hook reads it) has finished its user data, else 503, with the bodies the bundle's app gives;
+  AfterInstall hook reads it) has finished its user data, else 503, with the bodies the bundle's app gives.
+  Where the instances' own role is refused (cdpoc/sandbox/instance_calls.py) this follows: an app that may not
+  read its SSM password exits at start and nothing answers; a MongoDB whose user data may not read its
+  passwords never becomes ready;
 - target health follows the load balancer's health checks: `initial` (Elb.RegistrationInProgress until the
   first check, then Elb.InitialHealthChecking), `healthy` after HealthyThresholdCount passing checks in a
   row, `unhealthy` after UnhealthyThresholdCount failing ones (Target.ResponseCodeMismatch,
@@ -24,7 +27,8 @@ time elapsed (SIMULATION.clock, no background threads) and scaled by the timing 
 
 Not modelled: security groups and NACLs on the health-check path (Target.Timeout is never given), listener
 rules other than the default forward action, HTTPS listeners, instance pending -> running in EC2's own
-state, the Auto Scaling lifecycle (Pending -> InService) and its ELB health check replacing instances.
+state, the Auto Scaling group's ELB health check replacing unhealthy instances. (The launch lifecycle,
+Pending:Wait -> InService or terminated, is cdpoc/sandbox/scaleout.py's.)
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cdpoc.sandbox import instance_calls
 from cdpoc.sandbox.simulation import SIMULATION
 
 _LAUNCHED = "_cdpoc_launched"
@@ -113,13 +118,14 @@ def running_on(account: str, region: str, instance: Any, now: float) -> Running:
     current = Running("nothing")
     if STUB_MARKER in _user_data(instance) and now >= _booted_at(instance) + SIMULATION.seconds("stub_server"):
         current = Running("stub")
-    for deployment_id, plan_target, revision in _deployments_on(account, region, instance.id):
-        current = _after_deployment(current, plan_target, deployment_id, revision, now)
+    for deployment_id, plan_target, revision, app_down in _deployments_on(account, region, instance.id):
+        current = _after_deployment(current, plan_target, deployment_id, revision, now, app_down=app_down)
     return current
 
 
-def _deployments_on(account: str, region: str, instance_id: str) -> list[tuple[str, Any, dict[str, Any]]]:
-    """(deployment id, its plan for this instance, revision) of every simulated deployment, oldest first."""
+def _deployments_on(account: str, region: str, instance_id: str) -> list[tuple[str, Any, dict[str, Any], bool]]:
+    """(deployment id, its plan for this instance, revision, whether the app exits at start) of every simulated
+    deployment, oldest first."""
     from cdpoc.sandbox import codedeploy
 
     found = []
@@ -127,13 +133,13 @@ def _deployments_on(account: str, region: str, instance_id: str) -> list[tuple[s
     for deployment in sorted(backend.deployments.values(), key=lambda d: codedeploy._epoch(d.create_time)):
         sim = codedeploy.sim_of(deployment)
         target = sim.plan.target(instance_id) if sim is not None else None
-        if target is not None:
-            found.append((deployment.deployment_id, target, deployment.revision or {}))
+        if sim is not None and target is not None:
+            found.append((deployment.deployment_id, target, deployment.revision or {}, instance_id in sim.app_down))
     return found
 
 
 def _after_deployment(
-    before: Running, target: Any, deployment_id: str, revision: dict[str, Any], now: float
+    before: Running, target: Any, deployment_id: str, revision: dict[str, Any], now: float, *, app_down: bool = False
 ) -> Running:
     events = {event.name: event for event in target.events}
     current = before
@@ -143,8 +149,10 @@ def _after_deployment(
     start = events.get("ApplicationStart")
     if start is None or start.outcome == "Skipped" or now < start.end:
         return current
-    if start.outcome != "Succeeded":
-        return Running("nothing")  # the stub is disabled first; the app did not come up
+    if start.outcome != "Succeeded" or app_down:
+        # the stub is disabled first; the app did not come up, or (its role may not read its SSM password) it
+        # exits as soon as systemd starts it, again and again
+        return Running("nothing")
     validate = events.get("ValidateService")
     if validate is not None and validate.outcome == "Failed":
         return Running("broken-app", deployment_id, revision)
@@ -216,8 +224,25 @@ def database_ready(account: str, region: str, instance: Any, now: float) -> bool
         if candidate.state != "running" or not candidate.nics:
             continue
         if host in (candidate.private_ip, candidate.private_dns_name):
-            return now >= _booted_at(candidate) + SIMULATION.seconds("mongodb")
+            if now < _booted_at(candidate) + SIMULATION.seconds("mongodb"):
+                return False
+            # its user data reads the MongoDB passwords from SSM with the instance's role, or gives up for good
+            return instance_calls.secrets_refused(account, region, candidate, _user_data(candidate)) is None
     return False
+
+
+def settle_databases(account: str, region: str, now: float) -> None:
+    """Take each MongoDB user data's SSM read as soon as the simulation passes the moment it happens, so that
+    the role's policies count as they were then, not when someone first asks for the database."""
+    from moto.ec2.models import ec2_backends
+
+    if region not in ec2_backends[account]:
+        return
+    for instance in ec2_backends[account][region].all_instances():
+        if instance_calls.SECRETS_VERDICT in instance.__dict__ or instance.state != "running":
+            continue
+        if now >= _booted_at(instance) + SIMULATION.seconds("mongodb"):
+            instance_calls.secrets_refused(account, region, instance, _user_data(instance))
 
 
 # ---- target health
@@ -505,6 +530,7 @@ def install() -> None:
     _stamp_registrations()
     _stamp_terminations()
     replace_operations(ELBV2Response, describe_target_health)
+    SIMULATION.add_advancer(settle_databases)
 
 
 # ---- the load balancers' DNS names, served as an HTTP forward proxy

@@ -14,8 +14,12 @@ MetadataOptions are not applied (HttpTokens stays optional). Here, as on AWS:
   `autoscaling`, whose events start once the instance has booted; the hook is completed when the deployment
   ends, CONTINUE if it succeeded, else ABANDON. With no successful revision yet there is no deployment and
   the instance goes on at once;
+- CodeDeploy completes its hook with CompleteLifecycleAction, authorized with the deployment group's service
+  role (cdpoc/sandbox/service_roles.py): refused, the launch deployment still succeeds but the action stays
+  open, and the instance waits in Pending:Wait until the hook's heartbeat timeout, then takes the hook's
+  default result (ABANDON: terminated, and a replacement launched, which runs into the same);
 - any other launch hook times out after its HeartbeatTimeout (scaled by the timing profile) with its
-  DefaultResult (CompleteLifecycleAction is not modelled); deleting a hook abandons the launches it holds;
+  DefaultResult (the CompleteLifecycleAction API is not offered); deleting a hook abandons the launches it holds;
 - each instance goes into the subnet of the zone that has the fewest of the group's instances (ties: the
   order of VPCZoneIdentifier), so a group spreads evenly over its zones;
 - the instance takes the MetadataOptions of the group's launch template version.
@@ -32,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cdpoc.sandbox import codedeploy
+from cdpoc.sandbox import codedeploy, service_roles
 from cdpoc.sandbox.simulation import SIMULATION
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
@@ -55,6 +59,8 @@ class LaunchAction:
     deployment_id: str | None = None  # CodeDeploy's launch deployment, when CodeDeploy owns the hook
     result: str | None = None
     completed_at: float = 0.0
+    owner: Any = None  # the CodeDeploy deployment group that installed the hook, if any
+    group_arn: str = ""  # the Auto Scaling group's ARN (what CompleteLifecycleAction is authorized on)
 
     def settle(self, account: str, region: str, now: float) -> None:
         """Complete the action if its deployment ended, or its heartbeat timed out, by `now`."""
@@ -65,13 +71,25 @@ class LaunchAction:
             if outcome is None:  # the deployment is gone with its application: CodeDeploy never answers
                 self.deployment_id = None
             elif outcome[1] <= now:
-                self.result = CONTINUE if outcome[0] == "Succeeded" else ABANDON
-                self.completed_at = outcome[1]
+                self.deployment_id = None
+                self.complete_as_codedeploy(
+                    account, region, CONTINUE if outcome[0] == "Succeeded" else ABANDON, outcome[1]
+                )
                 return
             else:
                 return
         if now >= self.timeout_at:
             self.result, self.completed_at = self.default_result, self.timeout_at
+
+    def complete_as_codedeploy(self, account: str, region: str, result: str, at: float) -> None:
+        """CodeDeploy calls CompleteLifecycleAction with the deployment group's service role; refused, the action
+        stays open until its heartbeat times out and takes the hook's default result (ABANDON for CodeDeploy's)."""
+        if service_roles.lifecycle_completion_denied(account, region, self.owner, self.group_arn):
+            # the sandbox lets CodeDeploy's own hook wait for its deployment however long (heartbeats are not
+            # modelled), so the timeout counts from no earlier than the refusal
+            self.timeout_at = max(self.timeout_at, at)
+            return
+        self.result, self.completed_at = result, at
 
 
 def actions_of(state: Any) -> list[LaunchAction]:
@@ -154,11 +172,12 @@ def _hold(group: Any, state: Any, now: float) -> None:
         action = LaunchAction(hook.name, hook.default_result, now + SIMULATION.timing.scaled(hook.heartbeat_timeout))
         owner = codedeploy.launch_hook_owner(account, region, group.name, hook.name)
         if owner is not None:
+            action.owner, action.group_arn = owner, group.arn
             action.deployment_id = codedeploy.create_launch_deployment(
                 account, region, owner, state.instance.id, now, agent_ready_at
             )
             if action.deployment_id is None:  # nothing has succeeded yet: CodeDeploy continues at once
-                action.result, action.completed_at = CONTINUE, now
+                action.complete_as_codedeploy(account, region, CONTINUE, now)
         actions.append(action)
     state.__dict__[_ACTIONS] = actions
     if all(a.result == CONTINUE for a in actions):

@@ -8,6 +8,12 @@ profile's role (ec2.amazonaws.com); EventBridge assumes the target's RoleArn (ev
 start the pipeline. Each request is evaluated with cdpoc/sandbox/iam_evaluation.py against the role's
 inline and attached managed policies (and its permissions boundary), the moment the service makes it.
 
+The instances also act with their instance profile's role themselves, and where the sandbox simulates the
+effect it asks the same questions: the bundle's AfterInstall hook reads SSM /<stack>/mongodb/host, the
+deployed app reads the SecureString /<stack>/mongodb/app-password when it starts, and the MongoDB
+instance's user data reads both passwords at boot (`instance_parameter_denial`). CodeDeploy completes the
+Auto Scaling launch hook it installed with its service role (`lifecycle_completion_denied`).
+
 The functions here answer "what would AWS report", as text in the shape AWS reports it, or None when the
 service may go on. The callers (codepipeline.py, codedeploy.py) put that text where the botocore model
 says AWS puts it.
@@ -289,3 +295,45 @@ def _template_profile(account: str, region: str, instance_id: str) -> Any:
         except Exception:  # moto's IAMNotFoundException: the profile is gone
             return None
     return None
+
+
+# ---- what the instances do with their own role (the bundle's scripts, the app, the MongoDB user data)
+
+
+def instance_parameter_denial(account: str, region: str, instance_id: str, name: str) -> str | None:
+    """What SSM answers when the instance reads parameter `name` (GetParameter, as `aws ssm get-parameter` and
+    boto3's get_parameter call it) with its instance profile's role, or None when it may.
+
+    The text is the AWS CLI's and botocore's: `An error occurred (AccessDeniedException) when calling the
+    GetParameter operation: User: arn:aws:sts::A:assumed-role/ROLE/i-... is not authorized to perform:
+    ssm:GetParameter on resource: arn:aws:ssm:R:A:parameter/... because ...`. Without a profile the instance
+    has no credentials at all, and the CLI says so. SecureStrings under the AWS-managed aws/ssm key need no
+    kms:Decrypt grant (its key policy lets SSM decrypt for the account's principals; key policies are not
+    evaluated here)."""
+    role_arn = instance_role_arn(account, region, instance_id)
+    role = _assumed(account, role_arn, EC2_SERVICE) if role_arn else None
+    if role is None:
+        return 'Unable to locate credentials. You can configure credentials by running "aws configure".'
+    instance_arn = _arn("ec2", region, account, f"instance/{instance_id}")
+    resource = _arn("ssm", region, account, f"parameter/{name.lstrip('/')}")
+    # credentials delivered to an instance carry the instance's ARN (the instance policy's TagItself uses it)
+    request = Request("ssm:GetParameter", resource, {"ec2:SourceInstanceARN": instance_arn})
+    verdict = _first_denial(account, role, [request])
+    if verdict is None:
+        return None
+    return (
+        "An error occurred (AccessDeniedException) when calling the GetParameter operation: "
+        f"{not_authorized(session_arn(account, role, instance_id), verdict)}"
+    )
+
+
+# ---- CodeDeploy completing its Auto Scaling launch hook
+
+
+def lifecycle_completion_denied(account: str, region: str, group: Any, asg_arn: str) -> bool:
+    """Whether the deployment group's service role may not call autoscaling:CompleteLifecycleAction on the
+    Auto Scaling group (a role that is gone or that CodeDeploy may not assume may not either)."""
+    role = _assumed(account, str(group.service_role_arn or ""), CODEDEPLOY_SERVICE)
+    if role is None:
+        return True
+    return _first_denial(account, role, [Request("autoscaling:CompleteLifecycleAction", asg_arn)]) is not None
