@@ -52,3 +52,31 @@ def numbered_context(directory: Path, prefix: str, settings: str = "") -> Contex
     config = directory / "cdpoc.yaml"
     config.write_text(f"name: {prefix}{next(STACK_NUMBERS)}\n{settings}")
     return Context.build(Options(config=config), recording_ui(), waits=FAST_WAITS)
+
+
+# --- the real CLI against a sandbox server: `base` is the CLI's leading options, --endpoint-url among them
+
+
+def sandbox_client(base: tuple[str, ...], service: str) -> Any:
+    """A boto3 client of the sandbox that `base` (cdpoc's leading CLI options) points at."""
+    import boto3
+
+    return boto3.client(service, region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
+
+
+def wait_until_no_deployment_is_active(base: tuple[str, ...], application: str, group: str) -> None:
+    """Until the group has no active deployment (a failure's auto-rollback runs one of its own): the next
+    push's Deploy would be refused while one is active (DeploymentLimitExceededException)."""
+    import time
+
+    codedeploy = sandbox_client(base, "codedeploy")
+    for _ in range(600):
+        active = codedeploy.list_deployments(
+            applicationName=application,
+            deploymentGroupName=group,
+            includeOnlyStatuses=["Created", "Queued", "InProgress"],
+        )["deployments"]
+        if not active:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"a deployment is still active: {active}")

@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
+from cdpoc_testing import sandbox_client as client
+from cdpoc_testing import wait_until_no_deployment_is_active
 from faults import LostAnswer
 from rich.console import Console
 from typer.testing import CliRunner
@@ -253,10 +253,6 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rollout, "POLL_SECONDS", 0.1)
 
 
-def client(base: tuple[str, ...], service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
-
-
 def codecommit(base: tuple[str, ...]) -> Any:
     return client(base, "codecommit")
 
@@ -314,23 +310,7 @@ def test_cli_push_app_wait_reports_the_failing_hook_and_its_log(
     assert re.search(r"instance i-\w+ failed at ValidateService, script \S+", out)
     assert "curl: (7) Failed to connect to localhost port 8080" in out
     assert "rolls the instances back" in out
-    wait_for_the_rollback(sandbox)
-
-
-def wait_for_the_rollback(base: tuple[str, ...]) -> None:
-    """Until the group has no active deployment (auto-rollback runs one of its own): the next push's Deploy
-    would be refused while one is active (DeploymentLimitExceededException)."""
-    codedeploy = client(base, "codedeploy")
-    for _ in range(600):
-        active = codedeploy.list_deployments(
-            applicationName=STACK,
-            deploymentGroupName=f"{STACK}-fleet",
-            includeOnlyStatuses=["Created", "Queued", "InProgress"],
-        )["deployments"]
-        if not active:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the rollback deployment is still active: {active}")
+    wait_until_no_deployment_is_active(sandbox, STACK, f"{STACK}-fleet")
 
 
 def test_ctrl_c_stops_waiting_not_the_deployment(
@@ -358,7 +338,7 @@ def test_ctrl_c_stops_waiting_not_the_deployment(
     codedeploy = client(sandbox, "codedeploy")
     assert codedeploy.get_deployment(deploymentId=deployment)["deploymentInfo"]["status"] in ("Created", "InProgress")
     codedeploy.stop_deployment(deploymentId=deployment, autoRollbackEnabled=False)  # not to hold up the next test
-    wait_for_the_rollback(sandbox)
+    wait_until_no_deployment_is_active(sandbox, STACK, f"{STACK}-fleet")
 
 
 def test_cli_push_app_wait_gives_up_at_the_timeout(

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
+from cdpoc_testing import sandbox_client as client
+from cdpoc_testing import wait_until_no_deployment_is_active
 from typer.testing import CliRunner
 
 from cdpoc import rollout
@@ -33,6 +34,7 @@ from cdpoc.sandbox.iam_evaluation import (
     evaluate,
     may_assume,
 )
+from cdpoc.sandbox.instance_calls import SECRETS_VERDICT
 from cdpoc.sandbox.server import Sandbox
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -217,23 +219,15 @@ def push(base: tuple[str, ...], bundle: Path, timeout: str = "60") -> tuple[int,
     return cdpoc(*base, "push-app", "--bundle", str(bundle), "--wait", "--timeout", timeout)
 
 
-def iam(base: tuple[str, ...]) -> Any:
-    return boto3.client("iam", region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
-
-
-def codedeploy(base: tuple[str, ...]) -> Any:
-    return boto3.client("codedeploy", region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
-
-
 def inline(base: tuple[str, ...], role: str) -> tuple[str, dict[str, Any]]:
     name = f"{STACK}-{role}"
     policy_name = f"{name}-access"
-    return policy_name, iam(base).get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+    return policy_name, client(base, "iam").get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
 
 
 def put_inline(base: tuple[str, ...], role: str, document: dict[str, Any]) -> None:
     name = f"{STACK}-{role}"
-    iam(base).put_role_policy(RoleName=name, PolicyName=f"{name}-access", PolicyDocument=json.dumps(document))
+    client(base, "iam").put_role_policy(RoleName=name, PolicyName=f"{name}-access", PolicyDocument=json.dumps(document))
 
 
 def without(document: dict[str, Any], action: str) -> dict[str, Any]:
@@ -256,19 +250,9 @@ def denying(document: dict[str, Any], action: str) -> dict[str, Any]:
     return {**document, "Statement": [*document["Statement"], deny]}
 
 
-def wait_until_idle(base: tuple[str, ...]) -> None:
-    """Until no deployment is active (a failure's auto-rollback runs one): the next push would be refused."""
-    client = codedeploy(base)
-    for _ in range(600):
-        active = client.list_deployments(
-            applicationName=STACK,
-            deploymentGroupName=f"{STACK}-fleet",
-            includeOnlyStatuses=["Created", "Queued", "InProgress"],
-        )["deployments"]
-        if not active:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"a deployment is still active: {active}")
+def settle(base: tuple[str, ...]) -> None:
+    """Until the failed deployment's auto-rollback has ended too: the next push would be refused before."""
+    wait_until_no_deployment_is_active(base, STACK, f"{STACK}-fleet")
 
 
 # (role, action taken from its inline policy, what push-app --wait must show)
@@ -320,7 +304,7 @@ def test_taking_one_permission_away_fails_the_rollout_naming_it(
         assert code == 1, out
         assert shown in out, out
         assert f"assumed-role/{STACK}-{role}/" in out
-        wait_until_idle(base)
+        settle(base)
     finally:
         put_inline(base, role, original)
 
@@ -336,7 +320,7 @@ def test_denying_what_the_managed_codedeploy_policy_grants_fails_the_deployment(
         code, out = push(base, bundle)
         assert code == 1, out
         assert "IAM_ROLE_PERMISSIONS" in out and f"following AWS service: {service}" in out, out
-        wait_until_idle(base)
+        settle(base)
     finally:
         put_inline(base, role, original)
 
@@ -344,18 +328,18 @@ def test_denying_what_the_managed_codedeploy_policy_grants_fails_the_deployment(
 def test_a_pipeline_role_codepipeline_may_not_assume_fails_the_source(sandbox: tuple[tuple[str, ...], Path]) -> None:
     base, bundle = sandbox
     name = f"{STACK}-pipeline"
-    original = iam(base).get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    original = client(base, "iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
     other = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
-    iam(base).update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(other))
+    client(base, "iam").update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(other))
     try:
         code, out = push(base, bundle)
         assert code == 1, out
         assert "CodePipeline is not authorized to perform AssumeRole on role" in out, out
     finally:
-        iam(base).update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(original))
+        client(base, "iam").update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(original))
 
 
 def test_without_start_pipeline_execution_the_rule_starts_nothing(sandbox: tuple[tuple[str, ...], Path]) -> None:
@@ -389,10 +373,6 @@ def test_up_restores_a_policy_that_lost_a_permission(sandbox: tuple[tuple[str, .
 # --- the instance role's own calls, and CodeDeploy completing its launch hook -----------------------------
 
 
-def client_of(base: tuple[str, ...], service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1", endpoint_url=base[base.index("--endpoint-url") + 1])
-
-
 def denying_on(document: dict[str, Any], action: str, resource: str) -> dict[str, Any]:
     """The policy plus an explicit Deny of one action on one resource. The instance role's ssm:GetParameter
     also comes from AmazonSSMManagedInstanceCore (on every parameter), so only a Deny takes it away."""
@@ -401,9 +381,11 @@ def denying_on(document: dict[str, Any], action: str, resource: str) -> dict[str
 
 
 def latest_deployment(base: tuple[str, ...]) -> dict[str, Any]:
-    client = codedeploy(base)
-    (newest, *_) = client.list_deployments(applicationName=STACK, deploymentGroupName=f"{STACK}-fleet")["deployments"]
-    return dict(client.get_deployment(deploymentId=newest)["deploymentInfo"])
+    codedeploy = client(base, "codedeploy")
+    (newest, *_) = codedeploy.list_deployments(applicationName=STACK, deploymentGroupName=f"{STACK}-fleet")[
+        "deployments"
+    ]
+    return dict(codedeploy.get_deployment(deploymentId=newest)["deploymentInfo"])
 
 
 # (parameter the instance may not read, the hook that fails, what its log tail shows)
@@ -430,7 +412,7 @@ def test_an_instance_that_may_not_read_its_parameter_fails_the_hook_that_reads_i
         assert f"failed at {hook}" in out and shown in out, out
         assert "An error occurred (AccessDeniedException) when calling the GetParameter operation" in out, out
         assert f"assumed-role/{STACK}-instance/i-" in out and "ssm:GetParameter on resource: arn:aws:ssm:" in out
-        wait_until_idle(base)  # the auto-rollback fails the same way: the permission is still missing
+        settle(base)  # the auto-rollback fails the same way: the permission is still missing
     finally:
         put_inline(base, "instance", original)
 
@@ -460,7 +442,7 @@ def test_without_validate_service_the_deployment_succeeds_with_the_app_down(
         put_inline(base, "instance", original)
     assert code == 0 and deployed["status"] == "Succeeded", out
     assert "unhealthy in the target group" in out, out
-    group = client_of(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    group = client(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
     ec2 = ec2_backends[ACCOUNT_ID]["us-east-1"]
     for member in group["AutoScalingGroups"][0]["Instances"]:
         instance = ec2.get_instance_by_id(member["InstanceId"])
@@ -480,7 +462,7 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
     from cdpoc.sandbox import health
 
     base, _ = sandbox
-    ec2, ssm = client_of(base, "ec2"), client_of(base, "ssm")
+    ec2, ssm = client(base, "ec2"), client(base, "ssm")
     host = f"/{STACK}/mongodb/host"
     real_host = ssm.get_parameter(Name=host)["Parameter"]["Value"]
     (mongodb,) = [
@@ -491,7 +473,7 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
     user_data = ec2.describe_instance_attribute(InstanceId=mongodb["InstanceId"], Attribute="userData")["UserData"]
     script = base64.b64decode(user_data["Value"]).decode()
     assert f"/{STACK}/mongodb/admin-password" in script and f"/{STACK}/mongodb/app-password" in script
-    group = client_of(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    group = client(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
     app_instance = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(
         group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
     )
@@ -514,12 +496,16 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
             UserData=script,
             IamInstanceProfile={"Arn": mongodb["IamInstanceProfile"]["Arn"]},
         )["Instances"][0]["InstanceId"]
-        new_host = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(replacement).private_ip
-        ssm.put_parameter(Name=host, Value=new_host, Type="String", Overwrite=True)
-        time.sleep((SIMULATION.seconds("instance_boot") + SIMULATION.seconds("mongodb")) * 1.5)
+        new_instance = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance_by_id(replacement)
+        ssm.put_parameter(Name=host, Value=new_instance.private_ip, Type="String", Overwrite=True)
+        # its user data reads the passwords once boot and install are over (asking for the database takes it then)
+        deadline = time.monotonic() + 60
+        while SECRETS_VERDICT not in new_instance.__dict__ and time.monotonic() < deadline:
+            assert not ready()
+            time.sleep(SIMULATION.seconds("mongodb") / 4)
+        assert SECRETS_VERDICT in new_instance.__dict__, "the replacement's user data never got to its SSM reads"
         assert not ready()  # with its passwords it would be ready by now
         put_inline(base, "instance", original)
-        time.sleep(SIMULATION.seconds("mongodb"))
         assert not ready()  # it gave up for good
     finally:
         put_inline(base, "instance", original)
@@ -535,7 +521,7 @@ def test_without_complete_lifecycle_action_a_new_instance_waits_out_the_heartbea
     """CodeDeploy's launch deployment succeeds, but its service role may not complete the launch hook: the
     instance stays Pending:Wait until the hook's heartbeat timeout, then is terminated (ABANDON) and replaced."""
     base, _ = sandbox
-    autoscaling, ec2 = client_of(base, "autoscaling"), client_of(base, "ec2")
+    autoscaling, ec2 = client(base, "autoscaling"), client(base, "ec2")
     asg = f"{STACK}-app"
 
     def members() -> dict[str, str]:
@@ -555,9 +541,9 @@ def test_without_complete_lifecycle_action_a_new_instance_waits_out_the_heartbea
         deadline = time.monotonic() + 60
         while latest_deployment(base)["status"] != "Succeeded" and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert codedeploy(base).get_deployment(deploymentId=launch["deploymentId"])["deploymentInfo"]["status"] == (
-            "Succeeded"
-        )
+        assert client(base, "codedeploy").get_deployment(deploymentId=launch["deploymentId"])["deploymentInfo"][
+            "status"
+        ] == ("Succeeded")
         assert members()[new] == "Pending:Wait"  # moto has no hooks; with the permission: InService by now
         time.sleep(heartbeat)
         while new in members() and time.monotonic() < deadline:
@@ -576,5 +562,5 @@ def test_without_complete_lifecycle_action_a_new_instance_waits_out_the_heartbea
         settled = time.monotonic() + 60
         while set(members().values()) != {"InService"} and time.monotonic() < settled:
             time.sleep(0.05)
-        wait_until_idle(base)
+        settle(base)
     assert set(members().values()) == {"InService"} and len(members()) == len(before)
