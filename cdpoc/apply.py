@@ -71,7 +71,7 @@ def apply_plan(
             done = handler.create(run, res, deps)
         else:
             assert step.found is not None
-            done = handler.update(run, res, step.found, deps)
+            done = handler.update(run, res, step.found, deps, step.changes)
         with lock:
             results[key] = done
         verb = "created" if step.action is Action.CREATE else "updated"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from cdpoc.aws import registry
 from cdpoc.aws.account import account_id, resolve_zones
 from cdpoc.aws.base import AwsRun, Handler, Waits
 from cdpoc.aws.clients import ClientFactory, ambient_region
@@ -91,7 +92,9 @@ class Context:
             types = (compute.instance_type, compute.bastion_instance_type, compute.mongodb_instance_type)
             zones = resolve_zones(self.run, self.settings.availability_zones, types)
             self.run.zones = zones
-            self._graph = build(self.settings, zones, account_id(self.run))
+            graph = build(self.settings, zones, account_id(self.run))
+            registry.check(graph, self.handlers)
+            self._graph = graph
         return self._graph
 
     @contextmanager

@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cdpoc.spec import Spec
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One resource the stack wants: a logical key, its kind, its AWS name and desired properties.
+    """One resource the stack wants: a logical key, its kind, its AWS name and its typed spec.
 
-    Properties name other resources by their logical key; handlers resolve those to physical ids.
+    The spec references other resources with Refs; depends_on is derived from them (cdpoc.spec.declare)
+    plus the ordering-only edges AWS needs. `props` is the spec's fields as a plain mapping (references
+    as their keys), for the few readers outside the kind's own handler.
     """
 
     key: str
@@ -20,6 +25,7 @@ class Resource:
     name: str
     props: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
+    spec: Spec | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class Change:
     in_place: bool = True
     # The resource is not this stack's: no command of this stack may change or delete it.
     foreign: bool = False
+    # The spec field that differs, and its observed and desired values ("" for a note or a conflict that
+    # is not one field's). `up` applies exactly these: a handler's update() acts on the plan's changes.
+    field: str = ""
+    old: Any = None
+    new: Any = None
 
 
 class Action(StrEnum):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,6 +19,7 @@ from cdpoc.graph import Graph, GraphError, topological
 from cdpoc.model import Action, Change, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.render import plan_lines
+from cdpoc.spec import Ref, Spec, declare, field_changes
 from cdpoc.sweeper import deletion_needs, find_everything, survey, sweep
 
 WAIT = 10.0  # generous bound for barriers: a deadlock fails the test instead of hanging it
@@ -182,10 +184,31 @@ def owned(item: Mapping[str, Any]) -> dict[str, Any]:
     return {"stack": FAKE_STACK, **item}
 
 
+@dataclass(frozen=True)
+class Thing(Spec):
+    """A fake kind: its size changes in place, its zone does not (AWS would have to replace it)."""
+
+    kind: ClassVar[str] = "thing"
+    force_new: ClassVar[frozenset[str]] = frozenset({"zone"})
+    size: int
+    zone: str
+    needs: tuple[Ref, ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {"size": self.size, "zone": self.zone}
+
+
+def thing(res: Resource) -> Thing:
+    assert isinstance(res.spec, Thing)
+    return res.spec
+
+
 class FakeCloud:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, str]] = []
+        # The changes each update() was given, by key.
+        self.applied: dict[str, tuple[Change, ...]] = {}
         self.lock = threading.Lock()
         self.busy: dict[str, int] = {}
 
@@ -193,6 +216,7 @@ class FakeCloud:
 class FakeHandler(Handler):
     kind = "thing"
     label = "thing"
+    spec_type = Thing
 
     def __init__(self, cloud: FakeCloud) -> None:
         self.cloud = cloud
@@ -210,24 +234,27 @@ class FakeHandler(Handler):
         }
 
     def changes(self, run: Any, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = []
-        if found.attrs.get("size") != res.props.get("size"):
-            changes.append(Change("size differs"))
-        if found.attrs.get("zone") != res.props.get("zone"):
-            changes.append(Change("zone differs", in_place=False))
-        return changes
+        return field_changes(Thing, found.attrs, thing(res).fields())
 
     def create(self, run: Any, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         with self.cloud.lock:
             self.cloud.calls.append(("create", res.key))
-            self.cloud.items[res.key] = dict(res.props)
-        return Observed(res.key, self.kind, f"id-{res.key}", dict(res.props))
+            self.cloud.items[res.key] = thing(res).fields()
+        return Observed(res.key, self.kind, f"id-{res.key}", thing(res).fields())
 
-    def update(self, run: Any, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: Any,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         with self.cloud.lock:
             self.cloud.calls.append(("update", res.key))
-            self.cloud.items[res.key] = dict(res.props)
-        return Observed(res.key, self.kind, found.id, dict(res.props))
+            self.cloud.applied[res.key] = tuple(changes)
+            self.cloud.items[res.key].update({c.field: c.new for c in changes})
+        return Observed(res.key, self.kind, found.id, owned(self.cloud.items[res.key]))
 
     def delete(self, run: Any, found: Observed) -> None:
         with self.cloud.lock:
@@ -262,10 +289,10 @@ class FakeRun:
 def fake_graph() -> Graph:
     return Graph.of(
         [
-            Resource("net", "thing", "net", {"size": 1, "zone": "a"}),
-            Resource("left", "thing", "left", {"size": 2, "zone": "a"}, ("net",)),
-            Resource("right", "thing", "right", {"size": 3, "zone": "a"}, ("net",)),
-            Resource("top", "thing", "top", {"size": 4, "zone": "a"}, ("left", "right")),
+            declare("net", "net", Thing(1, "a")),
+            declare("left", "left", Thing(2, "a", (Ref("net"),))),
+            declare("right", "right", Thing(3, "a", (Ref("net"),))),
+            declare("top", "top", Thing(4, "a", (Ref("left"), Ref("right")))),
         ]
     )
 
@@ -320,7 +347,7 @@ def test_apply_creates_in_dependency_order_then_is_a_no_op(cloud: FakeCloud) -> 
 def test_apply_refuses_conflicts_before_touching_anything(cloud: FakeCloud) -> None:
     cloud.items = {"net": {"size": 1, "zone": "b"}}
     handlers = {"thing": FakeHandler(cloud)}
-    with pytest.raises(ConflictError, match=r"net \(net\): zone differs"):
+    with pytest.raises(ConflictError, match=r"net \(net\): zone: b → a"):
         apply_plan(FakeRun(), make_plan(FakeRun(), fake_graph(), handlers), handlers)
     assert cloud.calls == []
 
@@ -414,3 +441,16 @@ def test_a_resource_tagged_for_another_stack_is_a_conflict_and_down_leaves_it(cl
     sweep(FakeRun(), graph, handlers, found.doomed)
     assert set(cloud.items) == {"net", "left"}
     assert [op for op, key in cloud.calls if key in ("net", "left")] == []
+
+
+def test_up_applies_exactly_the_changes_the_plan_shows(cloud: FakeCloud) -> None:
+    """One diff: the plan's field changes (old → new) are what update() is given, nothing recomputed."""
+    cloud.items = {k: {"size": n, "zone": "a"} for k, n in (("net", 1), ("left", 9), ("right", 3), ("top", 4))}
+    handlers = {"thing": FakeHandler(cloud)}
+    plan = make_plan(FakeRun(), fake_graph(), handlers)
+    (step,) = plan.by_action(Action.UPDATE)
+    assert [(c.field, c.old, c.new) for c in step.changes] == [("size", 9, 2)]
+    assert any(line.startswith("update   left") and line.endswith("size: 9 → 2") for line in plan_lines(plan, str))
+    apply_plan(FakeRun(), plan, handlers)
+    assert cloud.applied == {"left": step.changes}
+    assert cloud.items["left"] == {"size": 2, "zone": "a"}

@@ -16,6 +16,7 @@ import botocore.exceptions
 from cdpoc.aws.clients import ClientFactory
 from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource, extra_key, not_ours_change
+from cdpoc.spec import Spec
 
 STACK_TAG = "cdpoc:stack"
 # How many deterministic token generations create_with_token tries before giving up.
@@ -520,6 +521,8 @@ class Handler:
     label = ""
     # Tagging-API resource types ("service:type") this handler's scan already covers, for the leftover scan.
     arn_types: tuple[str, ...] = ()
+    # The spec type of the resources it manages (cdpoc.spec); the registry checks every declared one.
+    spec_type: type[Spec] | None = None
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         return {}
@@ -542,7 +545,15 @@ class Handler:
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         raise NotImplementedError(self.kind)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
+        """Apply `changes`, the plan's step for this resource (what changes() said), and nothing else."""
         raise NotImplementedError(self.kind)
 
     def delete(self, run: AwsRun, found: Observed) -> None:

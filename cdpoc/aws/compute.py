@@ -22,7 +22,7 @@ import hashlib
 import json
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -346,7 +346,14 @@ class InstanceHandler(Handler):
         # A fresh instance profile is refused for a while ("Invalid IAM Instance Profile name").
         return retry_iam_propagation(run, f"launching instance {res.name}", call)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         props, attrs, ec2 = res.props, found.attrs, _ec2(run)
         self._ensure_running(run, found)
         groups = [deps[key].id for key in props["security_groups"]]
@@ -573,7 +580,14 @@ class LaunchTemplateHandler(Handler):
             )
         return self.update(run, res, self._observe(run, res.key, template), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         if not self._differences(run, res, found, deps):
             return found
         data = self._data(run, res, deps, resolve_ami(run, res.props["ami_parameter"]))
@@ -797,7 +811,14 @@ class AutoScalingGroupHandler(Handler):
             for key, (value, propagate) in tags.items()
         ]
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         wanted, attrs, client = self._wanted(run, res, deps, found), found.attrs, _autoscaling(run)
         settings = wanted["settings"]
         if any(attrs[field] != value for field, value in settings.items()):

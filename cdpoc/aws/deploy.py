@@ -12,7 +12,7 @@ instances would wait in Pending:Wait for a deployment that never comes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -175,7 +175,14 @@ class ApplicationHandler(Handler):
             **ownership(wanted_tags(run, res)),
         )
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         _tag(run, found.attrs["arn"], missing)
         return observed(res, self.kind, found.id, **{**found.attrs, **ownership({**found.attrs["tags"], **missing})})
@@ -364,7 +371,14 @@ class DeploymentGroupHandler(Handler):
             **ownership(wanted_tags(run, res)),
         )
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         application = found.attrs["application"]
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         _tag(run, found.attrs["arn"], missing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import botocore.exceptions
@@ -352,7 +352,14 @@ class RoleHandler(Handler):
         _refuse_unless_adoptable(run, res, "role", self._tags(run, role), role["Path"])
         return self.update(run, res, self._inspect(run, res.key, role), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         iam, name = _iam(run), found.id
         missing = _missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
@@ -522,7 +529,14 @@ class InstanceProfileHandler(Handler):
         )
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         iam, name = _iam(run), found.id
         role = deps[res.props["role"]].id
         missing = _missing_tags(run, res, found.attrs.get("tags", {}))

@@ -8,7 +8,7 @@ checks the stack tag of what it got back and refuses what is not ours.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -178,7 +178,14 @@ class TargetGroupHandler(Handler):
         params.update(HealthCheckProtocol="HTTP", HealthCheckEnabled=True, Matcher={"HttpCode": check["matcher"]})
         return params
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         props = res.props
         check = dict(found.attrs["health_check"])
         if check != props["health_check"]:
@@ -283,7 +290,14 @@ class LoadBalancerHandler(Handler):
         refuse_unless_ours(run, res, "load balancer", lb["LoadBalancerArn"])
         return self.update(run, res, self._observe(res.key, lb), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         subnets = [deps[key].id for key in res.props["subnets"]]
         groups = [deps[key].id for key in res.props["security_groups"]]
         if tuple(sorted(subnets)) != found.attrs["subnets"]:
@@ -427,7 +441,14 @@ class ListenerHandler(Handler):
                 return listener
         raise AwsError(f"load balancer {lb_arn} reports a duplicate listener on port {port} but lists none there")
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         wanted = self._params(res, deps)
         have = (found.attrs["protocol"], found.attrs["port"], found.attrs["target_group"])
         if have != (wanted["Protocol"], wanted["Port"], wanted["DefaultActions"][0]["TargetGroupArn"]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -117,7 +117,14 @@ class VpcHandler(Handler):
         found = observed(res, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"])
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         # One attribute per call (an API rule); support must be on before hostnames can be.
         for attribute in ("EnableDnsSupport", "EnableDnsHostnames"):
             if not found.attrs.get(attribute[0].lower() + attribute[1:]):
@@ -260,7 +267,14 @@ class InternetGatewayHandler(Handler):
         )
         return self.update(run, res, observed(res, self.kind, gateway["InternetGatewayId"], vpcs=()), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         vpc_id = deps[res.props["vpc"]].id
         for other in found.attrs["vpcs"]:
             if other != vpc_id:
@@ -436,7 +450,14 @@ class NatGatewayHandler(Handler):
         )
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         run.wait_with(
             "ec2",
             "nat_gateway_available",
@@ -567,7 +588,14 @@ class RouteTableHandler(Handler):
         found = observed(res, self.kind, table["RouteTableId"], vpc=vpc_id, routes={}, associations={})
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         ec2 = _ec2(run)
         routes, subnets = self._wanted(res, deps)
         have_routes = dict(found.attrs["routes"])

@@ -7,7 +7,7 @@ subscription is part of the topic, not a resource of its own: SNS cannot tag it,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -114,7 +114,14 @@ class TopicHandler(Handler):
         )
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         sns, arn = _sns(run), found.id
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
@@ -243,7 +250,14 @@ class LogGroupHandler(Handler):
         )
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing and found.attrs["arn"]:
             with aws_errors(f"tagging log group {res.name}"):

@@ -12,7 +12,7 @@ Pipelines are V2 (billed per action-minute, with a monthly free allowance, inste
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -246,7 +246,14 @@ class PipelineHandler(Handler):
             **ownership(wanted_tags(run, res)),
         )
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging pipeline {found.id}"):
@@ -471,7 +478,14 @@ class RuleHandler(Handler):
             **ownership(dict(tags)),
         )
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         wanted = self.wanted(res, deps)
         assert wanted is not None
         if not wanted:

@@ -8,7 +8,7 @@ replacing what differs and removing what is extra.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -125,17 +125,24 @@ class VpcEndpointHandler(Handler):
         )
         return self._wait_available(run, res, endpoint["VpcEndpointId"])
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         wanted = {deps[key].id for key in res.props["route_tables"]}
         have = set(found.attrs["route_tables"])
-        changes: dict[str, list[str]] = {}
+        edits: dict[str, list[str]] = {}
         if wanted - have:
-            changes["AddRouteTableIds"] = sorted(wanted - have)
+            edits["AddRouteTableIds"] = sorted(wanted - have)
         if have - wanted:
-            changes["RemoveRouteTableIds"] = sorted(have - wanted)
-        if changes:
+            edits["RemoveRouteTableIds"] = sorted(have - wanted)
+        if edits:
             with aws_errors(f"setting the route tables of {found.id}"):
-                _ec2(run).modify_vpc_endpoint(VpcEndpointId=found.id, **changes)
+                _ec2(run).modify_vpc_endpoint(VpcEndpointId=found.id, **edits)
         return self._wait_available(run, res, found.id)
 
     def _wait_available(self, run: AwsRun, res: Resource, endpoint_id: str) -> Observed:
@@ -300,7 +307,14 @@ class NetworkAclHandler(Handler):
         # A retried create returns the ACL the token made, possibly with entries already in it.
         return self.update(run, res, observed(res, self.kind, acl["NetworkAclId"], **_acl_attrs(acl)), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         entries = {direction: self._converge_entries(run, res, found, direction) for direction in DIRECTIONS}
         associations = self._associate(run, found, [deps[key].id for key in res.props["subnets"]])
         return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], **entries, associations=associations)
@@ -578,7 +592,14 @@ class SecurityGroupHandler(Handler):
             group = _ec2(run).describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
         return observed(key, self.kind, group_id, **_group_attrs(group))
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         rules = {direction: self._converge(run, res, found, deps, direction) for direction in DIRECTIONS}
         return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], name=found.attrs["name"], **rules)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cdpoc.aws.base import AwsRun, Handler, aws_errors, caused_by, observed, ownership
 from cdpoc.aws.storage import bucket_tags
@@ -57,7 +57,14 @@ class SiteContentHandler(Handler):
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         return self.update(run, res, observed(res, self.kind, res.name, etags={}), deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         s3 = run.client("s3")
         etags = dict(found.attrs["etags"])
         for key, (content_type, md5) in _wanted(res, deps).items():

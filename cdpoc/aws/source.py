@@ -266,7 +266,14 @@ class SourceHandler(Handler):
         refuse_not_ours(run, res, "CodeCommit repository", found.attrs["tags"])
         return self.update(run, res, found, {})
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         if found.attrs["provider"] == S3:
             return found
         missing = missing_tags(run, res, found.attrs.get("tags", {}))

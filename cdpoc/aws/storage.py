@@ -332,7 +332,14 @@ class BucketHandler(Handler):
             raise ConflictError("; ".join(not_in_place), "Delete the bucket or choose another name.")
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         s3, name, props, attrs = _s3(run), found.id, res.props, found.attrs
         tags = {k: v for k, v in attrs.get("tags", {}).items() if k != KEPT_TAG}
         missing = missing_tags(run, res, tags)
@@ -698,7 +705,14 @@ class ParameterHandler(Handler):
             )
         return self.update(run, res, found, deps)
 
-    def update(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+    def update(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change] = (),
+    ) -> Observed:
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging parameter {found.id}"):
