@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from cdpoc.model import Change, Observed, Resource
 
@@ -125,3 +125,13 @@ def declare(key: str, name: str, spec: Spec, after: tuple[str, ...] = ()) -> Res
     if not spec.kind:
         raise TypeError(f"{type(spec).__name__} declares no kind")
     return Resource(key, spec.kind, name, plain(spec), edges(spec, after), spec)
+
+
+S = TypeVar("S", bound=Spec)
+
+
+def spec_of(res: Resource, spec_type: type[S]) -> S:
+    """The resource's spec as the type its handler reads (the registry checked it when the graph was built)."""
+    if not isinstance(res.spec, spec_type):
+        raise TypeError(f"{res.key}: expected a {spec_type.__name__}, got {type(res.spec).__name__}")
+    return res.spec

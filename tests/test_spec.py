@@ -106,3 +106,24 @@ def test_every_kind_cdpoc_declares_has_its_handler_and_spec() -> None:
     settings, _, _ = load_settings(None, {"name": "demo", "region": "us-east-1"}, cwd=Path("/nonexistent"))
     graph = build(settings, ("us-east-1a", "us-east-1b"), "123456789012")
     check(graph, HANDLERS)
+
+
+@pytest.mark.parametrize("nat_gateways", [1, 2])
+def test_the_graph_keeps_every_edge_it_had_when_its_edges_were_written_by_hand(nat_gateways: int) -> None:
+    """tests/data/graph-edges.json holds the default stack's edges as declared by hand (before specs):
+    deriving them from Refs, plus the ordering-only ones, must neither lose nor add one."""
+    import json
+    from pathlib import Path
+
+    from cdpoc.config import load_settings
+    from cdpoc.stack import build
+
+    settings, _, _ = load_settings(None, {"name": "demo", "region": "us-east-1"}, cwd=Path("/nonexistent"))
+    settings = settings.model_copy(
+        update={"network": settings.network.model_copy(update={"nat_gateways": nat_gateways})}
+    )
+    graph = build(settings, ("us-east-1a", "us-east-1b"), "123456789012")
+    recorded = json.loads((Path(__file__).parent / "data" / "graph-edges.json").read_text())
+    assert {key: sorted(res.depends_on) for key, res in graph.resources.items()} == recorded[
+        f"nat_gateways={nat_gateways}"
+    ]

@@ -16,7 +16,7 @@ import botocore.exceptions
 from cdpoc.aws.clients import ClientFactory
 from cdpoc.errors import AccessError, AwsError, Cancelled, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource, extra_key, not_ours_change
-from cdpoc.spec import Spec
+from cdpoc.spec import Ref, Spec
 
 STACK_TAG = "cdpoc:stack"
 # How many deterministic token generations create_with_token tries before giving up.
@@ -340,12 +340,10 @@ def dep_attr(deps: Mapping[str, Observed | None], key: str, attr: str) -> str | 
     return str(found.attrs.get(attr, "")) or None
 
 
-def vpc_changes(res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-    """A resource in another VPC than the stack's (res.props["vpc"]) is a conflict: it cannot be moved.
-
-    Nothing to say while the stack's VPC does not exist yet.
-    """
-    vpc_id = dep_id(deps, res.props["vpc"])
+def vpc_changes(vpc: Ref | str, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+    """A resource in another VPC than the stack's (`vpc`, the spec's reference to it) is a conflict: it
+    cannot be moved. Nothing to say while the stack's VPC does not exist yet."""
+    vpc_id = (vpc if isinstance(vpc, Ref) else Ref(vpc)).value(deps)
     if vpc_id and found.attrs["vpc"] != vpc_id:
         return [Change(f"it is in {found.attrs['vpc']}, not the stack's VPC {vpc_id}", in_place=False)]
     return []

@@ -127,7 +127,7 @@ class TargetGroupHandler(Handler):
             for what in ("protocol", "port", "target_type")
             if attrs[what] != props[what]
         ]
-        changes.extend(vpc_changes(res, found, deps))
+        changes.extend(vpc_changes(res.props["vpc"], found, deps))
         wanted = props["health_check"]
         changes.extend(
             Change(f"health check {setting} {attrs['health_check'].get(setting)} -> {value}")

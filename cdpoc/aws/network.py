@@ -167,7 +167,7 @@ class SubnetHandler(Handler):
             changes.append(Change(f"CIDR is {found.attrs['cidr']}, config wants {res.props['cidr']}", in_place=False))
         if found.attrs["zone"] != res.props["zone"]:
             changes.append(Change(f"zone is {found.attrs['zone']}, config wants {res.props['zone']}", in_place=False))
-        changes.extend(vpc_changes(res, found, deps))
+        changes.extend(vpc_changes(res.props["vpc"], found, deps))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -553,7 +553,7 @@ class RouteTableHandler(Handler):
         return routes, subnets
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res, found, deps)
+        changes = vpc_changes(res.props["vpc"], found, deps)
         routes, subnets = self._wanted(res, deps)
         for dest, target_id in routes.items():
             have = found.attrs["routes"].get(dest)

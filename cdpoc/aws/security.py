@@ -86,7 +86,7 @@ class VpcEndpointHandler(Handler):
         return {key: dep_id(deps, key) for key in res.props["route_tables"]}
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res, found, deps)
+        changes = vpc_changes(res.props["vpc"], found, deps)
         if found.attrs["service"] != res.props["service"]:
             changes.append(Change(f"it serves {found.attrs['service']}, not {res.props['service']}", in_place=False))
         if found.attrs["type"].lower() != "gateway":
@@ -275,7 +275,7 @@ class NetworkAclHandler(Handler):
         return changes
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res, found, deps)
+        changes = vpc_changes(res.props["vpc"], found, deps)
         changes.extend(self._entry_changes(res, found))
         changes.extend(association_changes(res.props["subnets"], deps, found.attrs["associations"]))
         return changes
@@ -533,7 +533,7 @@ class SecurityGroupHandler(Handler):
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res, found, deps)
+        changes = vpc_changes(res.props["vpc"], found, deps)
         if found.attrs["name"] != res.name:
             changes.append(Change(f"it is named {found.attrs['name']}, not {res.name}", in_place=False))
         for direction in DIRECTIONS:
