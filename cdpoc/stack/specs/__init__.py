@@ -1,0 +1,1 @@
+"""The typed spec of each resource kind: what the declarations build and the handlers read."""
