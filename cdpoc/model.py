@@ -5,10 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from cdpoc.spec import Spec
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,7 +22,9 @@ class Resource:
     name: str
     props: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
-    spec: Spec | None = None
+    # A cdpoc.spec.Spec (typed as object: the spec module builds on this one); handlers read it through
+    # cdpoc.spec.spec_of(), which checks its type.
+    spec: object | None = None
 
 
 @dataclass(frozen=True)
