@@ -6,7 +6,9 @@ Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealth
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -15,15 +17,17 @@ import typer
 
 from cdpoc import __version__, interrupts
 from cdpoc.context import Context, Options
-from cdpoc.errors import EXIT_INTERRUPTED, Cancelled, CdpocError
+from cdpoc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Cancelled, CdpocError
 from cdpoc.ui import Ui
 
 app = typer.Typer(
     help="Stand up a classic AWS CI/CD environment with one command, and tear it down to nothing.\n\n"
     "Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 4 locked by another run, "
-    "130 interrupted.",
+    "130 interrupted.\n\nThe global options (--config, --name, --region, --profile, --endpoint-url) go before or after "
+    "the command.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -31,6 +35,55 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 ParallelismOption = Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Steps run at once.")]
+
+
+# The global options, accepted before the command (`cdpoc --region x up`) and after it (`cdpoc up --region x`),
+# as the AWS CLI takes them; every subcommand's help lists them.
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="User config file merged over the defaults (default: ./cdpoc.yaml if present)."
+    ),
+]
+NameOption = Annotated[str | None, typer.Option("--name", help="Stack name (overrides the config).")]
+RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (beats config, env, profile).")]
+ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile to use.")]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url", help="AWS endpoint, e.g. the sandbox's http://127.0.0.1:5000 (AWS_ENDPOINT_URL works too)."
+    ),
+]
+# Options field -> the option's type.
+GLOBAL_OPTIONS: dict[str, Any] = {
+    "config": ConfigOption,
+    "name": NameOption,
+    "region": RegionOption,
+    "profile": ProfileOption,
+    "endpoint_url": EndpointOption,
+}
+
+
+def takes_global_options(command: F) -> F:
+    """Add the global options to a subcommand: a value given after the command overrides one given before."""
+    signature = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        for name, annotation in GLOBAL_OPTIONS.items()
+    ]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        given = {name: kwargs.pop(name) for name in GLOBAL_OPTIONS if kwargs.get(name) is not None}
+        for name in GLOBAL_OPTIONS:
+            kwargs.pop(name, None)
+        typer_ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
+        if given:
+            typer_ctx.obj["options"] = dataclasses.replace(typer_ctx.obj["options"], **given)
+        return command(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
 
 
 def handles_errors(command: F) -> F:
@@ -64,24 +117,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            help="User config file merged over the defaults (default: ./cdpoc.yaml if present).",
-        ),
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Stack name (overrides the config).")] = None,
-    region: Annotated[str | None, typer.Option("--region", help="AWS region (beats config, env, profile).")] = None,
-    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile to use.")] = None,
-    endpoint_url: Annotated[
-        str | None,
-        typer.Option(
-            "--endpoint-url",
-            help="AWS endpoint, e.g. the sandbox's http://127.0.0.1:5000 (AWS_ENDPOINT_URL works too).",
-        ),
-    ] = None,
+    config: ConfigOption = None,
+    name: NameOption = None,
+    region: RegionOption = None,
+    profile: ProfileOption = None,
+    endpoint_url: EndpointOption = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -102,15 +142,35 @@ def _confirm(question: str) -> bool:
 
 @app.command()
 @handles_errors
-def plan(ctx: typer.Context) -> None:
+@takes_global_options
+def plan(
+    ctx: typer.Context,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="Exit 0 when there is nothing to do, 2 when `up` has work, 1 when `up` would refuse (a conflict) "
+            "or on any error.",
+        ),
+    ] = False,
+) -> None:
     """Show what `up` would create, change or leave alone (read-only)."""
     from cdpoc import lifecycle
 
-    lifecycle.plan(_context(ctx))
+    try:
+        context = _context(ctx)
+        result = lifecycle.plan(context)
+    except CdpocError as exc:
+        if detailed_exitcode and exc.exit_code == EXIT_USAGE:
+            exc.exit_code = EXIT_FAILED  # 2 means "up has work" here: as in Terraform, an error is 1
+        raise
+    if detailed_exitcode:
+        raise typer.Exit(lifecycle.detailed_exit_code(context, result))
 
 
 @app.command()
 @handles_errors
+@takes_global_options
 def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
     """Provision the environment; safe to re-run; resumes after a crash or Ctrl-C."""
     from cdpoc import lifecycle
@@ -120,6 +180,7 @@ def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
 
 @app.command()
 @handles_errors
+@takes_global_options
 def down(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -140,6 +201,7 @@ def down(
 
 @app.command()
 @handles_errors
+@takes_global_options
 def unlock(
     ctx: typer.Context,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -153,6 +215,7 @@ def unlock(
 
 @app.command("push-app")
 @handles_errors
+@takes_global_options
 def push_app(
     ctx: typer.Context,
     bundle: Annotated[Path, typer.Option("--bundle", help="The application revision to push.")] = Path("bundle"),
@@ -172,6 +235,7 @@ def push_app(
 
 @app.command()
 @handles_errors
+@takes_global_options
 def status(
     ctx: typer.Context,
     watch: Annotated[
@@ -191,6 +255,7 @@ def status(
 
 @app.command()
 @handles_errors
+@takes_global_options
 def logs(
     ctx: typer.Context,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")] = False,
@@ -214,6 +279,7 @@ def logs(
 
 @app.command()
 @handles_errors
+@takes_global_options
 def sandbox(
     ctx: typer.Context,
     port: Annotated[
@@ -236,6 +302,7 @@ def sandbox(
 
 @app.command()
 @handles_errors
+@takes_global_options
 def demo(ctx: typer.Context) -> None:
     """Run the whole lifecycle against an in-process sandbox: up, up again (no changes), plan, down."""
     from cdpoc.demo import run_demo

@@ -9,7 +9,7 @@ from cdpoc.apply import apply_plan, refuse_conflicts
 from cdpoc.aws.account import tagged_arns
 from cdpoc.context import Context, holding_lock
 from cdpoc.cost import describe_cost, hourly_cost
-from cdpoc.errors import CdpocError, ConfigError, LeftoversFound
+from cdpoc.errors import EXIT_FAILED, EXIT_OK, CdpocError, ConfigError, LeftoversFound
 from cdpoc.graph import Graph
 from cdpoc.keep import describe_data, find_kept, keep, kept_report
 from cdpoc.model import Observed, Plan, duplicated_component, is_extra, owner_text
@@ -36,6 +36,21 @@ def plan(ctx: Context) -> Plan:
     result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
     show_plan(ctx, result)
     return result
+
+
+# `plan --detailed-exitcode`, as Terraform's: nothing to do, or `up` has work (creates, updates, duplicates
+# to remove). A plan `up` would refuse (a conflict) is a failure.
+PLAN_NO_CHANGES = EXIT_OK
+PLAN_HAS_CHANGES = 2
+
+
+def detailed_exit_code(ctx: Context, plan: Plan) -> int:
+    """What `plan --detailed-exitcode` exits with for this plan."""
+    if plan.conflicts:
+        return EXIT_FAILED
+    graph = ctx.graph()
+    duplicates = any(is_extra(f.key) and duplicated_component(f.key) in graph.resources for f in plan.extras)
+    return PLAN_HAS_CHANGES if plan.has_work or duplicates else PLAN_NO_CHANGES
 
 
 # How long a duplicate may be refused (DependencyViolation) before `up` reports it instead.

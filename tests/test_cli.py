@@ -46,6 +46,8 @@ def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
     code, out = cdpoc(*base, "plan")
     assert code == 0, out
     assert "create" in out and "Plan:" in out and "0 unchanged" in out
+    code, out = cdpoc(*base, "plan", "--detailed-exitcode")
+    assert code == 2 and "Plan:" in out  # as Terraform's: 2 means `up` has work
 
     code, out = cdpoc(*base, "up")
     assert code == 0, out
@@ -61,6 +63,7 @@ def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
 
     code, out = cdpoc(*base, "plan")
     assert code == 0 and "No changes" in out
+    assert cdpoc(*base, "plan", "--detailed-exitcode")[0] == 0
 
     code, out = cdpoc(*base, "down", "--yes")
     assert code == 0, out
@@ -95,6 +98,30 @@ def test_bad_config_exits_2_and_creates_nothing(endpoint: str, tmp_path: Path) -
     assert f"{config}: network: network.public_subnets[0] 10.0.0.0/24 overlaps network.app_subnets[0]" in out
     assert "Traceback" not in out
     assert stack_vpcs(endpoint, "badcfg") == []
+
+
+def test_global_options_work_after_the_command_and_override_those_before_it(endpoint: str) -> None:
+    code, out = cdpoc("plan", "--region", "xx-nowhere-9")
+    assert code == 2 and "'xx-nowhere-9' is not an AWS region" in out
+    code, out = cdpoc("--name", "before", "plan", "--endpoint-url", endpoint, "--name", "after")
+    assert code == 0, out
+    assert "Stack after in us-east-1" in out and "before" not in out
+
+
+@pytest.mark.parametrize("command", ["plan", "up", "down", "unlock", "push-app", "status", "logs", "sandbox", "demo"])
+def test_every_command_lists_the_global_options_in_its_help_and_takes_dash_h(command: str) -> None:
+    code, out = cdpoc(command, "-h")
+    assert code == 0, out
+    for option in ("--config", "--name", "--region", "--profile", "--endpoint-url", "-h, --help"):
+        assert option in out, (command, option)
+
+
+def test_a_plan_error_with_detailed_exitcode_is_1_not_the_2_that_means_changes(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"name": "x", "compute": {"min_size": "many"}}))
+    assert cdpoc("--config", str(config), "plan")[0] == 2
+    code, out = cdpoc("--config", str(config), "plan", "--detailed-exitcode")
+    assert code == 1 and "compute" in out and "Traceback" not in out
 
 
 def test_missing_credentials_exit_2_without_traceback(endpoint: str) -> None:
