@@ -128,3 +128,18 @@ def test_only_the_ui_builds_a_live_view() -> None:
         if any(n == "rich.live" or n.startswith("rich.live.") for n in imported_names(path))
     )
     assert users == ["cdpoc.ui"]
+
+
+def test_every_package_of_cdpoc_is_in_the_distribution() -> None:
+    """pyproject lists the packages by hand: one left out installs fine in editable mode (as the tests run)
+    and is missing from a real install."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(init.parent.relative_to(root).parts)
+        for init in (root / "cdpoc").rglob("__init__.py")
+        if "__pycache__" not in init.parts
+    }
+    assert on_disk - listed == set()
