@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 from cdpoc import __version__, interrupts
@@ -104,6 +106,12 @@ def handles_errors(command: F) -> F:
             ui.error(Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists."))
             interrupts.announced()
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception:
+            # Not a user error: a bug. Its traceback is what a report needs.
+            ui.bug(traceback.format_exc())
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -295,8 +303,9 @@ def sandbox(
     ] = "fast",
 ) -> None:
     """Run a local AWS endpoint (moto plus cdpoc's additions) until Ctrl-C or SIGTERM."""
-    from cdpoc.sandbox.server import serve_forever
+    from cdpoc.sandbox.server import require_sandbox_extra, serve_forever
 
+    require_sandbox_extra("sandbox")
     serve_forever(port, ctx.obj["ui"], timing)
 
 
@@ -305,6 +314,9 @@ def sandbox(
 @takes_global_options
 def demo(ctx: typer.Context) -> None:
     """Run the whole lifecycle against an in-process sandbox: up, up again (no changes), plan, down."""
+    from cdpoc.sandbox.server import require_sandbox_extra
+
+    require_sandbox_extra("demo")
     from cdpoc.demo import run_demo
 
     run_demo(ctx.obj["ui"], ctx.obj["options"])

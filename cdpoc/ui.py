@@ -15,6 +15,7 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from cdpoc import __version__
 from cdpoc.errors import CdpocError
 from cdpoc.executor import Event, State
 from cdpoc.render import ProgressRow, progress_line, progress_table
@@ -53,6 +54,18 @@ class Ui:
         self.err.print(Text(f"error: {exc.message}", style="bold red"), soft_wrap=True)
         if exc.hint:
             self.err.print(Text(f"hint: {exc.hint}", style="yellow"), soft_wrap=True)
+
+    def bug(self, trace: str) -> None:
+        """An unexpected exception: the traceback, and a line saying it is cdpoc's fault and what to report."""
+        self.err.print(Text(trace.rstrip()), soft_wrap=True)
+        self.err.print(
+            Text(
+                "error: this is a bug in cdpoc, not something you did. Please report it with the lines above "
+                f"and the command you ran (cdpoc {__version__}).",
+                style="bold red",
+            ),
+            soft_wrap=True,
+        )
 
     def warn(self, message: str) -> None:
         self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)

@@ -141,9 +141,104 @@ def test_unknown_profile_and_region_exit_2() -> None:
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
-    code, out = cdpoc("--endpoint-url", "http://127.0.0.1:9", "plan", env={"AWS_MAX_ATTEMPTS": "1"})
+    code, out = cdpoc("--endpoint-url", "http://127.0.0.1:9", "plan")
     assert code == 2
-    assert "cannot reach" in out and "Traceback" not in out
+    assert "cannot reach http://127.0.0.1:9" in out and "Traceback" not in out
+
+
+def test_an_endpoint_that_drops_connections_is_given_up_on_after_two_attempts_not_ten() -> None:
+    """The run's first call is a quick probe (short connect timeout, one retry): a dead endpoint fails in
+    seconds. Counted in connections, not timed: the run's own clients would try 10 times with backoff."""
+    accepted = []
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        done = threading.Event()
+
+        def drop_every_connection() -> None:
+            while not done.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                accepted.append(1)
+                connection.close()
+
+        dropper = threading.Thread(target=drop_every_connection)
+        dropper.start()
+        try:
+            code, out = cdpoc("--endpoint-url", f"http://127.0.0.1:{port}", "plan")
+        finally:
+            done.set()
+            dropper.join()
+    assert code == 2 and f"cannot talk to http://127.0.0.1:{port}" in out and "Traceback" not in out
+    assert len(accepted) == 2
+
+
+@pytest.mark.parametrize("url", ["notaurl", "http://127.0.0.1:port", "ftp://127.0.0.1:5000"])
+def test_a_malformed_endpoint_url_is_a_usage_error_without_a_traceback(url: str) -> None:
+    code, out = cdpoc("--endpoint-url", url, "plan")
+    assert code == 2 and f"--endpoint-url {url!r} is not an endpoint URL" in out and "hint:" in out
+    assert "Traceback" not in out
+
+
+def test_an_endpoint_that_is_not_aws_is_named_as_such_without_a_traceback() -> None:
+    import http.server
+
+    class NotAws(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = b"<html><body>hello</body>"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotAws)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        code, out = cdpoc("--endpoint-url", f"http://127.0.0.1:{server.server_port}", "plan")
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+    assert code == 2 and "does not answer as an AWS endpoint does" in out and "Traceback" not in out
+
+
+def test_a_bug_shows_its_traceback_and_asks_for_a_report(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdpoc import lifecycle
+
+    def broken(ctx: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(lifecycle, "plan", broken)
+    code, out = cdpoc("--endpoint-url", endpoint, "plan")
+    assert code == 1
+    assert "Traceback" in out and "ZeroDivisionError: a bug" in out
+    assert "this is a bug in cdpoc, not something you did. Please report it" in out
+
+
+def test_sandbox_and_demo_without_the_sandbox_extra_say_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from cdpoc.sandbox import server
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        server.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "moto" else real_find_spec(name, *args),
+    )
+    for command in ("sandbox", "demo"):
+        code, out = cdpoc(command)
+        assert code == 2, out
+        assert f"`cdpoc {command}` needs the sandbox extra, which is not installed (missing: moto)" in out
+        assert "pip install 'cdpoc[sandbox]'" in out and "Traceback" not in out
 
 
 def test_aws_endpoint_url_environment_variable_works(endpoint: str) -> None:
@@ -187,7 +282,7 @@ def test_sandbox_command_serves_until_sigterm() -> None:
 def test_sandbox_port_in_use_is_a_clear_error(endpoint: str) -> None:
     port = endpoint.rsplit(":", 1)[1]
     code, out = cdpoc("sandbox", "--port", port)
-    assert code == 1
+    assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in out and "hint:" in out
 
 

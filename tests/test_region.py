@@ -137,10 +137,11 @@ def test_up_and_down_headers_name_the_region_source(endpoint: str) -> None:
     assert "Nothing of stack hdr exists in eu-west-1 (region from AWS_REGION)." in out
 
 
-def test_the_demo_falls_back_to_its_own_region_only_when_none_is_set(aws_config: Path) -> None:
+def test_the_demo_falls_back_to_its_own_region_only_when_none_is_set(aws_config: Path, endpoint: str) -> None:
     aws_config.write_text("[default]\noutput = json\n")
-    options = Options(name="demo", endpoint_url="http://127.0.0.1:9", fallback_region=DEMO_REGION)
+    options = Options(name="demo", endpoint_url=endpoint, fallback_region=DEMO_REGION)
     ctx = Context.build(options, recording_ui())
     assert ctx.region_label == "us-east-1 (region from the demo's default)"
-    ctx = Context.build(Options(name="demo", region="eu-west-1", fallback_region=DEMO_REGION), recording_ui())
+    options = Options(name="demo", region="eu-west-1", endpoint_url=endpoint, fallback_region=DEMO_REGION)
+    ctx = Context.build(options, recording_ui())
     assert ctx.region_label == "eu-west-1 (region from --region)"

@@ -12,6 +12,8 @@ def caller_identity(run: AwsRun) -> dict[str, str]:
     """STS's answer to "who are we" (Account, Arn, UserId), asked once per run."""
 
     def lookup() -> dict[str, str]:
+        if run.clients.identity is not None:  # the run's reachability probe asked already
+            return run.clients.identity
         with aws_errors("asking STS who we are"):
             reply = run.client("sts").get_caller_identity()
         return {key: str(reply.get(key, "")) for key in ("Account", "Arn", "UserId")}

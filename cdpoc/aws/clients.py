@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.parsers
 import botocore.session
 from botocore.config import Config
 
@@ -20,6 +22,23 @@ from cdpoc.errors import AccessError
 # errors with jittered backoff, and more attempts ride out bursts of throttling on large runs.
 RETRY_CONFIG = {"mode": "standard", "max_attempts": 10}
 
+
+# The first call of a run (STS: who are we) is made with a short connect timeout and one retry, so that an
+# endpoint nothing listens on, or an unreachable network, fails in seconds rather than after ten attempts
+# with backoff (about half a minute); the run's own clients keep the patient settings.
+PROBE_READ_TIMEOUT = 20
+PROBE_CONFIG = Config(
+    connect_timeout=3, read_timeout=PROBE_READ_TIMEOUT, retries={"mode": "standard", "total_max_attempts": 2}
+)
+# The error codes that mean the credentials, not the endpoint, are at fault.
+CREDENTIAL_CODES = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+}
 
 READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Search", "Lookup", "Head", "Select")
 
@@ -73,6 +92,20 @@ def ambient_region(profile: str | None) -> tuple[str, str] | None:
     return region, f"profile {session.profile or 'default'} in {session.get_config_variable('config_file')}"
 
 
+def endpoint_problem(url: str) -> str | None:
+    """Why `url` cannot be an AWS endpoint URL (botocore would fail with a traceback); None when it can."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError as exc:
+        return str(exc)
+    if parsed.scheme not in ("http", "https"):
+        return "it does not start with http:// or https://"
+    if not parsed.hostname:
+        return "it names no host"
+    return None
+
+
 def known_regions(session: boto3.Session) -> set[str]:
     regions: set[str] = set()
     for partition in session.get_available_partitions():
@@ -93,6 +126,19 @@ class ClientFactory:
         self.profile = profile
         # None lets boto3 use AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE> on its own.
         self.endpoint_url = endpoint_url or None
+        for source, url in (
+            ("--endpoint-url", self.endpoint_url),
+            ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL")),
+        ):
+            problem = endpoint_problem(url) if url else None
+            if problem:
+                raise AccessError(
+                    f"{source} {url!r} is not an endpoint URL: {problem}",
+                    "Give a URL such as http://127.0.0.1:5000 (the one `cdpoc sandbox` prints), or leave it out "
+                    "for AWS.",
+                )
+        # STS's answer to the reachability probe in check(), handed to the run's first "who are we".
+        self.identity: dict[str, str] | None = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
@@ -124,6 +170,39 @@ class ClientFactory:
                 "Run `aws configure` or `aws sso login`, pass --profile, or set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY. For the local sandbox any values work (see `cdpoc sandbox`).",
             )
+        self.identity = self._who_are_we()
+
+    def _where(self) -> str:
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or f"AWS in {self.region}"
+
+    def _who_are_we(self) -> dict[str, str]:
+        """STS GetCallerIdentity, quickly: an endpoint that is down, or that is not AWS, is a clear error
+        (exit 2) within seconds, not a half-minute of retries or a parser's traceback."""
+        probe = self.session.client(
+            "sts", region_name=self.region, endpoint_url=self.endpoint_url, config=self.config.merge(PROBE_CONFIG)
+        )
+        hint = "Check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is up (e.g. `cdpoc sandbox`)."
+        try:
+            reply = probe.get_caller_identity()
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError):
+            raise AccessError(f"cannot reach {self._where()}", hint) from None
+        except botocore.exceptions.ReadTimeoutError:
+            raise AccessError(f"{self._where()} did not answer within {PROBE_READ_TIMEOUT}s", hint) from None
+        except botocore.exceptions.HTTPClientError as exc:  # the connection dropped, a proxy refused...
+            raise AccessError(f"cannot talk to {self._where()}: {exc}", hint) from None
+        except botocore.parsers.ResponseParserError:
+            raise AccessError(f"{self._where()} does not answer as an AWS endpoint does", hint) from None
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in CREDENTIAL_CODES:
+                raise AccessError(
+                    f"AWS refused the credentials ({code}): {exc.response.get('Error', {}).get('Message', '')}",
+                    "Refresh or correct your credentials.",
+                ) from None
+            raise AccessError(
+                f"{self._where()} does not answer as an AWS endpoint does ({code or exc})", hint
+            ) from None
+        return {key: str(reply.get(key, "")) for key in ("Account", "Arn", "UserId")}
 
     @contextmanager
     def bookkeeping(self) -> Iterator[None]:

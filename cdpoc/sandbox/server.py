@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import threading
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from cdpoc.errors import CdpocError
+from cdpoc.errors import EXIT_USAGE, CdpocError
 from cdpoc.ui import Ui
 
 if TYPE_CHECKING:
@@ -28,6 +29,26 @@ FAKE_CREDENTIALS = {
 
 class SandboxError(CdpocError):
     pass
+
+
+class SandboxUnavailable(SandboxError):
+    """The sandbox cannot start for a reason the user fixes (a busy port, a missing extra): usage, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+# What the `sandbox` extra (moto[server]) brings that the sandbox imports.
+SANDBOX_MODULES = ("moto", "flask", "flask_cors")
+
+
+def require_sandbox_extra(command: str) -> None:
+    """A clear error instead of a ModuleNotFoundError when cdpoc was installed without its `sandbox` extra."""
+    missing = [module for module in SANDBOX_MODULES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise SandboxUnavailable(
+            f"`cdpoc {command}` needs the sandbox extra, which is not installed (missing: {', '.join(missing)})",
+            "Install it with: pip install 'cdpoc[sandbox]' (in the same environment as cdpoc).",
+        )
 
 
 def prepare_moto() -> None:
@@ -86,7 +107,7 @@ class Sandbox:
             try:
                 probe.bind((self.host, self.port))
             except OSError as exc:
-                raise SandboxError(
+                raise SandboxUnavailable(
                     f"cannot listen on {self.host}:{self.port}: {exc.strerror}",
                     "Pass another --port (0 picks a free one).",
                 ) from None
