@@ -19,7 +19,7 @@ import typer
 
 from cdpoc import __version__, interrupts
 from cdpoc.context import Context, Options
-from cdpoc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Cancelled, CdpocError
+from cdpoc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Cancelled, CdpocError, ConfigError, Declined
 from cdpoc.ui import Ui
 
 app = typer.Typer(
@@ -97,6 +97,9 @@ def handles_errors(command: F) -> F:
         ui: Ui = typer_ctx.obj["ui"]
         try:
             return command(*args, **kwargs)
+        except Declined as exc:
+            ui.say(exc.message)
+            raise typer.Exit(exc.exit_code) from None
         except CdpocError as exc:
             ui.error(exc)
             if exc.exit_code == EXIT_INTERRUPTED:
@@ -144,8 +147,13 @@ def _context(typer_ctx: typer.Context) -> Context:
 def _confirm(question: str) -> bool:
     try:
         return typer.confirm(question, default=False)
-    except typer.Abort:  # end of input (no terminal, no --yes) or Ctrl-C at the prompt: a "no"
-        return False
+    except typer.Abort as exc:  # click turns both Ctrl-C and the end of input at the prompt into Abort
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise Cancelled("interrupted at the question: nothing was done") from None
+        raise ConfigError(
+            f"{question} needs an answer, and there is no terminal to ask: nothing was done",
+            "Pass --yes to skip the question.",
+        ) from None
 
 
 @app.command()

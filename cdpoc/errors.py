@@ -21,6 +21,11 @@ class CdpocError(Exception):
         self.hint = hint
 
 
+class Declined(CdpocError):
+    """The user answered no to a question (delete these? remove the lock?): nothing was done. Exit 1 and a
+    plain line, not an error, as Terraform does when a destroy is not confirmed."""
+
+
 class ConfigError(CdpocError):
     """Bad configuration or usage: nothing was created."""
 

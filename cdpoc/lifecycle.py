@@ -9,7 +9,7 @@ from cdpoc.apply import apply_plan, refuse_conflicts
 from cdpoc.aws.account import tagged_arns
 from cdpoc.context import Context, holding_lock
 from cdpoc.cost import describe_cost, hourly_cost
-from cdpoc.errors import EXIT_FAILED, EXIT_OK, CdpocError, ConfigError, LeftoversFound
+from cdpoc.errors import EXIT_FAILED, EXIT_OK, CdpocError, Declined, LeftoversFound
 from cdpoc.graph import Graph
 from cdpoc.keep import describe_data, find_kept, keep, kept_report
 from cdpoc.model import Observed, Plan, duplicated_component, is_extra, owner_text
@@ -138,7 +138,7 @@ def down(
         for line in describe_data(ctx, graph, doomed, spared, keep_data):
             ctx.ui.say(line)
         if not yes and not confirm(f"Delete these {len(doomed)} resources of stack {ctx.settings.name}?"):
-            raise ConfigError("down cancelled: nothing was deleted", "Pass --yes to skip the question.")
+            raise Declined("down cancelled: nothing was deleted.")
         if keep_data:
             keep(ctx, graph, doomed, spared)
         labels = {key: ctx.handlers[item.found.kind].label for key, item in doomed.items()}

@@ -24,7 +24,7 @@ from types import TracebackType
 from cdpoc.aws import lock as stored_lock
 from cdpoc.aws.account import caller_identity
 from cdpoc.aws.base import AwsRun
-from cdpoc.errors import CdpocError, ConfigError, ConflictError, Locked
+from cdpoc.errors import CdpocError, ConflictError, Declined, Locked
 from cdpoc.ui import Ui
 
 # A holder renews its heartbeat this often; one silent for EXPIRY is taken to be dead (its machine
@@ -344,7 +344,7 @@ def unlock(run: AwsRun, ui: Ui, *, yes: bool, confirm: Callable[[str], bool]) ->
         ui.say(f"Stack {run.stack} in {run.region} is locked by {shown}.")
         if not yes:
             if not confirm("Remove this lock? Only do so if that run is no longer going on."):
-                raise ConfigError("unlock cancelled: the lock was left in place", "Pass --yes to skip the question.")
+                raise Declined("unlock cancelled: the lock was left in place.")
             current = stored_lock.read(run)
             if current is not None and current.version != stored.version:
                 raise ConflictError(

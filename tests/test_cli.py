@@ -79,11 +79,11 @@ def test_down_asks_first_and_no_means_nothing_is_deleted(endpoint: str) -> None:
     base = ("--endpoint-url", endpoint, "--name", "ask")
     assert cdpoc(*base, "up")[0] == 0
     code, out = cdpoc(*base, "down", input="n\n")
-    assert code == 2
-    assert "Delete these" in out and "nothing was deleted" in out
+    assert code == 1  # as Terraform's declined destroy: cancelled, not an error
+    assert "Delete these" in out and "down cancelled: nothing was deleted." in out and "error:" not in out
     assert len(stack_vpcs(endpoint, "ask")) == 1
     code, out = cdpoc(*base, "down", input="")  # no terminal to answer and no --yes: a "no", not a crash
-    assert code == 2 and "Pass --yes" in out
+    assert code == 2 and "there is no terminal to ask: nothing was done" in out and "Pass --yes" in out
     assert len(stack_vpcs(endpoint, "ask")) == 1
     code, out = cdpoc(*base, "down", input="y\n")
     assert code == 0, out

@@ -213,7 +213,7 @@ def test_down_says_what_data_goes_before_it_asks(stack: str, tmp_path: Path) -> 
     volume = data_volume_of(mongodb_instance(stack)["InstanceId"])
 
     code, out = cdpoc(tmp_path, "down", input="n\n")
-    assert code == 2 and "nothing was deleted" in out
+    assert code == 1 and "nothing was deleted" in out
     before_question = out[: out.index("Delete these")]
     assert f"bucket.uploads: bucket {uploads(stack)}, 5 object(s), 6.4 KiB" in before_question
     assert f"instance.mongodb: MongoDB data volume {volume['VolumeId']}, 10 GiB" in before_question
@@ -222,7 +222,7 @@ def test_down_says_what_data_goes_before_it_asks(stack: str, tmp_path: Path) -> 
     assert client("s3").list_objects_v2(Bucket=uploads(stack))["KeyCount"] == 5
 
     code, out = cdpoc(tmp_path, "down", "--keep-data", input="n\n")
-    assert code == 2 and "nothing was deleted" in out
+    assert code == 1 and "nothing was deleted" in out
     kept = out[out.index("Kept (--keep-data):") : out.index("Delete these")]
     assert "instance.mongodb: a snapshot of its data volume" in kept
     assert f"bucket.uploads: bucket {uploads(stack)}, 5 object(s), 6.4 KiB" in kept
