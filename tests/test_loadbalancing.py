@@ -282,7 +282,8 @@ def test_our_target_group_with_other_fixed_settings_is_a_conflict(stack: Stack) 
     plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
     [step] = [s for s in plan.steps if s.resource.key == "tg.app"]
     assert step.action is Action.CONFLICT
-    assert any("port is 8080" in c.text and not c.in_place for c in step.changes)
+    [port] = [c for c in step.changes if c.field == "port"]
+    assert (port.text, port.old, port.new, port.in_place) == ("port: 8080 → 80", 8080, 80, False)
 
 
 # ---------------------------------------------------------------- down
