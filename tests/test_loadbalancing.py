@@ -219,6 +219,21 @@ class TestDeployed:
         with pytest.raises(DependencyViolation):
             deployed.handlers["target_group"].delete(deployed.ctx.run, deployed.results["tg.app"])
 
+    def test_a_listener_on_another_load_balancer_is_a_conflict(self, deployed: Stack) -> None:
+        # A listener never moves (ModifyListener has no LoadBalancerArn): as found on another balancer.
+        found = deployed.results["listener.http"]
+        elsewhere = dataclasses.replace(found, attrs={**found.attrs, "load_balancer": "arn:aws:other"})
+        deps = {**deployed.existing, **deployed.results}
+        [change] = deployed.handlers["listener"].changes(
+            deployed.ctx.run, deployed.resource("listener.http"), elsewhere, deps
+        )
+        alb = deployed.results["alb"].id
+        assert (change.field, change.text, change.in_place) == (
+            "load_balancer",
+            f"load_balancer: arn:aws:other → {alb}",
+            False,
+        )
+
     def test_alb_cost_counts_its_hour_and_two_public_addresses(self, deployed: Stack) -> None:
         assert hourly_cost([deployed.resource("alb")]) == pytest.approx(0.0325)
 
