@@ -7,6 +7,7 @@ graph as already existing.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,20 +17,22 @@ import boto3
 import pytest
 from cdpoc_testing import Existing, numbered_context
 
-from cdpoc.apply import apply_plan
+from cdpoc.apply import apply_plan, refuse_conflicts
 from cdpoc.aws.base import DependencyViolation, Handler
 from cdpoc.aws.loadbalancing import HANDLERS as LB_HANDLERS
 from cdpoc.context import Context
 from cdpoc.cost import hourly_cost
 from cdpoc.errors import ConflictError
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Observed, Resource
+from cdpoc.model import Action, Change, Observed, Resource
 from cdpoc.planner import make_plan
+from cdpoc.spec import Ref, declare, refs
 from cdpoc.stack import loadbalancing
 from cdpoc.stack.names import StackNames
 from cdpoc.sweeper import find_everything, leftovers, sweep
 
 REGION = "us-east-1"
+DELAY = "attributes[deregistration_delay.timeout_seconds]"  # the plan's field for the deregistration delay
 ZONES = ("us-east-1a", "us-east-1b")
 
 
@@ -55,6 +58,21 @@ class Stack:
     def plan_actions(self) -> dict[str, Action]:
         plan = make_plan(self.ctx.run, self.graph, self.handlers)
         return {s.resource.key: s.action for s in plan.steps if s.resource.kind != Existing.kind}
+
+    def plan_changes(self, key: str) -> tuple[Action, dict[str, Change]]:
+        """What the plan says of one resource: its action and its changes by field."""
+        plan = make_plan(self.ctx.run, self.graph, self.handlers)
+        [step] = [s for s in plan.steps if s.resource.key == key]
+        return step.action, {c.field: c for c in step.changes}
+
+    def respec(self, key: str, **fields: Any) -> None:
+        """Declare `key` again with some spec fields changed, keeping its ordering-only edges."""
+        res = self.graph[key]
+        assert res.spec is not None
+        spec = dataclasses.replace(res.spec, **fields)  # type: ignore[type-var]
+        referenced = {ref.key for ref in refs(res.spec)}
+        again = declare(key, res.name, spec, after=tuple(k for k in res.depends_on if k not in referenced))
+        self.graph = Graph.of([again if r.key == key else r for r in self.graph.order()])
 
     def down(self) -> dict[str, str]:
         run = self.ctx.run
@@ -201,6 +219,21 @@ class TestDeployed:
         with pytest.raises(DependencyViolation):
             deployed.handlers["target_group"].delete(deployed.ctx.run, deployed.results["tg.app"])
 
+    def test_a_listener_on_another_load_balancer_is_a_conflict(self, deployed: Stack) -> None:
+        # A listener never moves (ModifyListener has no LoadBalancerArn): as found on another balancer.
+        found = deployed.results["listener.http"]
+        elsewhere = dataclasses.replace(found, attrs={**found.attrs, "load_balancer": "arn:aws:other"})
+        deps = {**deployed.existing, **deployed.results}
+        [change] = deployed.handlers["listener"].changes(
+            deployed.ctx.run, deployed.resource("listener.http"), elsewhere, deps
+        )
+        alb = deployed.results["alb"].id
+        assert (change.field, change.text, change.in_place) == (
+            "load_balancer",
+            f"load_balancer: arn:aws:other → {alb}",
+            False,
+        )
+
     def test_alb_cost_counts_its_hour_and_two_public_addresses(self, deployed: Stack) -> None:
         assert hourly_cost([deployed.resource("alb")]) == pytest.approx(0.0325)
 
@@ -282,7 +315,8 @@ def test_our_target_group_with_other_fixed_settings_is_a_conflict(stack: Stack) 
     plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
     [step] = [s for s in plan.steps if s.resource.key == "tg.app"]
     assert step.action is Action.CONFLICT
-    assert any("port is 8080" in c.text and not c.in_place for c in step.changes)
+    [port] = [c for c in step.changes if c.field == "port"]
+    assert (port.text, port.old, port.new, port.in_place) == ("port: 8080 → 80", 8080, 80, False)
 
 
 # ---------------------------------------------------------------- down
@@ -322,3 +356,225 @@ def test_down_waits_for_the_alb_interfaces_and_a_second_delete_is_fine(stack: St
     assert [item for item in left if not item.startswith(Existing.label)] == []
     for key in ("listener.http", "tg.app", "alb"):
         stack.handlers[results[key].kind].delete(stack.ctx.run, results[key])  # NotFound is success
+
+
+# ---------------------------------------------------------------- the plan's field changes, applied by up
+
+
+def test_target_group_changes_show_both_values_and_up_applies_only_them(stack: Stack) -> None:
+    tg_arn = stack.up()["tg.app"].id
+    client = elbv2()
+    client.modify_target_group(
+        TargetGroupArn=tg_arn, HealthCheckPath="/", HealthCheckIntervalSeconds=30, Matcher={"HttpCode": "200-299"}
+    )
+    client.modify_target_group_attributes(
+        TargetGroupArn=tg_arn, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "300"}]
+    )
+
+    action, changes = stack.plan_changes("tg.app")
+    assert action is Action.UPDATE
+    assert {name: c.text for name, c in changes.items()} == {
+        "health_check.path": "health_check.path: / → /health",
+        "health_check.interval": "health_check.interval: 30 → 15",
+        "health_check.matcher": "health_check.matcher: 200-299 → 200",
+        DELAY: f"{DELAY}: 300 → 30",
+    }
+    modified = stack.record("elbv2", "ModifyTargetGroup")
+    attributes = stack.record("elbv2", "ModifyTargetGroupAttributes")
+    stack.up()
+
+    # Exactly what the plan listed: the settings that did not differ are not sent again.
+    assert modified == [
+        {
+            "TargetGroupArn": tg_arn,
+            "HealthCheckPath": "/health",
+            "HealthCheckIntervalSeconds": 15,
+            "Matcher": {"HttpCode": "200"},
+        }
+    ]
+    assert attributes == [
+        {"TargetGroupArn": tg_arn, "Attributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}]}
+    ]
+    [tg] = client.describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"]
+    assert (tg["HealthCheckPath"], tg["HealthCheckIntervalSeconds"], tg["Matcher"]) == (
+        "/health",
+        15,
+        {"HttpCode": "200"},
+    )
+    assert stack.plan_changes("tg.app") == (Action.NONE, {})
+
+
+def test_a_changed_setting_in_the_config_is_planned_and_applied(stack: Stack) -> None:
+    """Not drift: the declaration changes (a longer deregistration delay, another health check path)."""
+    tg_arn = stack.up()["tg.app"].id
+    res = stack.graph["tg.app"]
+    assert res.spec is not None
+    check = dataclasses.replace(res.spec.health_check, path="/ready")  # type: ignore[attr-defined]
+    stack.respec("tg.app", health_check=check, attributes={"deregistration_delay.timeout_seconds": "120"})
+
+    action, changes = stack.plan_changes("tg.app")
+    assert action is Action.UPDATE
+    assert [(c.field, c.old, c.new) for c in changes.values()] == [
+        ("health_check.path", "/health", "/ready"),
+        (DELAY, "30", "120"),
+    ]
+    stack.up()
+    [tg] = elbv2().describe_target_groups(TargetGroupArns=[tg_arn])["TargetGroups"]
+    assert tg["HealthCheckPath"] == "/ready"
+    attributes = elbv2().describe_target_group_attributes(TargetGroupArn=tg_arn)["Attributes"]
+    assert {"Key": "deregistration_delay.timeout_seconds", "Value": "120"} in attributes
+    assert stack.plan_changes("tg.app") == (Action.NONE, {})
+
+
+def test_listener_port_and_default_actions_are_replaced_by_the_declared_ones(stack: Stack) -> None:
+    results = stack.up()
+    listener_arn, n = results["listener.http"].id, stack.name
+    client = elbv2()
+    # A stale default action (a fixed response) on another port: ModifyListener replaces the whole list.
+    client.modify_listener(
+        ListenerArn=listener_arn,
+        Port=8080,
+        DefaultActions=[
+            {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain"}}
+        ],
+    )
+
+    action, changes = stack.plan_changes("listener.http")
+    assert action is Action.UPDATE
+    assert {name: c.text for name, c in changes.items()} == {
+        "port": "port: 8080 → 80",
+        "default_actions": f"default_actions: [fixed-response] → [forward to {n}-app]",
+    }
+    modified = stack.record("elbv2", "ModifyListener")
+    stack.up()
+
+    assert modified == [
+        {
+            "ListenerArn": listener_arn,
+            "Port": 80,
+            "DefaultActions": [{"Type": "forward", "TargetGroupArn": results["tg.app"].id}],
+        }
+    ]
+    [listener] = client.describe_listeners(ListenerArns=[listener_arn])["Listeners"]
+    assert listener["Port"] == 80
+    assert listener["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": results["tg.app"].id}]
+    assert stack.plan_changes("listener.http") == (Action.NONE, {})
+
+
+def test_a_subnet_and_a_security_group_the_spec_does_not_list_are_removed(stack: Stack) -> None:
+    results = stack.up()
+    alb_arn, existing = results["alb"].id, stack.existing
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = existing["vpc"].id
+    spare = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.9.0/24", AvailabilityZone=ZONES[1])["Subnet"]["SubnetId"]
+    extra = ec2.create_security_group(GroupName=f"{stack.name}-extra", Description="extra", VpcId=vpc)["GroupId"]
+    client = elbv2()
+    client.set_subnets(LoadBalancerArn=alb_arn, Subnets=[existing["subnet.public.a"].id, spare])
+    client.set_security_groups(LoadBalancerArn=alb_arn, SecurityGroups=[existing["sg.alb"].id, extra])
+
+    public_b = existing["subnet.public.b"].id
+    action, changes = stack.plan_changes("alb")
+    assert action is Action.UPDATE
+    assert {name: c.text for name, c in changes.items()} == {
+        "subnets[subnet.public.b]": f"subnets[subnet.public.b]: (none) → {public_b}",
+        f"subnets[{spare}]": f"subnets[{spare}]: {spare} → (none)",
+        f"security_groups[{extra}]": f"security_groups[{extra}]: {extra} → (none)",
+    }
+    set_subnets = stack.record("elbv2", "SetSubnets")
+    set_groups = stack.record("elbv2", "SetSecurityGroups")
+    stack.up()
+
+    assert [sorted(call["Subnets"]) for call in set_subnets] == [sorted([existing["subnet.public.a"].id, public_b])]
+    assert [call["SecurityGroups"] for call in set_groups] == [[existing["sg.alb"].id]]
+    [lb] = client.describe_load_balancers(LoadBalancerArns=[alb_arn])["LoadBalancers"]
+    assert {z["SubnetId"] for z in lb["AvailabilityZones"]} == {existing["subnet.public.a"].id, public_b}
+    assert lb["SecurityGroups"] == [existing["sg.alb"].id]
+    assert stack.plan_changes("alb") == (Action.NONE, {})
+
+
+def test_a_subnet_still_to_be_created_is_shown_by_its_key(stack: Stack) -> None:
+    stack.up()
+    # The config moves the ALB to a subnet that does not exist yet: the plan names it, never a guessed id.
+    stack.graph = Graph.of([*stack.graph.order(), Resource("subnet.public.c", Existing.kind, "subnet.public.c")])
+    stack.respec("alb", subnets=(Ref("subnet.public.a"), Ref("subnet.public.c")))
+    action, changes = stack.plan_changes("alb")
+    assert action is Action.UPDATE
+    public_b = stack.existing["subnet.public.b"].id
+    assert {name: c.text for name, c in changes.items()} == {
+        "subnets[subnet.public.c]": "subnets[subnet.public.c]: (none) → (subnet.public.c to be created)",
+        f"subnets[{public_b}]": f"subnets[{public_b}]: {public_b} → (none)",
+    }
+
+
+def test_load_balancer_attributes_and_address_type_are_set_as_declared(stack: Stack) -> None:
+    alb_arn = stack.up()["alb"].id
+    client = elbv2()
+    # AWS's default idle timeout (moto lists no value until one is set), and drift of the address type.
+    client.modify_load_balancer_attributes(
+        LoadBalancerArn=alb_arn, Attributes=[{"Key": "idle_timeout.timeout_seconds", "Value": "60"}]
+    )
+    client.set_ip_address_type(LoadBalancerArn=alb_arn, IpAddressType="dualstack")
+    stack.respec("alb", attributes={"idle_timeout.timeout_seconds": "120"})
+
+    action, changes = stack.plan_changes("alb")
+    assert action is Action.UPDATE
+    assert {name: c.text for name, c in changes.items()} == {
+        "ip_address_type": "ip_address_type: dualstack → ipv4",
+        "attributes[idle_timeout.timeout_seconds]": "attributes[idle_timeout.timeout_seconds]: 60 → 120",
+    }
+    modified = stack.record("elbv2", "ModifyLoadBalancerAttributes")
+    stack.up()
+
+    assert modified == [
+        {"LoadBalancerArn": alb_arn, "Attributes": [{"Key": "idle_timeout.timeout_seconds", "Value": "120"}]}
+    ]
+    [lb] = client.describe_load_balancers(LoadBalancerArns=[alb_arn])["LoadBalancers"]
+    assert lb["IpAddressType"] == "ipv4"
+    attributes = client.describe_load_balancer_attributes(LoadBalancerArn=alb_arn)["Attributes"]
+    assert {"Key": "idle_timeout.timeout_seconds", "Value": "120"} in attributes
+    assert stack.plan_changes("alb") == (Action.NONE, {})
+
+
+# ---------------------------------------------------------------- what AWS cannot change in place
+
+
+@pytest.mark.parametrize(
+    ("setting", "field", "old", "new"),
+    [({"Port": 8080}, "port", 8080, 80), ({"TargetType": "ip"}, "target_type", "ip", "instance")],
+)
+def test_target_group_fixed_settings_are_conflicts(
+    stack: Stack, setting: dict[str, Any], field: str, old: Any, new: Any
+) -> None:
+    n = stack.name
+    elbv2().create_target_group(
+        **{"Name": f"{n}-app", "Protocol": "HTTP", "Port": 80, "VpcId": stack.existing["vpc"].id, **setting},
+        Tags=[{"Key": "cdpoc:stack", "Value": f"{n}"}, {"Key": "cdpoc:component", "Value": "tg.app"}],
+    )
+    action, changes = stack.plan_changes("tg.app")
+    assert action is Action.CONFLICT
+    change = changes[field]
+    assert (change.text, change.old, change.new, change.in_place) == (f"{field}: {old} → {new}", old, new, False)
+    with pytest.raises(ConflictError, match=f"{field}: {old} → {new}"):
+        refuse_conflicts(make_plan(stack.ctx.run, stack.graph, stack.handlers))
+    # A create that meets it (the name is taken) refuses too, rather than adopting it.
+    with pytest.raises(ConflictError, match=f"exists with other fixed settings: {field}: {old} → {new}"):
+        stack.handlers["target_group"].create(stack.ctx.run, stack.resource("tg.app"), stack.existing)
+
+
+def test_an_internal_load_balancer_of_ours_is_a_conflict_not_an_update(stack: Stack) -> None:
+    n, existing = stack.name, stack.existing
+    elbv2().create_load_balancer(
+        Name=f"{n}-alb",
+        Subnets=[existing["subnet.public.a"].id, existing["subnet.public.b"].id],
+        SecurityGroups=[existing["sg.alb"].id],
+        Scheme="internal",
+        Tags=[{"Key": "cdpoc:stack", "Value": f"{n}"}, {"Key": "cdpoc:component", "Value": "alb"}],
+    )
+    action, changes = stack.plan_changes("alb")
+    assert action is Action.CONFLICT
+    scheme = changes["scheme"]
+    assert (scheme.text, scheme.in_place) == ("scheme: internal → internet-facing", False)
+    before = len(stack.ctx.clients.mutating_calls())
+    with pytest.raises(ConflictError, match="scheme: internal → internet-facing"):
+        refuse_conflicts(make_plan(stack.ctx.run, stack.graph, stack.handlers))
+    assert stack.ctx.clients.mutating_calls()[before:] == []

@@ -9,6 +9,7 @@ checks the stack tag of what it got back and refuses what is not ours.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -18,7 +19,6 @@ from cdpoc.aws.base import (
     aws_errors,
     by_component,
     caused_by,
-    dep_id,
     ignore_missing,
     observed,
     paginate,
@@ -30,19 +30,24 @@ from cdpoc.aws.base import (
 )
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, Spec, field_change, field_changes, shown, spec_of
+from cdpoc.stack.specs.loadbalancing import ListenerAction, ListenerSpec, LoadBalancerSpec, TargetGroupSpec
 
 NOT_FOUND = ("LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound")
 TAGS_PER_CALL = 20
-DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
 
-# Target group health check settings: (our prop, the API's parameter and describe field).
+# Target group health check settings: (the HealthCheck field, the API's parameter and describe field).
+# The matcher is the one that is not a plain value (Matcher={"HttpCode": ...}).
 HEALTH_CHECK_FIELDS = (
     ("path", "HealthCheckPath"),
     ("interval", "HealthCheckIntervalSeconds"),
     ("timeout", "HealthCheckTimeoutSeconds"),
     ("healthy_threshold", "HealthyThresholdCount"),
     ("unhealthy_threshold", "UnhealthyThresholdCount"),
+    ("protocol", "HealthCheckProtocol"),
 )
+HEALTH_CHECK = "health_check"
+ATTRIBUTES = "attributes"
 
 
 def _elbv2(run: AwsRun) -> Any:
@@ -81,19 +86,98 @@ def _arn_tail(arn: str, marker: str) -> str:
     return arn.split(f":{marker}", 1)[1] if f":{marker}" in arn else ""
 
 
+def _attribute_map(attributes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """ELBv2's [{"Key": k, "Value": v}] as {k: v}."""
+    return {str(a["Key"]): str(a.get("Value", "")) for a in attributes}
+
+
+def _item(name: str, item: str) -> str:
+    """The change field of one entry of a collection or mapping field: `subnets[subnet-0abc]`."""
+    return f"{name}[{item}]"
+
+
+def _item_of(change: Change, name: str) -> str | None:
+    """The entry a change of `name[entry]` is about; None for a change of another field."""
+    prefix = f"{name}["
+    return change.field[len(prefix) : -1] if change.field.startswith(prefix) else None
+
+
+def _attribute_changes(spec_type: type[Spec], have: Mapping[str, str], want: Mapping[str, str]) -> list[Change]:
+    """One change per declared attribute whose value differs. ELBv2 has no call to remove an attribute
+    (every key always has a value, AWS's default until set): the keys the spec does not declare are not
+    cdpoc's, whatever their value."""
+    return [
+        field_change(spec_type, _item(ATTRIBUTES, key), have.get(key), value)
+        for key, value in want.items()
+        if have.get(key) != value
+    ]
+
+
+def _attributes_to_set(changes: Sequence[Change]) -> dict[str, str]:
+    return {key: str(c.new) for c in changes if (key := _item_of(c, ATTRIBUTES)) is not None}
+
+
+def _member_changes(
+    spec_type: type[Spec],
+    name: str,
+    have: Sequence[str],
+    want: Sequence[Ref],
+    deps: Mapping[str, Observed | None],
+) -> list[Change]:
+    """A set of references diffed both ways: each wanted member that is not there (`name[its key]`,
+    old None, new its Ref), then each member there that the spec no longer wants (`name[its id]`, old
+    its id, new None)."""
+    changes: list[Change] = []
+    wanted: set[str] = set()
+    for ref in want:
+        value = ref.value(deps)
+        if value is not None:
+            wanted.add(value)
+        if value is None or value not in have:
+            field = _item(name, ref.key)
+            changes.append(
+                field_change(spec_type, field, None, ref, text=f"{field}: {shown(None)} → {ref.shown(deps)}")
+            )
+    changes.extend(field_change(spec_type, _item(name, value), value, None) for value in have if value not in wanted)
+    return changes
+
+
+def _members_after(
+    name: str, have: Sequence[str], changes: Sequence[Change], deps: Mapping[str, Observed]
+) -> list[str]:
+    """The members `changes` leave: those there, less the ones removed, plus the ones added."""
+    removed = {str(c.old) for c in changes if _item_of(c, name) is not None and c.old is not None}
+    added = [c.new.need(deps) for c in changes if _item_of(c, name) is not None and isinstance(c.new, Ref)]
+    return [*(member for member in have if member not in removed), *(a for a in added if a not in have)]
+
+
+def _touches(changes: Sequence[Change], name: str) -> bool:
+    return any(c.field == name or _item_of(c, name) is not None for c in changes)
+
+
 # --- target group ---------------------------------------------------------------------------------
 
 
 def _health_check(item: Mapping[str, Any]) -> dict[str, Any]:
-    check = {prop: item.get(field) for prop, field in HEALTH_CHECK_FIELDS}
+    check = {name: item.get(api) for name, api in HEALTH_CHECK_FIELDS}
     check["matcher"] = item.get("Matcher", {}).get("HttpCode", "")
     return check
+
+
+def _health_check_params(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """ModifyTargetGroup's (and CreateTargetGroup's) parameters for these HealthCheck fields."""
+    api = dict(HEALTH_CHECK_FIELDS)
+    params: dict[str, Any] = {api[name]: value for name, value in settings.items() if name != "matcher"}
+    if "matcher" in settings:
+        params["Matcher"] = {"HttpCode": settings["matcher"]}
+    return params
 
 
 class TargetGroupHandler(Handler):
     kind = "target_group"
     label = "target group"
     arn_types = ("elasticloadbalancing:targetgroup",)
+    spec_type = TargetGroupSpec
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         groups = _ours_by_component(run, _listing(run, "describe_target_groups", "TargetGroups"), "TargetGroupArn")
@@ -105,7 +189,6 @@ class TargetGroupHandler(Handler):
         arn = group["TargetGroupArn"]
         with aws_errors(f"reading the attributes of target group {group['TargetGroupName']}"):
             attributes = _elbv2(run).describe_target_group_attributes(TargetGroupArn=arn)["Attributes"]
-        delay = next((a["Value"] for a in attributes if a["Key"] == DEREGISTRATION_DELAY), "")
         return observed(
             key,
             self.kind,
@@ -116,41 +199,37 @@ class TargetGroupHandler(Handler):
             vpc=group.get("VpcId", ""),
             target_type=group.get("TargetType", ""),
             health_check=_health_check(group),
-            deregistration_delay=int(delay) if delay.isdigit() else None,
+            attributes=_attribute_map(attributes),
             load_balancers=tuple(group.get("LoadBalancerArns", ())),
         )
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        props, attrs = res.props, found.attrs
-        changes = [
-            Change(f"{what} is {attrs[what]}, config wants {props[what]} (fixed at creation)", in_place=False)
-            for what in ("protocol", "port", "target_type")
-            if attrs[what] != props[what]
-        ]
-        changes.extend(vpc_changes(res.props["vpc"], found, deps))
-        wanted = props["health_check"]
-        changes.extend(
-            Change(f"health check {setting} {attrs['health_check'].get(setting)} -> {value}")
-            for setting, value in wanted.items()
-            if attrs["health_check"].get(setting) != value
+        spec, attrs = spec_of(res, TargetGroupSpec), found.attrs
+        changes = field_changes(
+            spec, attrs, {"protocol": spec.protocol, "port": spec.port, "target_type": spec.target_type}
         )
-        if attrs["deregistration_delay"] != props["deregistration_delay"]:
-            changes.append(
-                Change(f"deregistration delay {attrs['deregistration_delay']}s -> {props['deregistration_delay']}s")
-            )
+        changes.extend(vpc_changes(spec.vpc, found, deps))
+        have = attrs[HEALTH_CHECK]
+        changes.extend(
+            field_change(spec, f"{HEALTH_CHECK}.{setting}", have.get(setting), value)
+            for setting, value in asdict(spec.health_check).items()
+            if have.get(setting) != value
+        )
+        changes.extend(_attribute_changes(TargetGroupSpec, attrs[ATTRIBUTES], spec.attributes))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        props, check = res.props, res.props["health_check"]
+        spec = spec_of(res, TargetGroupSpec)
         try:
             with aws_errors(f"creating target group {res.name}"):
                 group = _elbv2(run).create_target_group(
                     Name=res.name,
-                    Protocol=props["protocol"],
-                    Port=props["port"],
-                    VpcId=deps[props["vpc"]].id,
-                    TargetType=props["target_type"],
-                    **self._health_check_params(check),
+                    Protocol=spec.protocol,
+                    Port=spec.port,
+                    VpcId=spec.vpc.need(deps),
+                    TargetType=spec.target_type,
+                    HealthCheckEnabled=True,
+                    **_health_check_params(asdict(spec.health_check)),
                     Tags=run.tags(res.key, res.name),
                 )["TargetGroups"][0]
         except AwsError as exc:
@@ -160,23 +239,18 @@ class TargetGroupHandler(Handler):
             group = self._by_name(run, res.name)
         refuse_unless_ours(run, res, "target group", group["TargetGroupArn"])
         found = self._observe(run, res.key, group)
-        conflicts = [c.text for c in self.changes(run, res, found, deps) if not c.in_place]
+        changes = self.changes(run, res, found, deps)
+        conflicts = [c.text for c in changes if not c.in_place]
         if conflicts:
             raise ConflictError(
                 f"target group {res.name} exists with other fixed settings: {'; '.join(conflicts)}",
                 "Run `cdpoc down` and `cdpoc up` to rebuild it.",
             )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, changes)
 
     def _by_name(self, run: AwsRun, name: str) -> dict[str, Any]:
         with aws_errors(f"looking up target group {name}"):
             return dict(_elbv2(run).describe_target_groups(Names=[name])["TargetGroups"][0])
-
-    @staticmethod
-    def _health_check_params(check: Mapping[str, Any]) -> dict[str, Any]:
-        params: dict[str, Any] = {field: check[prop] for prop, field in HEALTH_CHECK_FIELDS}
-        params.update(HealthCheckProtocol="HTTP", HealthCheckEnabled=True, Matcher={"HttpCode": check["matcher"]})
-        return params
 
     def update(
         self,
@@ -186,25 +260,27 @@ class TargetGroupHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        props = res.props
-        check = dict(found.attrs["health_check"])
-        if check != props["health_check"]:
+        prefix = f"{HEALTH_CHECK}."
+        check = {c.field[len(prefix) :]: c.new for c in changes if c.field.startswith(prefix)}
+        if check:
+            # Only the settings that differ: ModifyTargetGroup leaves the others as they are.
             with aws_errors(f"changing the health check of target group {res.name}"):
-                _elbv2(run).modify_target_group(
-                    TargetGroupArn=found.id, **self._health_check_params(props["health_check"])
-                )
-            check = dict(props["health_check"])
-        if found.attrs["deregistration_delay"] != props["deregistration_delay"]:
-            with aws_errors(f"setting the deregistration delay of target group {res.name}"):
+                _elbv2(run).modify_target_group(TargetGroupArn=found.id, **_health_check_params(check))
+        attributes = _attributes_to_set(changes)
+        if attributes:
+            with aws_errors(f"setting the attributes of target group {res.name}"):
                 _elbv2(run).modify_target_group_attributes(
-                    TargetGroupArn=found.id,
-                    Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(props["deregistration_delay"])}],
+                    TargetGroupArn=found.id, Attributes=[{"Key": k, "Value": v} for k, v in attributes.items()]
                 )
         return observed(
             res,
             self.kind,
             found.id,
-            **{**found.attrs, "health_check": check, "deregistration_delay": props["deregistration_delay"]},
+            **{
+                **found.attrs,
+                HEALTH_CHECK: {**found.attrs[HEALTH_CHECK], **check},
+                ATTRIBUTES: {**found.attrs[ATTRIBUTES], **attributes},
+            },
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
@@ -227,14 +303,23 @@ class LoadBalancerHandler(Handler):
     kind = "load_balancer"
     label = "load balancer"
     arn_types = ("elasticloadbalancing:loadbalancer",)
+    spec_type = LoadBalancerSpec
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         balancers = _ours_by_component(
             run, _listing(run, "describe_load_balancers", "LoadBalancers"), "LoadBalancerArn"
         )
-        return {component: with_owner(self._observe(component, lb), lb) for component, lb in balancers.items()}
+        return {
+            component: with_owner(self._observe(component, lb, self._attributes(run, lb["LoadBalancerArn"])), lb)
+            for component, lb in balancers.items()
+        }
 
-    def _observe(self, key: str, lb: Mapping[str, Any]) -> Observed:
+    @staticmethod
+    def _attributes(run: AwsRun, arn: str) -> dict[str, str]:
+        with aws_errors(f"reading the attributes of load balancer {arn}"):
+            return _attribute_map(_elbv2(run).describe_load_balancer_attributes(LoadBalancerArn=arn)["Attributes"])
+
+    def _observe(self, key: str, lb: Mapping[str, Any], attributes: Mapping[str, str]) -> Observed:
         return observed(
             key,
             self.kind,
@@ -244,41 +329,40 @@ class LoadBalancerHandler(Handler):
             zone_id=lb.get("CanonicalHostedZoneId", ""),
             scheme=lb.get("Scheme", ""),
             type=lb.get("Type", ""),
+            ip_address_type=lb.get("IpAddressType", ""),
             vpc=lb.get("VpcId", ""),
             state=lb.get("State", {}).get("Code", ""),
             subnets=tuple(sorted(z["SubnetId"] for z in lb.get("AvailabilityZones", []))),
             security_groups=tuple(sorted(lb.get("SecurityGroups", []))),
+            attributes=dict(attributes),
         )
 
-    @staticmethod
-    def _wanted(res: Resource, deps: Mapping[str, Observed | None], prop: str) -> tuple[str | None, ...]:
-        return tuple(dep_id(deps, key) for key in res.props[prop])
-
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        attrs = found.attrs
-        changes = []
-        if attrs["scheme"] != res.props["scheme"]:
-            changes.append(Change(f"scheme is {attrs['scheme']}, config wants {res.props['scheme']}", in_place=False))
-        if attrs["type"] != "application":
-            changes.append(Change(f"it is a {attrs['type']} load balancer, not an application one", in_place=False))
-        for prop, label in (("subnets", "subnets"), ("security_groups", "security groups")):
-            wanted = self._wanted(res, deps, prop)
-            if None in wanted or tuple(sorted(w for w in wanted if w)) != attrs[prop]:
-                changes.append(Change(f"{label} {', '.join(attrs[prop])} -> {', '.join(res.props[prop])}"))
+        spec, attrs = spec_of(res, LoadBalancerSpec), found.attrs
+        changes = field_changes(
+            spec, attrs, {"scheme": spec.scheme, "type": spec.type, "ip_address_type": spec.ip_address_type}
+        )
+        changes.extend(_member_changes(LoadBalancerSpec, "subnets", attrs["subnets"], spec.subnets, deps))
+        changes.extend(
+            _member_changes(LoadBalancerSpec, "security_groups", attrs["security_groups"], spec.security_groups, deps)
+        )
+        changes.extend(_attribute_changes(LoadBalancerSpec, attrs[ATTRIBUTES], spec.attributes))
         if attrs["state"] != "active":
+            # Not a field: update waits for it, as it does after any change.
             changes.append(Change(f"state is {attrs['state']}: wait until active"))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        spec = spec_of(res, LoadBalancerSpec)
         try:
             with aws_errors(f"creating load balancer {res.name}"):
                 lb = _elbv2(run).create_load_balancer(
                     Name=res.name,
-                    Subnets=[deps[key].id for key in res.props["subnets"]],
-                    SecurityGroups=[deps[key].id for key in res.props["security_groups"]],
-                    Scheme=res.props["scheme"],
-                    Type="application",
-                    IpAddressType="ipv4",
+                    Subnets=[ref.need(deps) for ref in spec.subnets],
+                    SecurityGroups=[ref.need(deps) for ref in spec.security_groups],
+                    Scheme=spec.scheme,
+                    Type=spec.type,
+                    IpAddressType=spec.ip_address_type,
                     Tags=run.tags(res.key, res.name),
                 )["LoadBalancers"][0]
         except AwsError as exc:
@@ -288,7 +372,15 @@ class LoadBalancerHandler(Handler):
             with aws_errors(f"looking up load balancer {res.name}"):
                 lb = _elbv2(run).describe_load_balancers(Names=[res.name])["LoadBalancers"][0]
         refuse_unless_ours(run, res, "load balancer", lb["LoadBalancerArn"])
-        return self.update(run, res, self._observe(res.key, lb), deps)
+        found = self._observe(res.key, lb, self._attributes(run, lb["LoadBalancerArn"]))
+        changes = self.changes(run, res, found, deps)
+        conflicts = [c.text for c in changes if not c.in_place]
+        if conflicts:
+            raise ConflictError(
+                f"load balancer {res.name} exists with other fixed settings: {'; '.join(conflicts)}",
+                "Run `cdpoc down` and `cdpoc up` to rebuild it.",
+            )
+        return self.update(run, res, found, deps, changes)
 
     def update(
         self,
@@ -298,14 +390,26 @@ class LoadBalancerHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        subnets = [deps[key].id for key in res.props["subnets"]]
-        groups = [deps[key].id for key in res.props["security_groups"]]
-        if tuple(sorted(subnets)) != found.attrs["subnets"]:
+        # SetSubnets and SetSecurityGroups replace the whole set: what is there, less what the plan
+        # removes, plus what it adds.
+        if _touches(changes, "subnets"):
+            subnets = _members_after("subnets", found.attrs["subnets"], changes, deps)
             with aws_errors(f"setting the subnets of load balancer {res.name}"):
                 _elbv2(run).set_subnets(LoadBalancerArn=found.id, Subnets=subnets)
-        if tuple(sorted(groups)) != found.attrs["security_groups"]:
+        if _touches(changes, "security_groups"):
+            groups = _members_after("security_groups", found.attrs["security_groups"], changes, deps)
             with aws_errors(f"setting the security groups of load balancer {res.name}"):
                 _elbv2(run).set_security_groups(LoadBalancerArn=found.id, SecurityGroups=groups)
+        for change in changes:
+            if change.field == "ip_address_type":
+                with aws_errors(f"setting the IP address type of load balancer {res.name}"):
+                    _elbv2(run).set_ip_address_type(LoadBalancerArn=found.id, IpAddressType=change.new)
+        attributes = _attributes_to_set(changes)
+        if attributes:
+            with aws_errors(f"setting the attributes of load balancer {res.name}"):
+                _elbv2(run).modify_load_balancer_attributes(
+                    LoadBalancerArn=found.id, Attributes=[{"Key": k, "Value": v} for k, v in attributes.items()]
+                )
         run.wait_with(
             "elbv2",
             "load_balancer_available",
@@ -315,7 +419,7 @@ class LoadBalancerHandler(Handler):
         )
         with aws_errors(f"reading load balancer {res.name}"):
             lb = _elbv2(run).describe_load_balancers(LoadBalancerArns=[found.id])["LoadBalancers"][0]
-        return self._observe(res.key, lb)
+        return self._observe(res.key, lb, {**found.attrs[ATTRIBUTES], **attributes})
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         name = found.attrs.get("name", found.id)
@@ -356,21 +460,35 @@ class LoadBalancerHandler(Handler):
 # --- listener -------------------------------------------------------------------------------------
 
 
-def _forward_target(listener: Mapping[str, Any]) -> str:
-    for action in listener.get("DefaultActions", []):
-        if action.get("Type") == "forward":
-            if action.get("TargetGroupArn"):
-                return str(action["TargetGroupArn"])
-            groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
-            if len(groups) == 1:
-                return str(groups[0]["TargetGroupArn"])
-    return ""
+def _forward_target(action: Mapping[str, Any]) -> str:
+    """The target group a forward action sends to; "" for another type or a weighted split over several."""
+    if action.get("TargetGroupArn"):
+        return str(action["TargetGroupArn"])
+    groups = action.get("ForwardConfig", {}).get("TargetGroups", [])
+    return str(groups[0]["TargetGroupArn"]) if len(groups) == 1 else ""
+
+
+def _actions(listener: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A listener's default actions in their order, each as (type, target group ARN or "")."""
+    actions = sorted(listener.get("DefaultActions", []), key=lambda a: a.get("Order", 0))
+    return tuple((str(a.get("Type", "")), _forward_target(a)) for a in actions)
+
+
+def _group_name(arn: str) -> str:
+    """'arn:...:targetgroup/name/id' -> 'name' (the ARN itself when it is not one)."""
+    tail = _arn_tail(arn, "targetgroup/")
+    return tail.split("/", 1)[0] if tail else arn
+
+
+def _actions_shown(actions: Iterable[tuple[str, str]]) -> str:
+    return shown(tuple(f"{kind} to {_group_name(target)}" if target else kind for kind, target in actions))
 
 
 class ListenerHandler(Handler):
     kind = "listener"
     label = "listener"
     arn_types = ("elasticloadbalancing:listener",)
+    spec_type = ListenerSpec
 
     def __init__(self, balancers: LoadBalancerHandler) -> None:
         self.balancers = balancers
@@ -389,6 +507,7 @@ class ListenerHandler(Handler):
         }
 
     def _observe(self, key: str, listener: Mapping[str, Any]) -> Observed:
+        actions = _actions(listener)
         return observed(
             key,
             self.kind,
@@ -396,43 +515,52 @@ class ListenerHandler(Handler):
             load_balancer=listener["LoadBalancerArn"],
             protocol=listener.get("Protocol", ""),
             port=listener.get("Port"),
-            target_group=_forward_target(listener),
+            default_actions=actions,
+            # The one target group it forwards to, for describe() and readers: "" when it does not.
+            target_group=actions[0][1] if len(actions) == 1 and actions[0][0] == "forward" else "",
         )
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        attrs, props = found.attrs, res.props
+        spec, attrs = spec_of(res, ListenerSpec), found.attrs
         changes = []
-        lb_arn = dep_id(deps, props["load_balancer"])
+        lb_arn = spec.load_balancer.value(deps)
         if lb_arn and attrs["load_balancer"] != lb_arn:
-            changes.append(Change("it belongs to another load balancer", in_place=False))
-        if (attrs["protocol"], attrs["port"]) != (props["protocol"], props["port"]):
-            changes.append(Change(f"{attrs['protocol']}:{attrs['port']} -> {props['protocol']}:{props['port']}"))
-        tg_arn = dep_id(deps, props["target_group"])
-        if tg_arn is None or attrs["target_group"] != tg_arn:
-            changes.append(Change(f"forward to {props['target_group']} (now {attrs['target_group'] or 'nothing'})"))
+            changes.append(field_change(spec, "load_balancer", attrs["load_balancer"], lb_arn))
+        changes.extend(field_changes(spec, attrs, {"protocol": spec.protocol, "port": spec.port}))
+        wanted = tuple((a.type, a.target_group.value(deps)) for a in spec.default_actions)
+        if wanted != attrs["default_actions"]:
+            # The whole list: ModifyListener replaces every default action, so one no longer wanted goes too.
+            shown_wanted = tuple((a.type, a.target_group.shown(deps)) for a in spec.default_actions)
+            text = f"default_actions: {_actions_shown(attrs['default_actions'])} → {_actions_shown(shown_wanted)}"
+            changes.append(
+                field_change(spec, "default_actions", attrs["default_actions"], spec.default_actions, text=text)
+            )
         return changes
 
-    def _params(self, res: Resource, deps: Mapping[str, Observed]) -> dict[str, Any]:
-        return {
-            "Protocol": res.props["protocol"],
-            "Port": res.props["port"],
-            "DefaultActions": [{"Type": "forward", "TargetGroupArn": deps[res.props["target_group"]].id}],
-        }
+    @staticmethod
+    def _default_actions(actions: Iterable[ListenerAction], deps: Mapping[str, Observed]) -> list[dict[str, Any]]:
+        return [{"Type": a.type, "TargetGroupArn": a.target_group.need(deps)} for a in actions]
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        lb_arn = deps[res.props["load_balancer"]].id
+        spec = spec_of(res, ListenerSpec)
+        lb_arn = spec.load_balancer.need(deps)
         try:
             with aws_errors(f"creating listener {res.name}"):
                 listener = _elbv2(run).create_listener(
-                    LoadBalancerArn=lb_arn, **self._params(res, deps), Tags=run.tags(res.key, res.name)
+                    LoadBalancerArn=lb_arn,
+                    Protocol=spec.protocol,
+                    Port=spec.port,
+                    DefaultActions=self._default_actions(spec.default_actions, deps),
+                    Tags=run.tags(res.key, res.name),
                 )["Listeners"][0]
         except AwsError as exc:
             # The port is taken by a listener with other settings; ours (tagged) is converged, others refused.
             if not caused_by(exc, "DuplicateListener"):
                 raise
-            listener = self._on_port(run, lb_arn, res.props["port"])
+            listener = self._on_port(run, lb_arn, spec.port)
         refuse_unless_ours(run, res, "listener", listener["ListenerArn"])
-        return self.update(run, res, self._observe(res.key, listener), deps)
+        found = self._observe(res.key, listener)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def _on_port(self, run: AwsRun, lb_arn: str, port: int) -> dict[str, Any]:
         listeners = _listing(run, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn)
@@ -449,20 +577,20 @@ class ListenerHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        wanted = self._params(res, deps)
-        have = (found.attrs["protocol"], found.attrs["port"], found.attrs["target_group"])
-        if have != (wanted["Protocol"], wanted["Port"], wanted["DefaultActions"][0]["TargetGroupArn"]):
-            with aws_errors(f"changing listener {res.name}"):
-                _elbv2(run).modify_listener(ListenerArn=found.id, **wanted)
-        return observed(
-            res,
-            self.kind,
-            found.id,
-            load_balancer=found.attrs["load_balancer"],
-            protocol=wanted["Protocol"],
-            port=wanted["Port"],
-            target_group=wanted["DefaultActions"][0]["TargetGroupArn"],
-        )
+        params: dict[str, Any] = {}
+        for change in changes:
+            if change.field == "protocol":
+                params["Protocol"] = change.new
+            elif change.field == "port":
+                params["Port"] = change.new
+            elif change.field == "default_actions":
+                params["DefaultActions"] = self._default_actions(change.new, deps)
+        if not params:
+            return found
+        # One call for all of it: ModifyListener leaves what it is not given as it is.
+        with aws_errors(f"changing listener {res.name}"):
+            listener = _elbv2(run).modify_listener(ListenerArn=found.id, **params)["Listeners"][0]
+        return observed(res, self.kind, found.id, **{**found.attrs, **self._observe(res.key, listener).attrs})
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ignore_missing(f"deleting listener {found.id}", _elbv2(run).delete_listener, NOT_FOUND, ListenerArn=found.id)
