@@ -121,6 +121,25 @@ def read_bundle(bundle_dir: Path) -> list[BundleFile]:
     return files
 
 
+def shipped_bundle() -> Path:
+    """The revision that ships with cdpoc: inside an installed package (cdpoc/bundled, see pyproject.toml),
+    or bundle/ beside the package in a checkout."""
+    package = Path(__file__).resolve().parent
+    installed = package / "bundled"
+    return installed if (installed / "appspec.yml").is_file() else package.parent / "bundle"
+
+
+def choose_bundle(given: Path | None, cwd: Path | None = None) -> tuple[Path, str]:
+    """The bundle push-app pushes, and why that one: --bundle when given, else ./bundle when there is one,
+    else the one that ships with cdpoc (a user outside the repository still has the sample app)."""
+    if given is not None:
+        return given, "--bundle"
+    local = (cwd or Path.cwd()) / "bundle"
+    if local.is_dir():
+        return local, "./bundle"
+    return shipped_bundle(), "the sample app that ships with cdpoc (no ./bundle here; --bundle picks another)"
+
+
 def check_bundle(bundle_dir: Path) -> list[BundleFile]:
     """The bundle's files, or BundleInvalid (exit 2) listing every problem found."""
     problems = bundle_problems(bundle_dir)

@@ -234,7 +234,13 @@ def unlock(
 @takes_global_options
 def push_app(
     ctx: typer.Context,
-    bundle: Annotated[Path, typer.Option("--bundle", help="The application revision to push.")] = Path("bundle"),
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="The application revision to push (default: ./bundle, or the sample app that ships with cdpoc).",
+        ),
+    ] = None,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Commit message.")] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Follow the change through the pipeline to the instances.")

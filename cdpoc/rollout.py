@@ -27,7 +27,7 @@ from rich.text import Text
 from cdpoc.aws.base import AwsRun
 from cdpoc.aws.deploy import deployment_targets, get_deployment, target_health, use_elb_health_checks
 from cdpoc.aws.pipeline import action_executions, find_execution, get_execution, newest_execution_id
-from cdpoc.bundle import PushResult, check_bundle, push
+from cdpoc.bundle import PushResult, check_bundle, choose_bundle, push
 from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout
 from cdpoc.stack.parts import FLEET, TARGET_GROUP
@@ -355,8 +355,12 @@ def _after_success(ctx: Context, state: Rollout) -> None:
 
 
 @holding_lock("push-app")
-def push_app(ctx: Context, bundle_dir: Path, message: str | None, wait: bool, timeout: float) -> PushResult:
-    """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails)."""
+def push_app(ctx: Context, bundle_dir: Path | None, message: str | None, wait: bool, timeout: float) -> PushResult:
+    """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails).
+
+    bundle_dir None: ./bundle, or the sample app that ships with cdpoc (cdpoc.bundle.choose_bundle)."""
+    bundle_dir, chosen_by = choose_bundle(bundle_dir)
+    ctx.ui.say(f"Bundle: {bundle_dir} ({chosen_by})")
     newer_than = newest_execution_id(ctx.run, ctx.names.pipeline) if wait else None
     result = push_bundle(ctx, bundle_dir, message)
     if result.changed and wait:

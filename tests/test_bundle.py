@@ -307,3 +307,13 @@ def test_s3_source_uploads_once_and_starts_the_pipeline(ctx: Context, small_bund
     second = push_s3(ctx.run, action, "t1-pipeline", read_bundle(small_bundle))
     assert not second.changed
     assert len(ctx.clients.mutating_calls()) == mutating_before
+
+
+def test_push_app_takes_the_given_bundle_then_a_local_one_then_the_one_that_ships(tmp_path: Path) -> None:
+    from cdpoc.bundle import choose_bundle, shipped_bundle
+
+    assert choose_bundle(tmp_path / "mine", cwd=tmp_path) == (tmp_path / "mine", "--bundle")
+    assert choose_bundle(None, cwd=tmp_path)[0] == shipped_bundle()
+    (tmp_path / "bundle").mkdir()
+    assert choose_bundle(None, cwd=tmp_path) == (tmp_path / "bundle", "./bundle")
+    assert check_bundle(shipped_bundle())  # the one that ships is a valid revision

@@ -270,6 +270,21 @@ def test_cli_push_app_commits_once_and_then_says_nothing_changed(sandbox: tuple[
     assert "Nothing to push" in out and "commit " not in out
 
 
+def test_cli_push_app_outside_the_repository_pushes_the_sample_app_that_ships_with_cdpoc(
+    sandbox: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdpoc.bundle import shipped_bundle
+
+    monkeypatch.chdir(tmp_path)  # no ./bundle here
+    code, out = cdpoc(*sandbox, "push-app", "-m", "the sample app")
+    assert code == 0, out
+    assert f"Bundle: {shipped_bundle()} (the sample app that ships with cdpoc" in out
+    pushed = codecommit(sandbox).get_file(
+        repositoryName=REPOSITORY, commitSpecifier=tip(sandbox), filePath="appspec.yml"
+    )
+    assert pushed["fileContent"] == (shipped_bundle() / "appspec.yml").read_bytes()
+
+
 def test_cli_refuses_a_broken_appspec_listing_every_problem(sandbox: tuple[str, ...], bundle: Path) -> None:
     cdpoc(*sandbox, "push-app", "--bundle", str(bundle))
     before = tip(sandbox)
