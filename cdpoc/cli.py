@@ -327,7 +327,8 @@ def sandbox(
 @handles_errors
 @takes_global_options
 def demo(ctx: typer.Context) -> None:
-    """Run the whole lifecycle against an in-process sandbox: up, up again (no changes), plan, down."""
+    """Run the whole lifecycle against an in-process sandbox and check every step: up, up again (no changes),
+    plan, status, push-app --wait, a new and a failing revision, down and the leftover scan."""
     from cdpoc.sandbox.server import require_sandbox_extra
 
     require_sandbox_extra("demo")

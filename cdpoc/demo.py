@@ -170,6 +170,19 @@ class Demo:
             raise DemoFailed(f"{len(failed)} demo step(s) failed: {', '.join(failed)}")
         total = sum(seconds for *_, seconds in self.results)
         self.ui.say(f"Demo finished in {total:.0f}s: every step did what it should.", style="bold green")
+        self.ui.say("")
+        self.ui.say("What to try next:", style="bold")
+        for line in NEXT_STEPS:
+            self.ui.say(f"  {line}")
+
+
+# What the demo's last lines suggest: the same lifecycle step by step, then a real account.
+NEXT_STEPS = (
+    "cdpoc sandbox                      a local AWS endpoint that stays up; it prints the settings to use",
+    "cdpoc up --endpoint-url <its URL>  then push-app --wait, status --watch, logs and down, one at a time",
+    "cdpoc plan --profile <yours>       on a real account: what `up` would create, read-only",
+    "cdpoc up --profile <yours>         build it there; `cdpoc down` removes everything and proves it",
+)
 
 
 @contextlib.contextmanager

@@ -287,6 +287,8 @@ def test_sandbox_port_in_use_is_a_clear_error(endpoint: str) -> None:
 
 
 def test_demo_runs_the_lifecycle_to_a_clean_finish() -> None:
+    code, help_text = cdpoc("demo", "-h")
+    assert code == 0 and "push-app --wait" in help_text and "leftover scan" in help_text  # says what it runs
     code, out = cdpoc("demo")
     assert code == 0, out
     titles = (
@@ -305,6 +307,8 @@ def test_demo_runs_the_lifecycle_to_a_clean_finish() -> None:
     assert "0 mutating calls" in out and "nothing to push, 0 commits" in out
     assert "failed at ValidateService, script scripts/validate_service.sh" in out  # what push-app reports
     assert "Demo finished in" in out and "every step did what it should." in out
+    next_steps = out[out.index("What to try next:") :]
+    assert "cdpoc sandbox" in next_steps and "cdpoc up --endpoint-url" in next_steps and "--profile" in next_steps
 
 
 def test_ctrl_c_during_up_exits_130_and_a_rerun_finishes_the_job(endpoint: str) -> None:
