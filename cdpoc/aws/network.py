@@ -601,6 +601,10 @@ def _target(target_id: str) -> dict[str, str]:
     return {"NatGatewayId": target_id} if target_id.startswith("nat-") else {"GatewayId": target_id}
 
 
+# How often a subnet's move onto a table looks again for the association it moves from (see _associate).
+ASSOCIATE_ATTEMPTS = 3
+
+
 class RouteTableHandler(Handler):
     """A route table, its routes and its subnets, each diffed both ways: what the spec lists is added or
     replaced, and a route (one cdpoc or anyone made with CreateRoute) or an association the spec no longer
@@ -763,35 +767,48 @@ class RouteTableHandler(Handler):
 
     def _associate(self, run: AwsRun, table_id: str, subnet_id: str) -> str:
         """Move the subnet onto this table (from the VPC's main table, or another); the association id."""
-        ec2 = _ec2(run)
-        try:
-            with aws_errors(f"associating {subnet_id} with {table_id}"):
-                current = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
-                    "RouteTables"
-                ]
-                previous = [
-                    a["RouteTableAssociationId"]
-                    for t in current
-                    for a in t.get("Associations", [])
-                    if a.get("SubnetId") == subnet_id
-                ]
-                if previous:
-                    reply = ec2.replace_route_table_association(AssociationId=previous[0], RouteTableId=table_id)
-                    return str(reply["NewAssociationId"])
-                return str(ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"])
-        except AwsError as exc:
-            # A retry after a lost answer finds the subnet already moved (or its old association gone).
-            moved = next(
-                (
-                    str(a["RouteTableAssociationId"])
-                    for a in self._table(run, table_id).get("Associations", [])
-                    if a.get("SubnetId") == subnet_id
-                ),
-                None,
-            )
-            if moved is None or not caused_by(exc, "Resource.AlreadyAssociated", "InvalidAssociationID.NotFound"):
+        for attempt in range(ASSOCIATE_ATTEMPTS):
+            try:
+                return self._associate_once(run, table_id, subnet_id)
+            except AwsError as exc:
+                # A retry after a lost answer finds the subnet already moved (or its old association gone).
+                moved = next(
+                    (
+                        str(a["RouteTableAssociationId"])
+                        for a in self._table(run, table_id).get("Associations", [])
+                        if a.get("SubnetId") == subnet_id
+                    ),
+                    None,
+                )
+                if moved is not None and caused_by(exc, "Resource.AlreadyAssociated", "InvalidAssociationID.NotFound"):
+                    return moved
+                # The old association went away between the look and the move: another of the stack's tables
+                # let the subnet go in the same `up` (its spec no longer lists it). Look again.
+                if (
+                    moved is None
+                    and caused_by(exc, "InvalidAssociationID.NotFound")
+                    and attempt + 1 < ASSOCIATE_ATTEMPTS
+                ):
+                    continue
                 raise
-            return moved
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _associate_once(self, run: AwsRun, table_id: str, subnet_id: str) -> str:
+        ec2 = _ec2(run)
+        with aws_errors(f"associating {subnet_id} with {table_id}"):
+            current = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+                "RouteTables"
+            ]
+            previous = [
+                a["RouteTableAssociationId"]
+                for t in current
+                for a in t.get("Associations", [])
+                if a.get("SubnetId") == subnet_id
+            ]
+            if previous:
+                reply = ec2.replace_route_table_association(AssociationId=previous[0], RouteTableId=table_id)
+                return str(reply["NewAssociationId"])
+            return str(ec2.associate_route_table(RouteTableId=table_id, SubnetId=subnet_id)["AssociationId"])
 
     def _table(self, run: AwsRun, table_id: str) -> dict[str, Any]:
         table = describe_one(
