@@ -132,6 +132,22 @@ def test_a_route_added_by_hand_is_removed_too(ctx: Context) -> None:
     assert not make_plan(ctx.run, graph, ctx.handlers).has_work
 
 
+def test_a_gateway_endpoint_s_route_is_the_endpoint_s_and_left_alone(ctx: Context) -> None:
+    """The S3 endpoint (stack/security.py) adds its prefix list's route to the tables it names: not a stale route."""
+    graph = network_graph(ctx)
+    results = up(ctx, graph)
+    table = results["rt.private.a"].id
+    endpoint = ec2().create_vpc_endpoint(
+        VpcId=results["vpc"].id,
+        ServiceName="com.amazonaws.us-east-1.s3",
+        VpcEndpointType="Gateway",
+        RouteTableIds=[table],
+    )["VpcEndpoint"]["VpcEndpointId"]
+    [table_now] = ec2().describe_route_tables(RouteTableIds=[table])["RouteTables"]
+    assert any(r.get("GatewayId") == endpoint for r in table_now["Routes"])
+    assert not make_plan(ctx.run, graph, ctx.handlers).has_work
+
+
 def test_one_nat_gateway_instead_of_two_moves_zone_b_s_route_to_zone_a_s(make_context: Callable[..., Context]) -> None:
     """The issue's case: with nat_gateways 2 → 1, rt.private.b's default route moves from nat.b to nat.a."""
     two = make_context(network={"nat_gateways": 2})

@@ -83,6 +83,12 @@ def _route_destination(route: Mapping[str, Any]) -> str:
     return next((str(route[d]) for d in ROUTE_DESTINATIONS if route.get(d)), "")
 
 
+def _endpoint_route(route: Mapping[str, Any]) -> bool:
+    """A gateway endpoint's route (its prefix list → vpce-...): the endpoint's, not the table's. AWS adds and
+    removes it with the endpoint's route tables (Create/ModifyVpcEndpoint), which the endpoint's spec declares."""
+    return str(route.get("GatewayId", "")).startswith("vpce-")
+
+
 def _attached(gateway: Mapping[str, Any]) -> bool:
     return any(a.get("State") in ("attached", "available") for a in gateway.get("Attachments", []))
 
@@ -608,7 +614,8 @@ ASSOCIATE_ATTEMPTS = 3
 class RouteTableHandler(Handler):
     """A route table, its routes and its subnets, each diffed both ways: what the spec lists is added or
     replaced, and a route (one cdpoc or anyone made with CreateRoute) or an association the spec no longer
-    lists is removed. The local route, and routes a gateway propagates, are AWS's and left alone."""
+    lists is removed. The local route, routes a gateway propagates and a gateway endpoint's routes belong to
+    AWS or to the endpoint, and are left alone."""
 
     kind = "route_table"
     label = "route table"
@@ -622,7 +629,7 @@ class RouteTableHandler(Handler):
             routes = {
                 _route_destination(r): next((str(r[t]) for t in ROUTE_TARGETS if r.get(t)), "")
                 for r in table.get("Routes", [])
-                if _route_destination(r) and r.get("Origin") == "CreateRoute"
+                if _route_destination(r) and r.get("Origin") == "CreateRoute" and not _endpoint_route(r)
             }
             associations = {
                 a["SubnetId"]: a["RouteTableAssociationId"] for a in table.get("Associations", []) if a.get("SubnetId")
