@@ -326,3 +326,31 @@ def test_a_nat_gateway_declared_on_another_address_is_a_conflict(make_context: C
     assert [(c.field, c.old, c.new, c.in_place, c.text) for c in changes] == [
         ("eip", old, Ref("eip.nat.b"), False, f"eip: {old} → {new}")
     ]
+
+
+@pytest.mark.parametrize(
+    ("operation", "declared"),
+    [
+        # A route the spec dropped, a route moved to another target, a subnet the spec dropped.
+        ("ec2:DeleteRoute", {}),
+        ("ec2:ReplaceRoute", {"rt.private.a": with_route_table(routes={"0.0.0.0/0": Ref("igw")})}),
+        ("ec2:DisassociateRouteTable", {"rt.private.a": with_route_table(subnets=(Ref("subnet.app.a"),))}),
+    ],
+)
+def test_a_lost_answer_while_removing_or_replacing_converges(
+    make_context: Callable[..., Context], operation: str, declared: dict[str, Edit]
+) -> None:
+    """AWS ran the call and botocore, never hearing back, sent it again: the retry's NotFound (delete,
+    disassociate) counts as done, a replace is the same again; the next plan is clean."""
+    from faults import LostAnswer
+
+    first = make_context()
+    extra = {"0.0.0.0/0": Ref("nat.a"), "10.9.0.0/16": Ref("nat.a")}
+    up(first, network_graph(first, {"rt.private.a": with_route_table(routes=extra)}))
+
+    run = make_context()
+    lost = LostAnswer(run.clients, operation)
+    graph = network_graph(run, declared)
+    up(run, graph)
+    assert lost.lost == 1 and lost.lost_call == operation
+    assert not make_plan(run.run, graph, run.handlers).has_work
