@@ -15,6 +15,7 @@ from cdpoc.errors import Cancelled, ConflictError
 from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
+from cdpoc.spec import Ref
 from cdpoc.stack import network
 from cdpoc.stack.names import StackNames
 from cdpoc.sweeper import find_everything, leftovers, sweep
@@ -217,7 +218,15 @@ def test_a_route_table_left_without_routes_is_repaired(ctx: Context) -> None:
     plan = make_plan(ctx.run, graph, ctx.handlers)
     [step] = [s for s in plan.steps if s.action is not Action.NONE]
     assert step.resource.key == "rt.private.b" and step.action is Action.UPDATE
-    assert {c.text.split(" ")[0] for c in step.changes} == {"route", "associate"}
+    nat, subnet = results["nat.a"].id, results["subnet.app.b"].id
+    assert [(c.field, c.old, c.new) for c in step.changes] == [
+        ("routes[0.0.0.0/0]", None, Ref("nat.a")),
+        (f"subnets[{subnet}]", None, Ref("subnet.app.b")),
+    ]
+    assert [c.text for c in step.changes] == [
+        f"routes[0.0.0.0/0]: (none) → {nat}",
+        f"subnets[{subnet}]: (none) → {subnet}",
+    ]
     up(ctx, graph)
     assert not make_plan(ctx.run, graph, ctx.handlers).has_work
 
@@ -231,7 +240,7 @@ def test_changed_subnet_cidr_is_a_conflict_and_nothing_changes(make_context: Cal
     [conflict] = plan.conflicts
     assert conflict.resource.key == "subnet.app.a"
     before = len(changed.clients.mutating_calls())
-    with pytest.raises(ConflictError, match=r"CIDR is 10\.0\.10\.0/24, config wants 10\.0\.12\.0/24"):
+    with pytest.raises(ConflictError, match=r"cidr: 10\.0\.10\.0/24 → 10\.0\.12\.0/24"):
         apply_plan(changed.run, plan, changed.handlers)
     assert changed.clients.mutating_calls()[before:] == []
 

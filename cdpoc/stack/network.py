@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_spec
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.network import (
+    ElasticIpSpec,
+    InternetGatewaySpec,
+    NatGatewaySpec,
+    RouteTableSpec,
+    SubnetSpec,
+    VpcSpec,
+)
 
 ZONE_SUFFIXES = ("a", "b")
 TIERS = ("public", "app", "data")
+VPC = Ref("vpc")
+INTERNET_GATEWAY = Ref("igw")
 
 
 def declare(names: StackNames) -> list[Resource]:
@@ -14,62 +26,48 @@ def declare(names: StackNames) -> list[Resource]:
     net = settings.network
     bastion_zone = settings.bastion_availability_zone or zones[0]
     resources = [
-        Resource("vpc", "vpc", f"{name}-vpc", {"cidr": net.vpc_cidr}),
-        Resource("igw", "internet_gateway", f"{name}-igw", {"vpc": "vpc"}, ("vpc",)),
+        declare_spec("vpc", f"{name}-vpc", VpcSpec(net.vpc_cidr)),
+        declare_spec(INTERNET_GATEWAY.key, f"{name}-igw", InternetGatewaySpec(VPC)),
     ]
     for tier in TIERS:
         for suffix, zone, cidr in zip(ZONE_SUFFIXES, zones, net.subnets(tier), strict=True):
             resources.append(
-                Resource(
-                    f"subnet.{tier}.{suffix}",
-                    "subnet",
-                    f"{name}-{tier}-{suffix}",
-                    {"vpc": "vpc", "cidr": cidr, "zone": zone, "tier": tier},
-                    ("vpc",),
-                )
+                declare_spec(f"subnet.{tier}.{suffix}", f"{name}-{tier}-{suffix}", SubnetSpec(VPC, cidr, zone))
             )
     resources.append(
-        Resource(
-            "subnet.bastion",
-            "subnet",
-            f"{name}-bastion",
-            {"vpc": "vpc", "cidr": net.bastion_subnet, "zone": bastion_zone, "tier": "bastion"},
-            ("vpc",),
-        )
+        declare_spec("subnet.bastion", f"{name}-bastion", SubnetSpec(VPC, net.bastion_subnet, bastion_zone))
     )
     nat_suffixes = ZONE_SUFFIXES[: net.nat_gateways]
     for suffix in nat_suffixes:
         # The EIP and the NAT need the internet gateway attached, and must go before it is detached.
-        resources.append(Resource(f"eip.nat.{suffix}", "elastic_ip", f"{name}-nat-{suffix}", {}, ("igw",)))
         resources.append(
-            Resource(
+            declare_spec(f"eip.nat.{suffix}", f"{name}-nat-{suffix}", ElasticIpSpec(), after=(INTERNET_GATEWAY.key,))
+        )
+        resources.append(
+            declare_spec(
                 f"nat.{suffix}",
-                "nat_gateway",
                 f"{name}-nat-{suffix}",
-                {"subnet": f"subnet.public.{suffix}", "eip": f"eip.nat.{suffix}"},
-                (f"subnet.public.{suffix}", f"eip.nat.{suffix}", "igw"),
+                NatGatewaySpec(subnet=Ref(f"subnet.public.{suffix}"), eip=Ref(f"eip.nat.{suffix}")),
+                after=(INTERNET_GATEWAY.key,),
             )
         )
-    public_subnets = ("subnet.public.a", "subnet.public.b", "subnet.bastion")
+    public_subnets = tuple(Ref(key) for key in ("subnet.public.a", "subnet.public.b", "subnet.bastion"))
     resources.append(
-        Resource(
+        declare_spec(
             "rt.public",
-            "route_table",
             f"{name}-public",
-            {"vpc": "vpc", "routes": {"0.0.0.0/0": "igw"}, "subnets": public_subnets},
-            ("vpc", "igw", *public_subnets),
+            RouteTableSpec(VPC, routes={"0.0.0.0/0": INTERNET_GATEWAY}, subnets=public_subnets),
         )
     )
     for suffix in ZONE_SUFFIXES:
-        nat = f"nat.{suffix}" if suffix in nat_suffixes else "nat.a"
-        private = (f"subnet.app.{suffix}", f"subnet.data.{suffix}")
+        # With one NAT gateway, both zones' private subnets go out through zone a's.
+        nat = Ref(f"nat.{suffix}" if suffix in nat_suffixes else "nat.a")
+        private = (Ref(f"subnet.app.{suffix}"), Ref(f"subnet.data.{suffix}"))
         resources.append(
-            Resource(
+            declare_spec(
                 f"rt.private.{suffix}",
-                "route_table",
                 f"{name}-private-{suffix}",
-                {"vpc": "vpc", "routes": {"0.0.0.0/0": nat}, "subnets": private},
-                ("vpc", nat, *private),
+                RouteTableSpec(VPC, routes={"0.0.0.0/0": nat}, subnets=private),
             )
         )
     return resources
