@@ -688,15 +688,17 @@ class ParameterHandler(Handler):
         changes = tags_change(ParameterSpec, have_tags, missing_tags(run, res, have_tags))
         if found.attrs.get("kept"):
             changes.append(field_change(ParameterSpec, "kept", True, False, text=TAKEN_BACK))
-        for name, have, wanted in (
-            ("type", found.attrs["type"], spec.type),
-            ("description", found.attrs.get("description", ""), spec.description),
-        ):
-            if have != wanted:
-                # PutParameter rewrites both only with the value: a generated password's is never read back,
-                # so it cannot be changed in place (cdpoc would have to make a new password).
-                changes.append(replace(field_change(ParameterSpec, name, have, wanted), in_place=not spec.generate))
+        # PutParameter rewrites type and description only with the value, and a generated password's value
+        # is never read back: its type cannot change in place (it would take a new password), and its
+        # description is written once, with it (a password put back by hand may have none).
+        if found.attrs["type"] != spec.type:
+            change = field_change(ParameterSpec, "type", found.attrs["type"], spec.type)
+            changes.append(replace(change, in_place=not spec.generate))
         if spec.value_from is not None:
+            if found.attrs.get("description", "") != spec.description:
+                changes.append(
+                    field_change(ParameterSpec, "description", found.attrs.get("description"), spec.description)
+                )
             changes.extend(self._value_changes(run, spec, spec.value_from, found, deps))
         return changes
 

@@ -78,7 +78,10 @@ class UsedBy:
 @dataclass(frozen=True)
 class ParameterSpec(Spec):
     """An SSM parameter: a generated password (generate, SecureString, never read back), or a value taken
-    from another resource's attribute (value_from). keep_data: `down --keep-data` keeps it."""
+    from another resource's attribute (value_from). keep_data: `down --keep-data` keeps it.
+
+    PutParameter rewrites type and description only together with the value, so for a generated password
+    the type is not changeable in place (the handler's conflict) and the description is written once."""
 
     kind: ClassVar[str] = "ssm_parameter"
     type: str
