@@ -72,10 +72,10 @@ DASH_WEBSITE_REGIONS = frozenset(
     }
 )
 BUCKET_MISSING = ("404", "NoSuchBucket", "NotFound")
+BUCKET_FORBIDDEN = ("403", "AccessDenied", "Forbidden")
 # The settings a bucket's spec manages, as _settings reads them back.
 SETTINGS = ("public_access_block", "encryption", "versioning", "website", "policy", "cors")
 VERSIONING_ON, VERSIONING_OFF = "Enabled", "Suspended"
-BUCKET_FORBIDDEN = ("403", "AccessDenied", "Forbidden")
 
 
 def website_url(bucket: str, region: str) -> str:
