@@ -19,8 +19,10 @@ from cdpoc.errors import ConflictError, WaitTimeout
 from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed
 from cdpoc.planner import make_plan
+from cdpoc.spec import spec_of
 from cdpoc.stack import iam, storage
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.iam import RoleSpec
 from cdpoc.sweeper import find_everything, sweep
 
 PATH = "/cdpoc/t1/"
@@ -199,11 +201,20 @@ def test_drifted_policies_are_put_back(ctx: Context) -> None:
 
     plan = make_plan(ctx.run, graph, ctx.handlers)
     changed = {s.resource.key: [c.text for c in s.changes] for s in plan.by_action(Action.UPDATE)}
+    start_pipeline = (
+        '{"Action":["codepipeline:StartPipelineExecution"],"Effect":"Allow",'
+        '"Resource":["arn:aws:codepipeline:us-east-1:123456789012:t1-pipeline"],"Sid":"StartPipeline"}'
+    )
+    everything = '{"Action":["codepipeline:*"],"Effect":"Allow","Resource":["*"]}'
     assert changed == {
-        "role.instance": ["attach arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"],
-        "role.pipeline": ["remove inline policy extra"],
-        "role.events": ["inline policy t1-events-access differs"],
+        "role.instance": ["managed_policies[arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore]: (none) → attached"],
+        # A stale inline policy (a copy of the drifted one): the whole of it is shown going away.
+        "role.pipeline": [f'inline_policies[extra]: {{"Statement":[{everything}],"Version":"2012-10-17"}} → (none)'],
+        # A changed one: the statements only the old one has → those only the new one has.
+        "role.events": [f"inline_policies[t1-events-access]: statements [{everything}] → [{start_pipeline}]"],
     }
+    [extra] = {s.resource.key: s for s in plan.steps}["role.pipeline"].changes
+    assert (extra.field, extra.new) == ("inline_policies[extra]", None)
     apply_plan(ctx.run, plan, ctx.handlers)
 
     assert make_plan(ctx.run, graph, ctx.handlers).has_work is False
@@ -231,14 +242,14 @@ def test_a_role_left_by_an_interrupted_run_is_adopted(ctx: Context) -> None:
     client().create_role(
         RoleName=res.name,
         Path=PATH,
-        AssumeRolePolicyDocument=json.dumps(res.props["assume_role_policy"]),
+        AssumeRolePolicyDocument=spec_of(res, RoleSpec).assume_role_policy,
         Tags=ctx.run.tags(res.key, res.name),
     )
 
     created = ctx.handlers["iam_role"].create(ctx.run, res, {})
 
     assert created.id == "t1-pipeline"
-    assert same_policy(inline_policy("t1-pipeline"), res.props["inline_policies"]["t1-pipeline-access"])
+    assert same_policy(inline_policy("t1-pipeline"), spec_of(res, RoleSpec).inline_policies["t1-pipeline-access"])
     # Made before roles carried their region (or by the interrupted run): it is this region's from now on.
     tags = {t["Key"]: t["Value"] for t in client().list_role_tags(RoleName="t1-pipeline")["Tags"]}
     assert tags["cdpoc:region"] == "us-east-1"

@@ -139,7 +139,10 @@ def test_a_changed_email_moves_the_subscription(aws: None, make_context: Callabl
 
     plan = make_plan(ctx.run, graph, ctx.handlers)
     [step] = plan.by_action(Action.UPDATE)
-    assert [c.text for c in step.changes] == ["subscribe oncall@example.com", f"unsubscribe {EMAIL}"]
+    assert [c.text for c in step.changes] == [
+        "email_subscriptions[oncall@example.com]: (none) → subscribed",
+        f"email_subscriptions[{EMAIL}]: subscribed → (none)",
+    ]
     apply_plan(ctx.run, plan, ctx.handlers)
 
     assert email_subscriptions(topic_arn(ctx)) == ["oncall@example.com"]
@@ -153,7 +156,9 @@ def test_changed_retention_is_updated(aws: None, make_context: Callable[..., Con
 
     plan = make_plan(ctx.run, notify_graph(ctx), ctx.handlers)
     [step] = plan.by_action(Action.UPDATE)
-    assert [c.text for c in step.changes] == ["retention 30 -> 90 days"]
+    assert [(c.field, c.old, c.new, c.text) for c in step.changes] == [
+        ("retention_days", 30, 90, "retention_days: 30 → 90")
+    ]
     apply_plan(ctx.run, plan, ctx.handlers)
 
     [group] = logs().describe_log_groups(logGroupNamePrefix="/cdpoc/t1")["logGroups"]

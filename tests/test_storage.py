@@ -344,9 +344,16 @@ def test_mongodb_host_follows_the_instances_private_ip(ctx: Context) -> None:
 
     moved = Observed("instance.mongodb", "instance", "i-0def", {"private_ip": "10.0.20.99"})
     [change] = handler.changes(ctx.run, res, found, {"instance.mongodb": moved})
-    assert change.text == "value 10.0.20.11 -> 10.0.20.99"
-    assert [c.text for c in handler.changes(ctx.run, res, found, {})] == ["value from instance.mongodb (to be created)"]
-    handler.update(ctx.run, res, found, {"instance.mongodb": moved})
+    assert (change.text, change.field, change.old, change.new) == (
+        "value: 10.0.20.11 → 10.0.20.99",
+        "value",
+        "10.0.20.11",
+        "10.0.20.99",
+    )
+    assert [c.text for c in handler.changes(ctx.run, res, found, {})] == [
+        "value: 10.0.20.11 → (instance.mongodb to be created)"
+    ]
+    handler.update(ctx.run, res, found, {"instance.mongodb": moved}, [change])
 
     parameter = ssm.get_parameter(Name="/t1/mongodb/host")["Parameter"]
     assert (parameter["Type"], parameter["Value"]) == ("String", "10.0.20.99")

@@ -41,11 +41,15 @@ from cdpoc.aws.base import (
 )
 from cdpoc.errors import AwsError, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, Spec, field_change, shown, spec_of
 from cdpoc.stack.names import iam_path
+from cdpoc.stack.specs.iam import InstanceProfileSpec, RoleSpec
 
 T = TypeVar("T")
 
 NOT_FOUND = ("NoSuchEntity",)
+# What a managed policy attachment is shown as in a plan ("managed_policies[arn]: (none) → attached").
+ATTACHED = "attached"
 
 # (error code, lower-case text its message must contain) that mean "IAM has not propagated yet".
 # Codes alone are not enough: InvalidParameterValue and ValidationError also mean real mistakes.
@@ -97,6 +101,44 @@ def normalize_policy(policy: Mapping[str, Any] | str | None) -> dict[str, Any] |
 
 def same_policy(a: Mapping[str, Any] | str | None, b: Mapping[str, Any] | str | None) -> bool:
     return normalize_policy(a) == normalize_policy(b)
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def policy_change(spec: type[Spec], field: str, have: Mapping[str, Any] | None, want: str | None) -> Change:
+    """The change of one policy document: `have` as observed (normalized), `want` the spec's JSON text
+    (None: the policy should not exist). Where both exist the text shows only the statements that differ
+    (a whole document would bury them), each side as normalized JSON."""
+    wanted = normalize_policy(want)
+    if have is not None and wanted is not None:
+        gone = [st for st in have["Statement"] if st not in wanted["Statement"]]
+        added = [st for st in wanted["Statement"] if st not in have["Statement"]]
+        if gone or added:
+            text = f"{field}: statements {_compact(gone)} → {_compact(added)}"
+        else:
+            text = f"{field}: Version {have['Version'] or '(none)'} → {wanted['Version'] or '(none)'}"
+    else:
+        text = f"{field}: {_compact(have) if have else '(none)'} → {_compact(wanted) if wanted else '(none)'}"
+    return field_change(spec, field, have, want, text=text)
+
+
+def item_of(change: Change, collection: str) -> str | None:
+    """The item a change of one entry of a collection field names ("inline_policies[x]" -> "x"), or None
+    when the change is of another field."""
+    prefix = f"{collection}["
+    if change.field.startswith(prefix) and change.field.endswith("]"):
+        return change.field[len(prefix) : -1]
+    return None
+
+
+def tags_change(spec: type[Spec], have: Mapping[str, str], missing: Mapping[str, str]) -> list[Change]:
+    """The `tags` change for the wanted tags a resource lacks (or has with another value); [] for none.
+    (Shared by the storage and notify handlers too; it would sit in aws/base.py next to missing_tags.)"""
+    if not missing:
+        return []
+    return [field_change(spec, "tags", {k: have.get(k) for k in missing}, dict(missing))]
 
 
 # --- eventual consistency -----------------------------------------------------------------------
@@ -205,18 +247,25 @@ def _ownership(run: AwsRun, tags: Mapping[str, str]) -> dict[str, Any]:
     return attrs
 
 
-def _ownership_changes(run: AwsRun, res: Resource, found: Observed, what: str) -> list[Change]:
-    changes = ownership_changes(run, res, found, what)
-    if not changes and _missing_tags(run, res, found.attrs.get("tags", {})):
-        changes.append(Change("tags differ"))
-    return changes
+def _ownership_changes(
+    run: AwsRun, spec: type[Spec], res: Resource, found: Observed, what: str
+) -> tuple[list[Change], list[Change]]:
+    """(conflicts, tag changes): a role or profile that is not ours is refused; ours missing a tag
+    (the region tag included) gets a `tags` change."""
+    conflicts = [c for c in ownership_changes(run, res, found, what) if not c.in_place]
+    if conflicts:
+        return conflicts, []
+    have = found.attrs.get("tags", {})
+    return [], tags_change(spec, have, _missing_tags(run, res, have))
 
 
 def _ours(run: AwsRun, tags: Mapping[str, str]) -> bool:
     return tags.get(STACK_TAG) == run.stack and not _other_region(run, tags)
 
 
-def _refuse_unless_adoptable(run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str) -> None:
+def _refuse_unless_adoptable(
+    run: AwsRun, res: Resource, what: str, tags: Mapping[str, str], path: str, wanted_path: str
+) -> None:
     """Take over an existing role or profile only when it is this stack's (in this region) and under the
     stack's path."""
     refuse_not_ours(run, res, what, tags, component=False, untagged=NOT_MANAGED)
@@ -227,9 +276,9 @@ def _refuse_unless_adoptable(run: AwsRun, res: Resource, what: str, tags: Mappin
             f"Give the stack in {run.region} another `name` in the config: two stacks of one name cannot "
             "share an account's IAM roles.",
         )
-    if path != res.props["path"]:
+    if path != wanted_path:
         raise ConflictError(
-            f"{what} {res.name} exists at path {path}, not under {res.props['path']}",
+            f"{what} {res.name} exists at path {path}, not under {wanted_path}",
             f"Delete it (IAM cannot move a {what} to another path) and re-run `cdpoc up`.",
         )
 
@@ -241,6 +290,7 @@ class RoleHandler(Handler):
     kind = "iam_role"
     label = "IAM role"
     arn_types = ("iam:role",)
+    spec_type = RoleSpec
 
     def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
         return _under_path(run, path, "list_roles", "Roles", "RoleName", "IAM roles")
@@ -277,6 +327,7 @@ class RoleHandler(Handler):
             name,
             arn=role["Arn"],
             path=role["Path"],
+            description=role.get("Description", ""),
             trust=normalize_policy(role.get("AssumeRolePolicyDocument")),
             managed=tuple(managed),
             inline=inline,
@@ -293,38 +344,46 @@ class RoleHandler(Handler):
         return result
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        role = self._listed(run, res.props["path"]).get(res.name)
+        role = self._listed(run, spec_of(res, RoleSpec).path).get(res.name)
         return self._inspect(run, res.key, role) if role else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = _ownership_changes(run, res, found, "role")
-        if any(not c.in_place for c in changes):
-            return changes
-        if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
-            changes.append(Change("trust policy differs"))
+        spec = spec_of(res, RoleSpec)
+        conflicts, changes = _ownership_changes(run, RoleSpec, res, found, "role")
+        if conflicts:
+            return conflicts
+        if found.attrs["path"] != spec.path:
+            changes.append(field_change(RoleSpec, "path", found.attrs["path"], spec.path))
+        if found.attrs["description"] != spec.description:
+            changes.append(field_change(RoleSpec, "description", found.attrs["description"], spec.description))
+        if found.attrs["trust"] != normalize_policy(spec.assume_role_policy):
+            changes.append(policy_change(RoleSpec, "assume_role_policy", found.attrs["trust"], spec.assume_role_policy))
         have_inline: Mapping[str, Any] = found.attrs["inline"]
-        for name, policy in res.props["inline_policies"].items():
-            if name not in have_inline:
-                changes.append(Change(f"add inline policy {name}"))
-            elif have_inline[name] != normalize_policy(policy):
-                changes.append(Change(f"inline policy {name} differs"))
+        for name in sorted({*have_inline, *spec.inline_policies}):
+            wanted = spec.inline_policies.get(name)
+            if have_inline.get(name) != normalize_policy(wanted):
+                changes.append(policy_change(RoleSpec, f"inline_policies[{name}]", have_inline.get(name), wanted))
+        wanted_managed, have_managed = set(spec.managed_policies), set(found.attrs["managed"])
         changes.extend(
-            Change(f"remove inline policy {n}") for n in have_inline if n not in res.props["inline_policies"]
+            field_change(RoleSpec, f"managed_policies[{arn}]", None, ATTACHED)
+            for arn in sorted(wanted_managed - have_managed)
         )
-        wanted, have = set(res.props["managed_policies"]), set(found.attrs["managed"])
-        changes.extend(Change(f"attach {arn}") for arn in sorted(wanted - have))
-        changes.extend(Change(f"detach {arn}") for arn in sorted(have - wanted))
+        changes.extend(
+            field_change(RoleSpec, f"managed_policies[{arn}]", ATTACHED, None)
+            for arn in sorted(have_managed - wanted_managed)
+        )
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        spec = spec_of(res, RoleSpec)
         iam = _iam(run)
         try:
             with aws_errors(f"creating IAM role {res.name}"):
                 role = iam.create_role(
                     RoleName=res.name,
-                    Path=res.props["path"],
-                    AssumeRolePolicyDocument=json.dumps(res.props["assume_role_policy"]),
-                    Description=res.props["description"],
+                    Path=spec.path,
+                    AssumeRolePolicyDocument=spec.assume_role_policy,
+                    Description=spec.description,
                     Tags=tag_list(_iam_tags(run, res)),
                 )["Role"]
         except Exception as exc:
@@ -338,19 +397,21 @@ class RoleHandler(Handler):
             res.name,
             arn=role["Arn"],
             path=role["Path"],
-            trust=normalize_policy(res.props["assume_role_policy"]),
+            description=spec.description,
+            trust=normalize_policy(spec.assume_role_policy),
             managed=(),
             inline={},
             **_ownership(run, _iam_tags(run, res)),
         )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         """The role exists (a race, or it is outside our path): take it over only if it is ours."""
         with aws_errors(f"reading IAM role {res.name}"):
             role = _iam(run).get_role(RoleName=res.name)["Role"]
-        _refuse_unless_adoptable(run, res, "role", self._tags(run, role), role["Path"])
-        return self.update(run, res, self._inspect(run, res.key, role), deps)
+        _refuse_unless_adoptable(run, res, "role", self._tags(run, role), role["Path"], spec_of(res, RoleSpec).path)
+        found = self._inspect(run, res.key, role)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -361,42 +422,58 @@ class RoleHandler(Handler):
         changes: Sequence[Change] = (),
     ) -> Observed:
         iam, name = _iam(run), found.id
-        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
-        if missing:
-            with aws_errors(f"tagging role {name}"):
-                iam.tag_role(RoleName=name, Tags=tag_list(missing))
-        if found.attrs["trust"] != normalize_policy(res.props["assume_role_policy"]):
-            with aws_errors(f"updating the trust policy of role {name}"):
-                iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(res.props["assume_role_policy"]))
-        have_inline: Mapping[str, Any] = found.attrs["inline"]
-        for policy_name, policy in res.props["inline_policies"].items():
-            if have_inline.get(policy_name) != normalize_policy(policy):
+        tags = dict(found.attrs.get("tags", {}))
+        description = found.attrs["description"]
+        trust = found.attrs["trust"]
+        inline = dict(found.attrs["inline"])
+        managed = set(found.attrs["managed"])
+        for change in changes:
+            policy_name = item_of(change, "inline_policies")
+            arn = item_of(change, "managed_policies")
+            if change.field == "tags":
+                with aws_errors(f"tagging role {name}"):
+                    iam.tag_role(RoleName=name, Tags=tag_list(change.new))
+                tags.update(change.new)
+            elif change.field == "description":
+                with aws_errors(f"updating the description of role {name}"):
+                    iam.update_role(RoleName=name, Description=change.new)
+                description = change.new
+            elif change.field == "assume_role_policy":
+                with aws_errors(f"updating the trust policy of role {name}"):
+                    iam.update_assume_role_policy(RoleName=name, PolicyDocument=change.new)
+                trust = normalize_policy(change.new)
+            elif policy_name is not None and change.new is not None:
                 with aws_errors(f"writing inline policy {policy_name} of role {name}"):
-                    iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
-        for policy_name in have_inline:
-            if policy_name not in res.props["inline_policies"]:
+                    iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=change.new)
+                inline[policy_name] = normalize_policy(change.new)
+            elif policy_name is not None:
                 _detach_or_delete(
                     f"deleting inline policy {policy_name} of role {name}",
                     iam.delete_role_policy,
                     RoleName=name,
                     PolicyName=policy_name,
                 )
-        wanted, have = set(res.props["managed_policies"]), set(found.attrs["managed"])
-        for arn in sorted(wanted - have):
-            with aws_errors(f"attaching {arn} to role {name}"):
-                iam.attach_role_policy(RoleName=name, PolicyArn=arn)
-        for arn in sorted(have - wanted):
-            _detach_or_delete(f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn)
+                inline.pop(policy_name, None)
+            elif arn is not None and change.new is not None:
+                with aws_errors(f"attaching {arn} to role {name}"):
+                    iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+                managed.add(arn)
+            elif arn is not None:
+                _detach_or_delete(
+                    f"detaching {arn} from role {name}", iam.detach_role_policy, RoleName=name, PolicyArn=arn
+                )
+                managed.discard(arn)
         return observed(
             res,
             self.kind,
             name,
             arn=found.attrs["arn"],
             path=found.attrs["path"],
-            trust=normalize_policy(res.props["assume_role_policy"]),
-            managed=tuple(sorted(wanted)),
-            inline={n: normalize_policy(p) for n, p in res.props["inline_policies"].items()},
-            **_ownership(run, {**found.attrs.get("tags", {}), **missing}),
+            description=description,
+            trust=trust,
+            managed=tuple(sorted(managed)),
+            inline=inline,
+            **_ownership(run, tags),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
@@ -452,6 +529,7 @@ class InstanceProfileHandler(Handler):
     kind = "instance_profile"
     label = "instance profile"
     arn_types = ("iam:instance-profile",)
+    spec_type = InstanceProfileSpec
 
     def _listed(self, run: AwsRun, path: str) -> dict[str, dict[str, Any]]:
         return _under_path(
@@ -488,33 +566,38 @@ class InstanceProfileHandler(Handler):
         return result
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        profile = self._listed(run, res.props["path"]).get(res.name)
+        profile = self._listed(run, spec_of(res, InstanceProfileSpec).path).get(res.name)
         return self._observe(run, res.key, profile) if profile else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = _ownership_changes(run, res, found, "instance profile")
-        if any(not c.in_place for c in changes):
-            return changes
-        role = deps.get(res.props["role"])
-        wanted = role.id if role else f"{res.props['role']} (to be created)"
-        if found.attrs["roles"] != (wanted,):
-            have = ", ".join(found.attrs["roles"]) or "no role"
-            changes.append(Change(f"holds {have}, should hold {wanted}"))
+        spec = spec_of(res, InstanceProfileSpec)
+        conflicts, changes = _ownership_changes(run, InstanceProfileSpec, res, found, "instance profile")
+        if conflicts:
+            return conflicts
+        if found.attrs["path"] != spec.path:
+            changes.append(field_change(InstanceProfileSpec, "path", found.attrs["path"], spec.path))
+        role = spec.role.value(deps)
+        if found.attrs["roles"] != (role,):
+            have = ", ".join(found.attrs["roles"]) or None
+            text = f"role: {shown(have)} → {spec.role.shown(deps)}"
+            changes.append(field_change(InstanceProfileSpec, "role", have, role or spec.role, text=text))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        spec = spec_of(res, InstanceProfileSpec)
         try:
             with aws_errors(f"creating instance profile {res.name}"):
                 profile = _iam(run).create_instance_profile(
-                    InstanceProfileName=res.name, Path=res.props["path"], Tags=tag_list(_iam_tags(run, res))
+                    InstanceProfileName=res.name, Path=spec.path, Tags=tag_list(_iam_tags(run, res))
                 )["InstanceProfile"]
         except Exception as exc:
             if not caused_by(exc, "EntityAlreadyExists"):
                 raise
             with aws_errors(f"reading instance profile {res.name}"):
                 profile = _iam(run).get_instance_profile(InstanceProfileName=res.name)["InstanceProfile"]
-            _refuse_unless_adoptable(run, res, "instance profile", self._tags(run, profile), profile["Path"])
-            return self.update(run, res, self._observe(run, res.key, profile), deps)
+            _refuse_unless_adoptable(run, res, "instance profile", self._tags(run, profile), profile["Path"], spec.path)
+            adopted = self._observe(run, res.key, profile)
+            return self.update(run, res, adopted, deps, self.changes(run, res, adopted, deps))
         run.wait_with(
             "iam", "instance_profile_exists", f"instance profile {res.name} to exist", InstanceProfileName=res.name
         )
@@ -527,7 +610,7 @@ class InstanceProfileHandler(Handler):
             roles=(),
             **_ownership(run, _iam_tags(run, res)),
         )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -538,13 +621,32 @@ class InstanceProfileHandler(Handler):
         changes: Sequence[Change] = (),
     ) -> Observed:
         iam, name = _iam(run), found.id
-        role = deps[res.props["role"]].id
-        missing = _missing_tags(run, res, found.attrs.get("tags", {}))
-        if missing:
-            with aws_errors(f"tagging instance profile {name}"):
-                iam.tag_instance_profile(InstanceProfileName=name, Tags=tag_list(missing))
+        tags = dict(found.attrs.get("tags", {}))
+        roles = tuple(found.attrs["roles"])
+        for change in changes:
+            if change.field == "tags":
+                with aws_errors(f"tagging instance profile {name}"):
+                    iam.tag_instance_profile(InstanceProfileName=name, Tags=tag_list(change.new))
+                tags.update(change.new)
+            elif change.field == "role":
+                role = change.new.need(deps) if isinstance(change.new, Ref) else str(change.new)
+                self._hold_only(run, name, roles, role)
+                roles = (role,)
+        return observed(
+            res,
+            self.kind,
+            name,
+            arn=found.attrs["arn"],
+            path=found.attrs["path"],
+            roles=roles,
+            **_ownership(run, tags),
+        )
+
+    def _hold_only(self, run: AwsRun, name: str, roles: Sequence[str], role: str) -> None:
+        """Make the profile hold `role` and nothing else."""
+        iam = _iam(run)
         # A profile holds at most one role: make room before adding ours.
-        for other in found.attrs["roles"]:
+        for other in roles:
             if other != role:
                 _detach_or_delete(
                     f"removing role {other} from instance profile {name}",
@@ -552,7 +654,7 @@ class InstanceProfileHandler(Handler):
                     InstanceProfileName=name,
                     RoleName=other,
                 )
-        if role not in found.attrs["roles"]:
+        if role not in roles:
             # A profile holds one role: a retry after a lost answer is refused with LimitExceeded.
             repeat_safe(
                 f"adding role {role} to instance profile {name}",
@@ -562,15 +664,6 @@ class InstanceProfileHandler(Handler):
                 InstanceProfileName=name,
                 RoleName=role,
             )
-        return observed(
-            res,
-            self.kind,
-            name,
-            arn=found.attrs["arn"],
-            path=found.attrs["path"],
-            roles=(role,),
-            **_ownership(run, {**found.attrs.get("tags", {}), **missing}),
-        )
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         iam, name = _iam(run), found.id

@@ -1,6 +1,6 @@
 """The alerts SNS topic with its email subscription, and the CloudWatch Logs log group.
 
-The topic's ARN is deterministic (props["arn"]), so it is found without listing every topic. The email
+The topic's ARN is deterministic (the spec's arn), so it is found without listing every topic. The email
 subscription is part of the topic, not a resource of its own: SNS cannot tag it, and a pending one
 (SubscriptionArn "PendingConfirmation") cannot be removed, only left to expire or go with the topic.
 """
@@ -26,10 +26,15 @@ from cdpoc.aws.base import (
     tagged_resources,
     wanted_tags,
 )
+from cdpoc.aws.iam import item_of, tags_change
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import field_change, spec_of
+from cdpoc.stack.specs.notify import LogGroupSpec, TopicSpec
 
 PENDING = "PendingConfirmation"
+# What a plan shows for an email subscription: "email_subscriptions[a@b]: (none) → subscribed".
+SUBSCRIBED = "subscribed"
 TOPIC_MISSING = ("NotFound", "NotFoundException")
 LOG_GROUP_MISSING = ("ResourceNotFoundException",)
 
@@ -45,6 +50,7 @@ class TopicHandler(Handler):
     kind = "sns_topic"
     label = "SNS topic"
     arn_types = ("sns:topic",)
+    spec_type = TopicSpec
 
     def _exists(self, run: AwsRun, arn: str) -> bool:
         return ignore_missing(f"looking up topic {arn}", _sns(run).get_topic_attributes, TOPIC_MISSING, TopicArn=arn)
@@ -63,7 +69,7 @@ class TopicHandler(Handler):
             )
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        arn = res.props["arn"]
+        arn = spec_of(res, TopicSpec).arn
         if not self._exists(run, arn):
             return None
         with aws_errors(f"reading the tags of {arn}"):
@@ -85,19 +91,25 @@ class TopicHandler(Handler):
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = ownership_changes(run, res, found, "topic")
-        if any(not c.in_place for c in changes):
-            return changes
-        email = res.props["email"]
+        conflicts = [c for c in ownership_changes(run, res, found, "topic") if not c.in_place]
+        if conflicts:
+            return conflicts
+        have_tags = found.attrs.get("tags", {})
+        changes = tags_change(TopicSpec, have_tags, missing_tags(run, res, have_tags))
+        wanted = spec_of(res, TopicSpec).email_subscriptions
         subscribed = {endpoint for endpoint, _ in found.attrs["subscriptions"]}
-        if email and email not in subscribed:
-            changes.append(Change(f"subscribe {email}"))
-        changes.extend(Change(f"unsubscribe {endpoint}") for endpoint, arn in self._stale(res, found))
+        changes.extend(
+            field_change(TopicSpec, f"email_subscriptions[{email}]", None, SUBSCRIBED)
+            for email in wanted
+            if email not in subscribed
+        )
+        # Only confirmed subscriptions can be removed; a pending one stays until it expires or the topic goes.
+        changes.extend(
+            field_change(TopicSpec, f"email_subscriptions[{email}]", SUBSCRIBED, None)
+            for email, arn in found.attrs["subscriptions"]
+            if email not in wanted and arn != PENDING
+        )
         return changes
-
-    def _stale(self, res: Resource, found: Observed) -> list[tuple[str, str]]:
-        """Confirmed subscriptions of addresses no longer configured (pending ones cannot be removed)."""
-        return [(e, arn) for e, arn in found.attrs["subscriptions"] if e != res.props["email"] and arn != PENDING]
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         # CreateTopic returns the existing topic of that name (an error if its tags differ); find ran first,
@@ -112,7 +124,7 @@ class TopicHandler(Handler):
             **ownership(wanted_tags(run, res)),
             subscriptions=(),
         )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -123,27 +135,31 @@ class TopicHandler(Handler):
         changes: Sequence[Change] = (),
     ) -> Observed:
         sns, arn = _sns(run), found.id
-        missing = missing_tags(run, res, found.attrs.get("tags", {}))
-        if missing:
-            with aws_errors(f"tagging topic {arn}"):
-                sns.tag_resource(ResourceArn=arn, Tags=tag_list(missing))
+        tags = dict(found.attrs.get("tags", {}))
         subscriptions = dict(found.attrs["subscriptions"])
-        for endpoint, subscription in self._stale(res, found):
-            ignore_missing(
-                f"unsubscribing {endpoint} from {arn}", sns.unsubscribe, TOPIC_MISSING, SubscriptionArn=subscription
-            )
-            subscriptions.pop(endpoint, None)
-        email = res.props["email"]
-        if email and email not in subscriptions:
-            with aws_errors(f"subscribing {email} to {arn}"):
-                reply = sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email, ReturnSubscriptionArn=True)
-            subscriptions[email] = reply.get("SubscriptionArn") or PENDING
+        for change in changes:
+            email = item_of(change, "email_subscriptions")
+            if change.field == "tags":
+                with aws_errors(f"tagging topic {arn}"):
+                    sns.tag_resource(ResourceArn=arn, Tags=tag_list(change.new))
+                tags.update(change.new)
+            elif email is not None and change.new is None:
+                ignore_missing(
+                    f"unsubscribing {email} from {arn}",
+                    sns.unsubscribe,
+                    TOPIC_MISSING,
+                    SubscriptionArn=subscriptions.pop(email),
+                )
+            elif email is not None:
+                with aws_errors(f"subscribing {email} to {arn}"):
+                    reply = sns.subscribe(TopicArn=arn, Protocol="email", Endpoint=email, ReturnSubscriptionArn=True)
+                subscriptions[email] = reply.get("SubscriptionArn") or PENDING
         return observed(
             res,
             self.kind,
             arn,
             name=res.name,
-            **ownership({**found.attrs.get("tags", {}), **missing}),
+            **ownership(tags),
             subscriptions=tuple(sorted(subscriptions.items())),
         )
 
@@ -178,6 +194,7 @@ class LogGroupHandler(Handler):
     kind = "log_group"
     label = "log group"
     arn_types = ("logs:log-group",)
+    spec_type = LogGroupSpec
 
     def _group(self, run: AwsRun, name: str) -> dict[str, Any] | None:
         with aws_errors(f"looking up log group {name}"):
@@ -215,12 +232,18 @@ class LogGroupHandler(Handler):
         return result
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = ownership_changes(run, res, found, "log group")
-        if any(not c.in_place for c in changes):
-            return changes
-        wanted = res.props["retention_days"]
+        conflicts = [c for c in ownership_changes(run, res, found, "log group") if not c.in_place]
+        if conflicts:
+            return conflicts
+        have_tags = found.attrs.get("tags", {})
+        # Without its ARN (a group created a moment ago that the listing does not show yet) it cannot be tagged.
+        changes = tags_change(LogGroupSpec, have_tags, missing_tags(run, res, have_tags)) if found.attrs["arn"] else []
+        wanted = spec_of(res, LogGroupSpec).retention_days
         if found.attrs["retention_days"] != wanted:
-            changes.append(Change(f"retention {found.attrs['retention_days'] or 'never expire'} -> {wanted} days"))
+            text = f"retention_days: {found.attrs['retention_days'] or 'never expire'} → {wanted}"
+            changes.append(
+                field_change(LogGroupSpec, "retention_days", found.attrs["retention_days"], wanted, text=text)
+            )
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -238,7 +261,7 @@ class LogGroupHandler(Handler):
                 ) from exc
             if found.attrs["stack"] != run.stack:
                 raise not_ours(res, "log group", found.attrs["tags"]) from exc
-            return self.update(run, res, found, deps)
+            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
         group = self._group(run, res.name) or {}
         found = observed(
             res,
@@ -248,7 +271,7 @@ class LogGroupHandler(Handler):
             retention_days=None,
             **ownership(tags),
         )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -258,21 +281,24 @@ class LogGroupHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        missing = missing_tags(run, res, found.attrs.get("tags", {}))
-        if missing and found.attrs["arn"]:
-            with aws_errors(f"tagging log group {res.name}"):
-                _logs(run).tag_resource(resourceArn=found.attrs["arn"], tags=missing)
-        wanted = res.props["retention_days"]
-        if found.attrs["retention_days"] != wanted:
-            with aws_errors(f"setting the retention of log group {res.name}"):
-                _logs(run).put_retention_policy(logGroupName=res.name, retentionInDays=wanted)
+        tags = dict(found.attrs.get("tags", {}))
+        retention = found.attrs["retention_days"]
+        for change in changes:
+            if change.field == "tags":
+                with aws_errors(f"tagging log group {res.name}"):
+                    _logs(run).tag_resource(resourceArn=found.attrs["arn"], tags=dict(change.new))
+                tags.update(change.new)
+            elif change.field == "retention_days":
+                with aws_errors(f"setting the retention of log group {res.name}"):
+                    _logs(run).put_retention_policy(logGroupName=res.name, retentionInDays=change.new)
+                retention = change.new
         return observed(
             res,
             self.kind,
             res.name,
             arn=found.attrs["arn"],
-            retention_days=wanted,
-            **ownership({**found.attrs.get("tags", {}), **missing}),
+            retention_days=retention,
+            **ownership(tags),
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:

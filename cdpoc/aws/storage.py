@@ -7,7 +7,7 @@ object version and delete marker before deleting it.
 
 Parameters: generated passwords (SecureString) are created once and never read back, printed or
 compared by value; the MongoDB host parameter (String) follows instance.mongodb's private IP. A
-password that is missing while the database that uses it exists (props["consumed_by"] names it; its
+password that is missing while the database that uses it exists (the spec's consumed_by names it; its
 kept snapshot counts too) is a conflict, never silently generated anew: the database keeps the old one.
 
 `down --keep-data` keeps the uploads bucket and the passwords, tagged cdpoc:kept=true (keep); the next
@@ -20,7 +20,7 @@ import json
 import secrets
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -44,10 +44,12 @@ from cdpoc.aws.base import (
     tagged_resources,
     wanted_tags,
 )
-from cdpoc.aws.iam import normalize_policy
+from cdpoc.aws.iam import normalize_policy, policy_change, tags_change
 from cdpoc.aws.snapshots import KEPT_TAG, KEPT_VALUE, describe_snapshot, is_kept, kept_snapshots
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, field_change, spec_of
+from cdpoc.stack.specs.storage import BucketSpec, CorsRule, ParameterSpec
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys per call.
 # `down` counts a bucket's objects before asking; past this many (100 listings) it says "at least".
@@ -71,6 +73,9 @@ DASH_WEBSITE_REGIONS = frozenset(
 )
 BUCKET_MISSING = ("404", "NoSuchBucket", "NotFound")
 BUCKET_FORBIDDEN = ("403", "AccessDenied", "Forbidden")
+# The settings a bucket's spec manages, as _settings reads them back.
+SETTINGS = ("public_access_block", "encryption", "versioning", "website", "policy", "cors")
+VERSIONING_ON, VERSIONING_OFF = "Enabled", "Suspended"
 
 
 def website_url(bucket: str, region: str) -> str:
@@ -90,24 +95,38 @@ def _purpose(res: Resource) -> str:
 # --- buckets --------------------------------------------------------------------------------------
 
 
-def _cors_rules(res: Resource, deps: Mapping[str, Observed | None]) -> list[dict[str, Any]] | None:
-    """The desired CORS rules, or None while an origin's bucket does not exist yet."""
-    cors = res.props["cors"]
-    origins = []
-    for key in cors["origins_from"]:
-        source = deps.get(key)
-        if source is None or not source.attrs.get("website_url"):
+def _cors_rules(rules: Sequence[CorsRule], deps: Mapping[str, Observed | None]) -> list[dict[str, Any]] | None:
+    """The spec's CORS rules as S3 takes them, or None while an origin (another bucket's website) does
+    not exist yet."""
+    wanted = []
+    for rule in rules:
+        origins = [origin.value(deps) for origin in rule.origins]
+        if None in origins:
             return None
-        origins.append(source.attrs["website_url"])
-    return [
-        {
-            "AllowedOrigins": origins,
-            "AllowedMethods": list(cors["methods"]),
-            "AllowedHeaders": list(cors["headers"]),
-            "ExposeHeaders": list(cors["expose"]),
-            "MaxAgeSeconds": cors["max_age"],
-        }
-    ]
+        wanted.append(
+            {
+                "AllowedOrigins": origins,
+                "AllowedMethods": list(rule.methods),
+                "AllowedHeaders": list(rule.headers),
+                "ExposeHeaders": list(rule.expose),
+                "MaxAgeSeconds": rule.max_age,
+            }
+        )
+    return wanted
+
+
+def _cors_text(
+    rules: Sequence[CorsRule] | Sequence[Mapping[str, Any]] | None, deps: Mapping[str, Observed | None]
+) -> str:
+    """CORS rules in a plan: who may do what, e.g. "http://site may GET,PUT"; (none) for no rules."""
+    texts = []
+    for rule in rules or ():
+        if isinstance(rule, CorsRule):
+            origins, methods = [o.shown(deps) for o in rule.origins], rule.methods
+        else:
+            origins, methods = rule.get("AllowedOrigins", []), rule.get("AllowedMethods", [])
+        texts.append(f"{','.join(origins)} may {','.join(methods)}")
+    return "; ".join(texts) or "(none)"
 
 
 def _normalize_cors(rules: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -121,6 +140,7 @@ def _normalize_cors(rules: Sequence[Mapping[str, Any]] | None) -> list[dict[str,
 
 
 def _website(config: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The website settings as the spec's Website holds them ({index, error}); None without a website."""
     if config is None:
         return None
     return {
@@ -141,6 +161,7 @@ class BucketHandler(Handler):
     kind = "bucket"
     label = "S3 bucket"
     arn_types = ("s3:bucket",)
+    spec_type = BucketSpec
 
     def _region(self, run: AwsRun, name: str) -> str | None:
         """The bucket's region; None when no bucket has the name; "" when it exists but is not ours to see."""
@@ -197,7 +218,7 @@ class BucketHandler(Handler):
 
     def _attrs(self, run: AwsRun, res: Resource, settings: Mapping[str, Any]) -> dict[str, Any]:
         attrs = dict(settings)
-        if res.props.get("website"):
+        if spec_of(res, BucketSpec).website:
             attrs["website_url"] = website_url(res.name, run.region)
         return attrs
 
@@ -230,35 +251,52 @@ class BucketHandler(Handler):
             return [
                 Change(f"bucket {res.name} exists in another AWS account (or this one may not read it)", in_place=False)
             ]
-        changes = ownership_changes(run, res, found, "bucket")
-        if any(not c.in_place for c in changes):
-            return changes
+        conflicts = [c for c in ownership_changes(run, res, found, "bucket") if not c.in_place]
+        if conflicts:
+            return conflicts
         if found.attrs["region"] != run.region:
             return [Change(f"bucket {res.name} is in {found.attrs['region']}, not {run.region}", in_place=False)]
+        have_tags = found.attrs.get("tags", {})
+        changes = tags_change(BucketSpec, have_tags, missing_tags(run, res, have_tags))
         if found.attrs.get("kept"):
-            changes.append(Change(TAKEN_BACK))
-        return changes + [Change(text) for text in self._differences(res, found, deps)]
+            changes.append(field_change(BucketSpec, "kept", True, False, text=TAKEN_BACK))
+        return changes + self._differences(spec_of(res, BucketSpec), found, deps)
 
-    def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
-        props, attrs = res.props, found.attrs
-        texts = []
-        if attrs["public_access_block"] != props["public_access_block"]:
-            texts.append(f"Block Public Access should be {_flags(props['public_access_block'])}")
-        if attrs["encryption"] != props["encryption"]:
-            texts.append(f"default encryption {attrs['encryption'] or 'none'} -> {props['encryption']}")
-        if props.get("versioning") and attrs["versioning"] != "Enabled":
-            texts.append("turn on versioning")
-        if props.get("website") and attrs["website"] != props["website"]:
-            texts.append(f"website {props['website']['index']} / {props['website']['error']}")
-        if props.get("policy") and attrs["policy"] != normalize_policy(props["policy"]):
-            texts.append("bucket policy differs")
-        if props.get("cors"):
-            wanted = _cors_rules(res, deps)
-            if wanted is None:
-                texts.append(f"CORS for {', '.join(props['cors']['origins_from'])} (to be created)")
-            elif attrs["cors"] != _normalize_cors(wanted):
-                texts.append(f"CORS for {', '.join(wanted[0]['AllowedOrigins'])}")
-        return texts
+    def _differences(self, spec: BucketSpec, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        """Each setting the bucket has otherwise than the spec says, observed → desired."""
+        attrs = found.attrs
+        changes = []
+        block = spec.public_access_block.api()
+        if attrs["public_access_block"] != block:
+            changes.append(field_change(BucketSpec, "public_access_block", attrs["public_access_block"], block))
+        if attrs["encryption"] != spec.encryption:
+            changes.append(field_change(BucketSpec, "encryption", attrs["encryption"], spec.encryption))
+        if (attrs["versioning"] == VERSIONING_ON) != spec.versioning:
+            # S3 cannot make a versioned bucket unversioned again: the spec's False is "Suspended".
+            wanted = VERSIONING_ON if spec.versioning else VERSIONING_OFF
+            changes.append(field_change(BucketSpec, "versioning", attrs["versioning"], wanted))
+        website = {"index": spec.website.index, "error": spec.website.error} if spec.website else None
+        if attrs["website"] != website:
+            changes.append(field_change(BucketSpec, "website", attrs["website"], website))
+        if attrs["policy"] != normalize_policy(spec.policy):
+            changes.append(policy_change(BucketSpec, "policy", attrs["policy"], spec.policy or None))
+        changes.extend(self._cors_changes(spec, found, deps))
+        return changes
+
+    def _cors_changes(self, spec: BucketSpec, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        """new: the rules as S3 takes them, the spec's rules while an origin does not exist yet, or None."""
+        have = found.attrs["cors"]
+        if not spec.cors:
+            return [] if have is None else [self._cors_change(have, None, deps)]
+        wanted = _cors_rules(spec.cors, deps)
+        if wanted is None:  # an origin's bucket does not exist yet
+            return [self._cors_change(have, spec.cors, deps)]
+        return [] if have == _normalize_cors(wanted) else [self._cors_change(have, wanted, deps)]
+
+    def _cors_change(self, have: Any, new: Any, deps: Mapping[str, Observed | None]) -> Change:
+        return field_change(
+            BucketSpec, "cors", have, new, text=f"cors: {_cors_text(have, deps)} → {_cors_text(new, deps)}"
+        )
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         # In us-east-1 CreateBucket answers success for a bucket this account already owns (and ignores the
@@ -304,7 +342,7 @@ class BucketHandler(Handler):
             **ownership(wanted_tags(run, res)),
             **empty,
         )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def _taken(self, res: Resource) -> ConflictError:
         return ConflictError(
@@ -327,10 +365,11 @@ class BucketHandler(Handler):
         found = self.find(run, res)
         if found is None:
             raise AwsError(f"bucket {res.name} was reported as ours but cannot be found", "Re-run `cdpoc up`.")
-        not_in_place = [c.text for c in self.changes(run, res, found, deps) if not c.in_place]
+        changes = self.changes(run, res, found, deps)
+        not_in_place = [c.text for c in changes if not c.in_place]
         if not_in_place:
             raise ConflictError("; ".join(not_in_place), "Delete the bucket or choose another name.")
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, changes)
 
     def update(
         self,
@@ -340,77 +379,95 @@ class BucketHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        s3, name, props, attrs = _s3(run), found.id, res.props, found.attrs
-        tags = {k: v for k, v in attrs.get("tags", {}).items() if k != KEPT_TAG}
-        missing = missing_tags(run, res, tags)
-        if missing or attrs.get("kept"):
-            tags.update(missing)
+        s3, name = _s3(run), found.id
+        by_field = {c.field: c for c in changes if c.field}
+        tags = dict(found.attrs.get("tags", {}))
+        if "tags" in by_field or "kept" in by_field:
+            # PutBucketTagging replaces the whole set: one call adds the missing tags and drops the kept marker.
+            tags.update(by_field["tags"].new if "tags" in by_field else {})
+            if "kept" in by_field:
+                tags.pop(KEPT_TAG, None)
             with aws_errors(f"tagging bucket {name}"):
                 s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tag_list(tags)})
-        # The block must be relaxed before a public policy can go on.
-        if attrs["public_access_block"] != props["public_access_block"]:
-            with aws_errors(f"setting Block Public Access on {name}"):
-                s3.put_public_access_block(
-                    Bucket=name, PublicAccessBlockConfiguration=dict(props["public_access_block"])
-                )
-        if attrs["encryption"] != props["encryption"]:
-            with aws_errors(f"turning on default encryption of {name}"):
-                s3.put_bucket_encryption(
-                    Bucket=name,
-                    ServerSideEncryptionConfiguration={
-                        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": props["encryption"]}}]
-                    },
-                )
-        versioning = attrs["versioning"]
-        if props.get("versioning") and versioning != "Enabled":
-            with aws_errors(f"turning on versioning of {name}"):
-                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-            versioning = "Enabled"
-        website = props.get("website")
-        if website and attrs["website"] != website:
-            with aws_errors(f"configuring the website of {name}"):
-                s3.put_bucket_website(
-                    Bucket=name,
-                    WebsiteConfiguration={
-                        "IndexDocument": {"Suffix": website["index"]},
-                        "ErrorDocument": {"Key": website["error"]},
-                    },
-                )
-        policy = normalize_policy(props["policy"]) if props.get("policy") else attrs["policy"]
-        if props.get("policy") and attrs["policy"] != policy:
-            self._put_public_policy(run, name, props["policy"])
-        cors = attrs["cors"]
-        if props.get("cors"):
-            rules = _cors_rules(res, deps)
-            assert rules is not None  # the executor runs this only after the origin's bucket exists
-            if cors != _normalize_cors(rules):
-                with aws_errors(f"setting CORS on {name}"):
-                    s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
-                cors = _normalize_cors(rules)
-        settings = {
-            "public_access_block": dict(props["public_access_block"]),
-            "encryption": props["encryption"],
-            "versioning": versioning,
-            "website": website or attrs["website"],
-            "policy": policy,
-            "cors": cors,
-        }
+        settings = {key: found.attrs[key] for key in SETTINGS}
+        for change in changes:
+            if change.field in SETTINGS:
+                settings[change.field] = getattr(self, f"_set_{change.field}")(run, name, change.new, deps)
         return observed(
             res,
             self.kind,
             name,
-            region=attrs.get("region", run.region),
+            region=found.attrs.get("region", run.region),
             **ownership(tags),
             **self._attrs(run, res, settings),
         )
 
-    def _put_public_policy(self, run: AwsRun, name: str, policy: Mapping[str, Any]) -> None:
+    # Each setting's change, applied: the setting as the bucket now has it (as _settings reads it).
+    # The changes come in the spec's order, so Block Public Access is relaxed before a public policy goes on.
+
+    def _set_public_access_block(self, run: AwsRun, name: str, block: Any, deps: Mapping[str, Observed]) -> Any:
+        with aws_errors(f"setting Block Public Access on {name}"):
+            _s3(run).put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=dict(block))
+        return dict(block)
+
+    def _set_encryption(self, run: AwsRun, name: str, algorithm: Any, deps: Mapping[str, Observed]) -> Any:
+        with aws_errors(f"turning on default encryption of {name}"):
+            _s3(run).put_bucket_encryption(
+                Bucket=name,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": algorithm}}]
+                },
+            )
+        return algorithm
+
+    def _set_versioning(self, run: AwsRun, name: str, status: Any, deps: Mapping[str, Observed]) -> Any:
+        with aws_errors(f"setting the versioning of {name} to {status}"):
+            _s3(run).put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": status})
+        return status
+
+    def _set_website(self, run: AwsRun, name: str, website: Any, deps: Mapping[str, Observed]) -> Any:
+        if website is None:
+            ignore_missing(
+                f"removing the website of {name}", _s3(run).delete_bucket_website, BUCKET_MISSING, Bucket=name
+            )
+            return None
+        with aws_errors(f"configuring the website of {name}"):
+            _s3(run).put_bucket_website(
+                Bucket=name,
+                WebsiteConfiguration={
+                    "IndexDocument": {"Suffix": website["index"]},
+                    "ErrorDocument": {"Key": website["error"]},
+                },
+            )
+        return dict(website)
+
+    def _set_policy(self, run: AwsRun, name: str, policy: Any, deps: Mapping[str, Observed]) -> Any:
+        if policy is None:
+            ignore_missing(f"removing the policy of {name}", _s3(run).delete_bucket_policy, BUCKET_MISSING, Bucket=name)
+            return None
+        self._put_public_policy(run, name, policy)
+        return normalize_policy(policy)
+
+    def _set_cors(self, run: AwsRun, name: str, rules: Any, deps: Mapping[str, Observed]) -> Any:
+        if rules is None:
+            ignore_missing(f"removing the CORS of {name}", _s3(run).delete_bucket_cors, BUCKET_MISSING, Bucket=name)
+            return None
+        if rules and isinstance(rules[0], CorsRule):
+            # The plan ran before the origin's bucket existed; the executor has made it since.
+            rules = _cors_rules(rules, deps)
+            if rules is None:
+                raise AwsError(f"setting CORS on {name}: an origin's bucket has no website address yet")
+        with aws_errors(f"setting CORS on {name}"):
+            _s3(run).put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": rules})
+        return _normalize_cors(rules)
+
+    def _put_public_policy(self, run: AwsRun, name: str, policy: str) -> None:
         """Put the public-read policy. A bare AccessDenied here almost always means the account-level block."""
         delay = run.waits.poll_initial
         for attempt in range(1, PUBLIC_POLICY_ATTEMPTS + 1):
             try:
                 with aws_errors(f"putting the public-read policy on {name}"):
-                    _s3(run).put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
+                    _s3(run).put_bucket_policy(Bucket=name, Policy=policy)
                 return
             except AwsError as exc:
                 if not caused_by(exc, "AccessDenied"):
@@ -530,15 +587,13 @@ def bucket_usage(run: AwsRun, name: str, limit: int = USAGE_LIMIT) -> BucketUsag
     return BucketUsage(objects, size, complete=True)
 
 
-def _flags(block: Mapping[str, bool]) -> str:
-    on = [k for k, v in block.items() if v]
-    off = [k for k, v in block.items() if not v]
-    return f"on: {', '.join(on) or 'none'}; off: {', '.join(off) or 'none'}"
-
-
 # --- SSM parameters -------------------------------------------------------------------------------
 
 PASSWORD_BYTES = 32  # secrets.token_urlsafe(32) gives 43 URL-safe characters.
+SECURE = "SecureString"
+# What a plan shows for a SecureString's value, old and new: never the value, nor a digest of it (a
+# digest of a short secret can be guessed back).
+SECRET = "(secret)"
 
 
 def generate_password() -> str:
@@ -553,15 +608,6 @@ def _ssm(run: AwsRun) -> Any:
     return run.client("ssm")
 
 
-def _source_value(res: Resource, deps: Mapping[str, Observed | None]) -> str | None:
-    source = res.props.get("value_from")
-    if not source:
-        return None
-    found = deps.get(source["resource"])
-    value = found.attrs.get(source["attr"]) if found else None
-    return str(value) if value else None
-
-
 # The password comes from the user's shell (e.g. `read -rs PASSWORD`), never from cdpoc's output.
 PASSWORD_WORD = '"$PASSWORD"'
 
@@ -570,7 +616,7 @@ def restore_command(run: AwsRun, res: Resource) -> str:
     """The AWS CLI command that puts a lost password back as `up` would have created it (name, type, tags)."""
     words = [
         "aws", "ssm", "put-parameter", "--region", run.region, "--name", res.name,
-        "--type", res.props["type"], "--value", PASSWORD_WORD,
+        "--type", spec_of(res, ParameterSpec).type, "--value", PASSWORD_WORD,
         "--tags", *(f"Key={t['Key']},Value={t['Value']}" for t in run.tags(res.key, res.name)),
     ]  # fmt: skip
     return " ".join(word if word == PASSWORD_WORD else shlex.quote(word) for word in words)
@@ -580,6 +626,7 @@ class ParameterHandler(Handler):
     kind = "ssm_parameter"
     label = "SSM parameter"
     arn_types = ("ssm:parameter",)
+    spec_type = ParameterSpec
 
     def _tags(self, run: AwsRun, name: str) -> dict[str, str]:
         with aws_errors(f"reading the tags of parameter {name}"):
@@ -608,7 +655,12 @@ class ParameterHandler(Handler):
         result = {}
         for param in params:
             tags = self._tags(run, param["Name"])
-            attrs: dict[str, Any] = {"type": param["Type"], **ownership(tags), "kept": is_kept(tags)}
+            attrs: dict[str, Any] = {
+                "type": param["Type"],
+                "description": param.get("Description", ""),
+                **ownership(tags),
+                "kept": is_kept(tags),
+            }
             component = attrs["component"]
             if param["Name"] in plain:
                 attrs["value"] = plain[param["Name"]]
@@ -628,32 +680,56 @@ class ParameterHandler(Handler):
         return self._observe(run, same_name, res.key)[res.key] if same_name else None
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = ownership_changes(run, res, found, "parameter")
-        if any(not c.in_place for c in changes):
-            return changes
-        wanted_type = res.props["type"]
-        if found.attrs["type"] != wanted_type:
-            # Rewriting a password parameter would need its value in the clear: refuse instead.
-            changes.append(
-                Change(
-                    f"stored as {found.attrs['type']}, should be {wanted_type}", in_place=not res.props.get("generate")
-                )
-            )
-        if res.props.get("value_from"):
-            wanted = _source_value(res, deps)
-            if wanted is None:
-                changes.append(Change(f"value from {res.props['value_from']['resource']} (to be created)"))
-            elif found.attrs.get("value") != wanted:
-                changes.append(Change(f"value {found.attrs.get('value', '(unknown)')} -> {wanted}"))
+        spec = spec_of(res, ParameterSpec)
+        conflicts = [c for c in ownership_changes(run, res, found, "parameter") if not c.in_place]
+        if conflicts:
+            return conflicts
+        have_tags = found.attrs.get("tags", {})
+        changes = tags_change(ParameterSpec, have_tags, missing_tags(run, res, have_tags))
         if found.attrs.get("kept"):
-            changes.append(Change(TAKEN_BACK))
+            changes.append(field_change(ParameterSpec, "kept", True, False, text=TAKEN_BACK))
+        # PutParameter rewrites type and description only with the value, and a generated password's value
+        # is never read back: its type cannot change in place (it would take a new password), and its
+        # description is written once, with it (a password put back by hand may have none).
+        if found.attrs["type"] != spec.type:
+            change = field_change(ParameterSpec, "type", found.attrs["type"], spec.type)
+            changes.append(replace(change, in_place=not spec.generate))
+        if spec.value_from is not None:
+            if found.attrs.get("description", "") != spec.description:
+                changes.append(
+                    field_change(ParameterSpec, "description", found.attrs.get("description"), spec.description)
+                )
+            changes.extend(self._value_changes(run, spec, spec.value_from, found, deps))
         return changes
+
+    def _value_changes(
+        self, run: AwsRun, spec: ParameterSpec, source: Ref, found: Observed, deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        """The value taken from another resource. A SecureString's value never appears in the plan, nor in
+        the Change: it is compared here (read decrypted, kept nowhere) and shown as (secret)."""
+        wanted = source.value(deps)
+        if spec.type == SECURE:
+            if wanted is not None and not self._secret_differs(run, found.id, wanted):
+                return []
+            text = f"value: {SECRET} → {SECRET if wanted is not None else source.shown(deps)}"
+            return [field_change(ParameterSpec, "value", SECRET, source, text=text)]
+        have = found.attrs.get("value")
+        if wanted is not None and have == wanted:
+            return []
+        text = f"value: {have or '(unknown)'} → {source.shown(deps)}"
+        return [field_change(ParameterSpec, "value", have, wanted or source, text=text)]
+
+    def _secret_differs(self, run: AwsRun, name: str, wanted: str) -> bool:
+        with aws_errors(f"comparing the value of parameter {name}"):
+            reply = _ssm(run).get_parameter(Name=name, WithDecryption=True)
+        return bool(reply["Parameter"]["Value"] != wanted)
 
     def missing(self, run: AwsRun, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
         """A generated password must not be generated anew while the database it was given to exists."""
-        consumer = res.props.get("consumed_by")
-        if not res.props.get("generate") or not consumer:
+        spec = spec_of(res, ParameterSpec)
+        if not spec.generate or spec.consumed_by is None:
             return []
+        consumer = spec.consumed_by.key
         user = found.get(consumer)
         if user is not None:
             holder = f"{consumer} ({user.id})"
@@ -673,16 +749,17 @@ class ParameterHandler(Handler):
         ]
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        value = generate_password() if res.props.get("generate") else _source_value(res, deps)
+        spec = spec_of(res, ParameterSpec)
+        value = generate_password() if spec.generate else spec.value_from.need(deps) if spec.value_from else None
         if value is None:
-            raise AwsError(f"parameter {res.name}: {res.props['value_from']['resource']} has no value for it yet")
+            raise AwsError(f"parameter {res.name}: its spec neither generates a value nor names where it comes from")
         try:
             with aws_errors(f"creating parameter {res.name}"):
                 _ssm(run).put_parameter(
                     Name=res.name,
                     Value=value,
-                    Type=res.props["type"],
-                    Description=res.props["description"],
+                    Type=spec.type,
+                    Description=spec.description,
                     Tier="Standard",
                     Tags=run.tags(res.key, res.name),
                 )
@@ -690,20 +767,21 @@ class ParameterHandler(Handler):
             if not caused_by(exc, "ParameterAlreadyExists"):
                 raise
             return self._adopt(run, res, deps)
-        return self._result(run, res, res.props["type"], value)
+        return self._result(run, res, spec.type, spec.description, value)
 
     def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         """It exists already (a run interrupted after PutParameter): keep it, and its value, if it is ours."""
         found = self.find(run, res)
         if found is None:
             raise AwsError(f"parameter {res.name} was reported to exist but cannot be found", "Re-run `cdpoc up`.")
-        refused = [c.text for c in self.changes(run, res, found, deps) if not c.in_place]
+        changes = self.changes(run, res, found, deps)
+        refused = [c.text for c in changes if not c.in_place]
         if refused:
             raise ConflictError(
                 "; ".join(refused),
                 f"Delete parameter {res.name} yourself if it is not needed, or choose another stack name.",
             )
-        return self.update(run, res, found, deps)
+        return self.update(run, res, found, deps, changes)
 
     def update(
         self,
@@ -713,31 +791,32 @@ class ParameterHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        missing = missing_tags(run, res, found.attrs.get("tags", {}))
-        if missing:
+        spec = spec_of(res, ParameterSpec)
+        by_field = {c.field: c for c in changes if c.field}
+        if "tags" in by_field:
             with aws_errors(f"tagging parameter {found.id}"):
-                _ssm(run).add_tags_to_resource(ResourceType="Parameter", ResourceId=found.id, Tags=tag_list(missing))
-        if found.attrs.get("kept"):
+                _ssm(run).add_tags_to_resource(
+                    ResourceType="Parameter", ResourceId=found.id, Tags=tag_list(by_field["tags"].new)
+                )
+        if "kept" in by_field:
             with aws_errors(f"taking parameter {found.id} back from kept data"):
                 _ssm(run).remove_tags_from_resource(ResourceType="Parameter", ResourceId=found.id, TagKeys=[KEPT_TAG])
-        wanted = _source_value(res, deps)
         value = found.attrs.get("value")
-        if wanted is not None and (value != wanted or found.attrs["type"] != res.props["type"]):
-            # Overwrite cannot carry Tags (an API rule); the tags stay from the create.
+        kind, description = found.attrs["type"], found.attrs.get("description", "")
+        if by_field.keys() & {"value", "type", "description"}:
+            if spec.value_from is None:
+                raise ConflictError(f"parameter {found.id}: a generated password is never rewritten in place")
+            # One PutParameter writes value, type and description. Overwrite cannot carry Tags (an API
+            # rule); the tags stay from the create.
+            value, kind, description = spec.value_from.need(deps), spec.type, spec.description
             with aws_errors(f"updating parameter {found.id}"):
-                _ssm(run).put_parameter(
-                    Name=found.id,
-                    Value=wanted,
-                    Type=res.props["type"],
-                    Description=res.props["description"],
-                    Overwrite=True,
-                )
-            value = wanted
-        return self._result(run, res, res.props["type"], value)
+                _ssm(run).put_parameter(Name=found.id, Value=value, Type=kind, Description=description, Overwrite=True)
+        return self._result(run, res, kind, description, value)
 
-    def _result(self, run: AwsRun, res: Resource, kind: str, value: str | None) -> Observed:
+    def _result(self, run: AwsRun, res: Resource, kind: str, description: str, value: str | None) -> Observed:
         attrs: dict[str, Any] = {
             "type": kind,
+            "description": description,
             **ownership(wanted_tags(run, res)),
         }
         if kind == "String" and value is not None:

@@ -1,7 +1,8 @@
 """IAM: the instance role and profile, and the CodeDeploy, CodePipeline and EventBridge service roles.
 
-Every policy is rendered here, as a dict, from the stack's deterministic names, so that `plan` can
-compare it (parsed) with what IAM holds. Least privilege: named actions only, every resource an ARN
+Every policy is rendered here, as a dict, from the stack's deterministic names, and declared as its
+canonical JSON text (cdpoc.stack.specs.iam.policy_text), so that `plan` can compare it (parsed) with
+what IAM holds. Least privilege: named actions only, every resource an ARN
 of this stack (or of the CodeDeploy agent's bucket); `policy_problems` checks that and a test keeps
 it so.
 """
@@ -12,7 +13,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_spec
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.iam import InstanceProfileSpec, RoleSpec, policy_document, policy_text
+from cdpoc.stack.specs.storage import BucketSpec
 
 VERSION = "2012-10-17"
 
@@ -192,17 +197,16 @@ def events_policy(names: StackNames) -> dict[str, Any]:
 def role(
     names: StackNames, key: str, purpose: str, service: str, inline: dict[str, Any], managed: tuple[str, ...] = ()
 ) -> Resource:
-    return Resource(
+    return declare_spec(
         key,
-        "iam_role",
         role_name(names, purpose),
-        {
-            "path": names.iam_path,
-            "description": f"cdpoc stack {names.name}: {purpose}",
-            "assume_role_policy": trust(service),
-            "managed_policies": managed,
-            "inline_policies": {f"{role_name(names, purpose)}-access": inline},
-        },
+        RoleSpec(
+            path=names.iam_path,
+            description=f"cdpoc stack {names.name}: {purpose}",
+            assume_role_policy=policy_text(trust(service)),
+            inline_policies={f"{role_name(names, purpose)}-access": policy_text(inline)},
+            managed_policies=managed,
+        ),
     )
 
 
@@ -221,12 +225,10 @@ def declare(names: StackNames) -> list[Resource]:
         ),
         role(names, "role.pipeline", "pipeline", "codepipeline.amazonaws.com", pipeline_policy(names)),
         role(names, "role.events", "events", "events.amazonaws.com", events_policy(names)),
-        Resource(
+        declare_spec(
             "profile.instance",
-            "instance_profile",
             role_name(names, "instance"),
-            {"path": names.iam_path, "role": "role.instance"},
-            ("role.instance",),
+            InstanceProfileSpec(path=names.iam_path, role=Ref("role.instance")),
         ),
     ]
 
@@ -256,12 +258,13 @@ def policy_problems(policy: Mapping[str, Any], label: str) -> list[str]:
 def policies_of(resources: Iterable[Resource]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every policy document the declarations carry: trust, inline and bucket policies, with a label."""
     for res in resources:
-        if res.props.get("assume_role_policy"):
-            yield f"{res.key} trust policy", res.props["assume_role_policy"]
-        for name, policy in res.props.get("inline_policies", {}).items():
-            yield f"{res.key} policy {name}", policy
-        if res.props.get("policy"):
-            yield f"{res.key} bucket policy", res.props["policy"]
+        spec = res.spec
+        if isinstance(spec, RoleSpec):
+            yield f"{res.key} trust policy", policy_document(spec.assume_role_policy)
+            for name, policy in spec.inline_policies.items():
+                yield f"{res.key} policy {name}", policy_document(policy)
+        elif isinstance(spec, BucketSpec) and spec.policy:
+            yield f"{res.key} bucket policy", policy_document(spec.policy)
 
 
 def least_privilege_problems(resources: Iterable[Resource]) -> list[str]:

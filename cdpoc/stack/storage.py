@@ -4,8 +4,8 @@ The buckets' names come from config or from the stack name, account and region (
 The two MongoDB passwords are generated at the first `up` and kept; the host parameter follows the
 MongoDB instance's private IP (instance.mongodb is declared by the compute area).
 
-"keep_data": what `down --keep-data` keeps (the uploads and the passwords the kept MongoDB data was set
-up with). "consumed_by": the resource set up with a generated secret, whose existence forbids making a
+keep_data: what `down --keep-data` keeps (the uploads and the passwords the kept MongoDB data was set
+up with). consumed_by: the resource set up with a generated secret, whose existence forbids making a
 new one.
 """
 
@@ -14,34 +14,34 @@ from __future__ import annotations
 from typing import Any
 
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_spec
 from cdpoc.stack.iam import allow, bucket_arn, document
 from cdpoc.stack.names import StackNames
 from cdpoc.stack.parts import DATABASE, SITE_BUCKET
+from cdpoc.stack.specs.iam import policy_text
+from cdpoc.stack.specs.storage import BucketSpec, CorsRule, ParameterSpec, PublicAccessBlock, UsedBy, Website
 
 ENCRYPTION = "AES256"  # SSE-S3: no key to manage, and no KMS permissions for readers.
 
 # New buckets come with all four flags on; the website bucket turns off only the two that block a
 # public bucket policy. ACLs stay blocked (and disabled: BucketOwnerEnforced).
-PRIVATE = {
-    "BlockPublicAcls": True,
-    "IgnorePublicAcls": True,
-    "BlockPublicPolicy": True,
-    "RestrictPublicBuckets": True,
-}
-PUBLIC_POLICY_ONLY = {**PRIVATE, "BlockPublicPolicy": False, "RestrictPublicBuckets": False}
+PRIVATE = PublicAccessBlock()
+PUBLIC_POLICY_ONLY = PublicAccessBlock(block_public_policy=False, restrict_public_buckets=False)
 
-WEBSITE = {"index": "index.html", "error": "error.html"}
+WEBSITE = Website(index="index.html", error="error.html")
 
 # The page downloads files with presigned URLs and may upload the same way.
-UPLOADS_CORS = {
-    "origins_from": (SITE_BUCKET.key,),
-    "methods": ("GET", "HEAD", "PUT", "POST"),
-    "headers": ("*",),
-    "expose": ("ETag",),
-    "max_age": 3000,
-}
+UPLOADS_CORS = CorsRule(
+    origins=(Ref(SITE_BUCKET.key, "website_url"),),
+    methods=("GET", "HEAD", "PUT", "POST"),
+    headers=("*",),
+    expose=("ETag",),
+    max_age=3000,
+)
 
-MONGODB_INSTANCE = DATABASE.key
+# The passwords are given to the MongoDB instance, which depends on them (so no Ref from here).
+MONGODB_INSTANCE = UsedBy(DATABASE.key)
 
 
 def public_read_policy(bucket: str) -> dict[str, Any]:
@@ -51,66 +51,55 @@ def public_read_policy(bucket: str) -> dict[str, Any]:
     return document(statement)
 
 
+def password(names: StackNames, key: str, path: str, description: str) -> Resource:
+    """A generated MongoDB password, kept with --keep-data like the database it was set up with."""
+    return declare_spec(
+        key,
+        names.parameter(path),
+        ParameterSpec(
+            type="SecureString",
+            description=description,
+            generate=True,
+            consumed_by=MONGODB_INSTANCE,
+            keep_data=True,
+        ),
+    )
+
+
 def declare(names: StackNames) -> list[Resource]:
     web = names.bucket("web")
     return [
-        Resource(
+        declare_spec(
             "bucket.artifacts",
-            "bucket",
             names.bucket("artifacts"),
-            {"encryption": ENCRYPTION, "versioning": True, "public_access_block": PRIVATE},
+            BucketSpec(encryption=ENCRYPTION, public_access_block=PRIVATE, versioning=True),
         ),
-        Resource(
+        declare_spec(
             SITE_BUCKET.key,
-            SITE_BUCKET.kind,
             web,
-            {
-                "encryption": ENCRYPTION,
-                "public_access_block": PUBLIC_POLICY_ONLY,
-                "website": WEBSITE,
-                "policy": public_read_policy(web),
-            },
+            BucketSpec(
+                encryption=ENCRYPTION,
+                public_access_block=PUBLIC_POLICY_ONLY,
+                website=WEBSITE,
+                policy=policy_text(public_read_policy(web)),
+            ),
         ),
-        Resource(
+        declare_spec(
             "bucket.uploads",
-            "bucket",
             names.bucket("uploads"),
-            {"encryption": ENCRYPTION, "public_access_block": PRIVATE, "cors": UPLOADS_CORS, "keep_data": True},
-            (SITE_BUCKET.key,),
+            BucketSpec(encryption=ENCRYPTION, public_access_block=PRIVATE, cors=(UPLOADS_CORS,), keep_data=True),
         ),
-        Resource(
-            "param.mongodb.admin-password",
-            "ssm_parameter",
-            names.parameter("mongodb/admin-password"),
-            {
-                "type": "SecureString",
-                "generate": True,
-                "description": "MongoDB administrator password",
-                "consumed_by": MONGODB_INSTANCE,
-                "keep_data": True,
-            },
+        password(names, "param.mongodb.admin-password", "mongodb/admin-password", "MongoDB administrator password"),
+        password(
+            names, "param.mongodb.app-password", "mongodb/app-password", "MongoDB password of the application user"
         ),
-        Resource(
-            "param.mongodb.app-password",
-            "ssm_parameter",
-            names.parameter("mongodb/app-password"),
-            {
-                "type": "SecureString",
-                "generate": True,
-                "description": "MongoDB password of the application user",
-                "consumed_by": MONGODB_INSTANCE,
-                "keep_data": True,
-            },
-        ),
-        Resource(
+        declare_spec(
             "param.mongodb.host",
-            "ssm_parameter",
             names.parameter("mongodb/host"),
-            {
-                "type": "String",
-                "value_from": {"resource": MONGODB_INSTANCE, "attr": "private_ip"},
-                "description": "private IP of the MongoDB instance",
-            },
-            (MONGODB_INSTANCE,),
+            ParameterSpec(
+                type="String",
+                description="private IP of the MongoDB instance",
+                value_from=Ref(DATABASE.key, "private_ip"),
+            ),
         ),
     ]
