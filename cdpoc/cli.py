@@ -25,10 +25,10 @@ from cdpoc.ui import Ui
 app = typer.Typer(
     help="Stand up a classic AWS CI/CD environment with one command, and tear it down to nothing.\n\n"
     "Exit codes: 0 ok, 1 failed, 2 bad usage or config, 3 leftovers found or unhealthy, 4 locked by another run, "
-    "130 interrupted.\n\nThe global options (--config, --name, --region, --profile, --endpoint-url) go before or after "
-    "the command.",
+    "130 interrupted.\n\nThe global options (--config, --name, --region, --profile, --endpoint-url, --verbose, "
+    "--quiet, --no-color) go before or after the command.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -56,6 +56,11 @@ EndpointOption = Annotated[
         "--endpoint-url", help="AWS endpoint, e.g. the sandbox's http://127.0.0.1:5000 (AWS_ENDPOINT_URL works too)."
     ),
 ]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Print every AWS call with its outcome and duration (on stderr).")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors, warnings and --json output.")]
+NoColorOption = Annotated[bool, typer.Option("--no-color", help="No colors (NO_COLOR=1 works too).")]
 # Options field -> the option's type.
 GLOBAL_OPTIONS: dict[str, Any] = {
     "config": ConfigOption,
@@ -64,6 +69,8 @@ GLOBAL_OPTIONS: dict[str, Any] = {
     "profile": ProfileOption,
     "endpoint_url": EndpointOption,
 }
+# The output switches: Ui.configure's keyword -> the flag's type.
+OUTPUT_SWITCHES: dict[str, Any] = {"verbose": VerboseOption, "quiet": QuietOption, "no_color": NoColorOption}
 
 
 def takes_global_options(command: F) -> F:
@@ -72,16 +79,21 @@ def takes_global_options(command: F) -> F:
     extra = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         for name, annotation in GLOBAL_OPTIONS.items()
+    ] + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=annotation)
+        for name, annotation in OUTPUT_SWITCHES.items()
     ]
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         given = {name: kwargs.pop(name) for name in GLOBAL_OPTIONS if kwargs.get(name) is not None}
+        switches = {name: bool(kwargs.pop(name, False)) for name in OUTPUT_SWITCHES}
         for name in GLOBAL_OPTIONS:
             kwargs.pop(name, None)
         typer_ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
         if given:
             typer_ctx.obj["options"] = dataclasses.replace(typer_ctx.obj["options"], **given)
+        typer_ctx.obj["ui"].configure(**switches)
         return command(*args, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
@@ -133,11 +145,16 @@ def main_options(
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
+    no_color: NoColorOption = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    ctx.obj = {"options": Options(config, name, region, profile, endpoint_url), "ui": Ui()}
+    ui = Ui()
+    ui.configure(verbose=verbose, quiet=quiet, no_color=no_color)
+    ctx.obj = {"options": Options(config, name, region, profile, endpoint_url), "ui": ui}
 
 
 def _context(typer_ctx: typer.Context) -> Context:

@@ -57,7 +57,9 @@ class Context:
         settings, source, region_source = load_settings(
             options.config, {"name": options.name, "region": options.region}, ambient_region=region_from_aws_config
         )
-        clients = ClientFactory(settings.region, options.profile, options.endpoint_url)
+        clients = ClientFactory(
+            settings.region, options.profile, options.endpoint_url, on_call=ui.aws_call if ui.verbose else None
+        )
         clients.check()
         run = AwsRun(
             clients=clients,

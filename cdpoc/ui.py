@@ -26,14 +26,24 @@ class Ui:
         self.console = console or Console(highlight=False)
         self.err = err or Console(stderr=True, highlight=False)
         self.json_mode = json_mode
+        # --quiet: only errors, warnings and machine output; --verbose: every AWS call on stderr.
+        self.quiet = False
+        self.verbose = False
+
+    def configure(self, *, quiet: bool = False, verbose: bool = False, no_color: bool = False) -> None:
+        """Apply the global output switches (NO_COLOR in the environment works too, through rich)."""
+        self.quiet = self.quiet or quiet
+        self.verbose = self.verbose or verbose
+        if no_color:
+            self.console.no_color = self.err.no_color = True
 
     @property
     def interactive(self) -> bool:
-        return self.console.is_terminal and not self.json_mode
+        return self.console.is_terminal and not self.json_mode and not self.quiet
 
     def print(self, *items: RenderableType | str, style: str | None = None) -> None:
         """Print text as-is (no markup: it may hold AWS strings) or a renderable."""
-        if self.json_mode:
+        if self.json_mode or self.quiet:
             return
         for item in items:
             if isinstance(item, str):
@@ -67,6 +77,11 @@ class Ui:
             soft_wrap=True,
         )
 
+    def aws_call(self, service: str, operation: str, outcome: str, seconds: float) -> None:
+        """One AWS call, for --verbose: on stderr, so that stdout (and --json) stays as it is."""
+        if self.verbose:
+            self.err.print(Text(f"aws: {service} {operation} {outcome} {seconds:.2f}s", style="dim"), soft_wrap=True)
+
     def warn(self, message: str) -> None:
         self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
@@ -94,7 +109,7 @@ class Ui:
     @contextmanager
     def progress(self, title: str, labels: Mapping[str, str]) -> Iterator[Progress]:
         progress = Progress(self, title, labels)
-        if not self.interactive and not self.json_mode:
+        if not self.interactive and not self.json_mode and not self.quiet:
             self.console.print(Text(title, style="bold"))
         # The table shows each running step's clock: it redraws on its own.
         with self.live(progress, refresh_per_second=8):
@@ -136,7 +151,8 @@ class Progress:
                 row.started = now
             elif event.state is not State.WAITING:
                 row.elapsed = event.elapsed
-        if not self.ui.interactive and not self.ui.json_mode and event.state not in (State.WAITING,):
+        quiet = self.ui.json_mode or self.ui.quiet
+        if not self.ui.interactive and not quiet and event.state not in (State.WAITING,):
             self.ui.console.print(Text(progress_line(row, now)), soft_wrap=True)
 
     def __rich__(self) -> RenderableType:

@@ -124,6 +124,45 @@ def test_a_plan_error_with_detailed_exitcode_is_1_not_the_2_that_means_changes(t
     assert code == 1 and "compute" in out and "Traceback" not in out
 
 
+def test_verbose_prints_each_aws_call_with_its_outcome_on_stderr_and_quiet_prints_nothing(endpoint: str) -> None:
+    result = CliRunner().invoke(app, ["plan", "--endpoint-url", endpoint, "--name", "talk", "--verbose"])
+    assert result.exit_code == 0, result.output
+    calls = re.findall(r"^aws: (\S+) (\S+) (\d{3}[^\n]*?) \d+\.\d\ds$", result.stderr, re.M)
+    assert ("sts", "GetCallerIdentity", "200") in calls and ("ec2", "DescribeVpcs", "200") in calls
+    assert "aws: " not in result.stdout and "Plan:" in result.stdout
+    code, out = cdpoc("-q", "plan", "--endpoint-url", endpoint, "--name", "talk", "--detailed-exitcode")
+    assert code == 2 and out == ""  # the exit code says it all
+
+
+def test_no_color_strips_the_colors_from_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from cdpoc.ui import Ui
+
+    def said(no_color: bool) -> str:
+        screen = io.StringIO()
+        ui = Ui(Console(file=screen, force_terminal=True), Console(file=io.StringIO()))
+        ui.configure(no_color=no_color)
+        ui.say("created", style="green")
+        return screen.getvalue()
+
+    assert "\x1b[32m" in said(False) and "\x1b[32m" not in said(True)
+
+
+def test_shell_completion_completes_commands_and_options() -> None:
+    def complete(words: str) -> str:
+        env = {**os.environ, "_CDPOC_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "2"}
+        cdpoc_bin = Path(sys.executable).parent / "cdpoc"
+        return subprocess.run([str(cdpoc_bin)], env=env, capture_output=True, text=True, check=True).stdout
+
+    assert "push-app" in complete("cdpoc --quiet pu").split()
+    assert "--region" in complete("cdpoc up --reg").split()
+    code, out = cdpoc("--show-completion", "bash")
+    assert code == 0 and "complete" in out
+
+
 def test_missing_credentials_exit_2_without_traceback(endpoint: str) -> None:
     code, out = cdpoc(
         "--endpoint-url", endpoint, "plan", env={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}

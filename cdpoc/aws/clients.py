@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +40,9 @@ CREDENTIAL_CODES = {
     "SignatureDoesNotMatch",
     "AuthFailure",
 }
+
+# (service, operation, outcome, seconds) of one finished call, for --verbose.
+CallObserver = Callable[[str, str, str, float], None]
 
 READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Search", "Lookup", "Head", "Select")
 
@@ -116,7 +120,13 @@ def known_regions(session: boto3.Session) -> set[str]:
 class ClientFactory:
     """Builds (once per service) thread-safe boto3 clients that all share retries and endpoint."""
 
-    def __init__(self, region: str, profile: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        region: str,
+        profile: str | None = None,
+        endpoint_url: str | None = None,
+        on_call: CallObserver | None = None,
+    ) -> None:
         try:
             self.session = boto3.Session(profile_name=profile or None, region_name=region)
         except botocore.exceptions.ProfileNotFound:
@@ -137,8 +147,10 @@ class ClientFactory:
                     "Give a URL such as http://127.0.0.1:5000 (the one `cdpoc sandbox` prints), or leave it out "
                     "for AWS.",
                 )
-        # STS's answer to the reachability probe in check(), handed to the run's first "who are we".
+        # STS's answer to the reachability probe made before the run's first client, handed to the run's
+        # first "who are we" (cdpoc.aws.account.caller_identity).
         self.identity: dict[str, str] | None = None
+        self._probe_lock = threading.Lock()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
@@ -147,6 +159,8 @@ class ClientFactory:
         self._bookkeeping = threading.local()
         # Every API call is counted (service, operation): budgets and "no mutating call" are testable.
         self.session.events.register("before-call", self._count)
+        if on_call is not None:
+            self._observe(on_call)
         self.config = Config(
             retries=dict(RETRY_CONFIG),  # type: ignore[arg-type]  # botocore rewrites the dict it is given
             user_agent_extra=f"cdpoc/{__version__}",
@@ -170,7 +184,14 @@ class ClientFactory:
                 "Run `aws configure` or `aws sso login`, pass --profile, or set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY. For the local sandbox any values work (see `cdpoc sandbox`).",
             )
-        self.identity = self._who_are_we()
+
+    def _reachable(self) -> None:
+        """Before the first client of the run: the quick probe (a command that needs no AWS call makes none)."""
+        if self.identity is not None:
+            return
+        with self._probe_lock:
+            if self.identity is None:
+                self.identity = self._who_are_we()
 
     def _where(self) -> str:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or f"AWS in {self.region}"
@@ -215,6 +236,31 @@ class ClientFactory:
         finally:
             self._bookkeeping.on = outer
 
+    def _observe(self, on_call: CallObserver) -> None:
+        """Tell on_call about every call once it has ended: service, operation, outcome (HTTP status and error
+        code, or the exception), and its duration including botocore's retries (--verbose)."""
+
+        def started(model: Any, context: dict[str, Any], **_: Any) -> None:
+            # after-call-error is given no model: remember the call's names here
+            context["cdpoc_call"] = (model.service_model.service_name, model.name, time.monotonic())
+
+        def ended(context: dict[str, Any], **kwargs: Any) -> None:
+            if "cdpoc_call" not in context:
+                return
+            service, operation, since = context["cdpoc_call"]
+            seconds = time.monotonic() - since
+            if "exception" in kwargs:
+                outcome = type(kwargs["exception"]).__name__
+            else:
+                status = getattr(kwargs.get("http_response"), "status_code", "")
+                code = (kwargs.get("parsed") or {}).get("Error", {}).get("Code", "")
+                outcome = f"{status} {code}".strip()
+            on_call(service, operation, outcome, seconds)
+
+        self.session.events.register("before-call", started)
+        self.session.events.register("after-call", ended)
+        self.session.events.register("after-call-error", ended)
+
     def _count(self, model: Any, **_: Any) -> None:
         call = (model.service_model.service_name, model.name)
         with self._lock:
@@ -225,6 +271,7 @@ class ClientFactory:
             return [(s, op) for s, op in self.calls if is_mutating(op)]
 
     def client(self, service: str) -> Any:
+        self._reachable()
         with self._lock:
             if service not in self._clients:
                 self._clients[service] = self.session.client(  # type: ignore[call-overload]
