@@ -19,7 +19,16 @@ import typer
 
 from cdpoc import __version__, interrupts
 from cdpoc.context import Context, Options
-from cdpoc.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Cancelled, CdpocError, ConfigError, Declined
+from cdpoc.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    Cancelled,
+    CdpocError,
+    ConfigError,
+    Declined,
+)
 from cdpoc.ui import Ui
 
 app = typer.Typer(
@@ -37,6 +46,14 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 ParallelismOption = Annotated[int, typer.Option("--parallelism", min=1, max=32, help="Steps run at once.")]
+JsonLinesOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print JSON lines on stdout instead: a version line, one line per message and step change, and a "
+        "summary line with the exit code (schema in the README).",
+    ),
+]
 
 
 # The global options, accepted before the command (`cdpoc --region x up`) and after it (`cdpoc up --region x`),
@@ -108,17 +125,21 @@ def handles_errors(command: F) -> F:
         typer_ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
         ui: Ui = typer_ctx.obj["ui"]
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
         except Declined as exc:
             ui.say(exc.message)
+            ui.finish_stream(exc.exit_code, exc)
             raise typer.Exit(exc.exit_code) from None
         except CdpocError as exc:
             ui.error(exc)
+            ui.finish_stream(exc.exit_code, exc)
             if exc.exit_code == EXIT_INTERRUPTED:
                 interrupts.announced()
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            ui.error(Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists."))
+            cancelled = Cancelled("interrupted", "Re-run the same command to resume; it picks up what exists.")
+            ui.error(cancelled)
+            ui.finish_stream(EXIT_INTERRUPTED, cancelled)
             interrupts.announced()
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -126,7 +147,10 @@ def handles_errors(command: F) -> F:
         except Exception:
             # Not a user error: a bug. Its traceback is what a report needs.
             ui.bug(traceback.format_exc())
+            ui.finish_stream(EXIT_FAILED, CdpocError("a bug in cdpoc (its traceback is on stderr)"))
             raise typer.Exit(EXIT_FAILED) from None
+        ui.finish_stream(EXIT_OK)
+        return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -186,10 +210,14 @@ def plan(
             "or on any error.",
         ),
     ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the plan as one JSON document (schema in the README).")
+    ] = False,
 ) -> None:
     """Show what `up` would create, change or leave alone (read-only)."""
     from cdpoc import lifecycle
 
+    ctx.obj["ui"].json_mode = json_output
     try:
         context = _context(ctx)
         result = lifecycle.plan(context)
@@ -204,10 +232,12 @@ def plan(
 @app.command()
 @handles_errors
 @takes_global_options
-def up(ctx: typer.Context, parallelism: ParallelismOption = 8) -> None:
+def up(ctx: typer.Context, parallelism: ParallelismOption = 8, json_output: JsonLinesOption = False) -> None:
     """Provision the environment; safe to re-run; resumes after a crash or Ctrl-C."""
     from cdpoc import lifecycle
 
+    if json_output:
+        ctx.obj["ui"].start_stream("up")
     lifecycle.up(_context(ctx), parallelism=parallelism)
 
 
@@ -225,10 +255,15 @@ def down(
         ),
     ] = False,
     parallelism: ParallelismOption = 8,
+    json_output: JsonLinesOption = False,
 ) -> None:
     """Delete everything of the stack in dependency order, then prove nothing is left (exit 3 if something is)."""
     from cdpoc import lifecycle
 
+    if json_output:
+        if not yes:  # the question would land in the JSON lines, and a script cannot answer it
+            raise ConfigError("down --json needs --yes: a script cannot answer the question", "Add --yes.")
+        ctx.obj["ui"].start_stream("down")
     lifecycle.down(_context(ctx), yes=yes, confirm=_confirm, parallelism=parallelism, keep_data=keep_data)
 
 
@@ -265,10 +300,13 @@ def push_app(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1.0, help="Seconds --wait waits before giving up (exit 1).")
     ] = 1800.0,
+    json_output: JsonLinesOption = False,
 ) -> None:
     """Commit what changed in the bundle to the pipeline's source (exit 2 if the bundle is invalid)."""
     from cdpoc import rollout
 
+    if json_output:
+        ctx.obj["ui"].start_stream("push-app")
     rollout.push_app(_context(ctx), bundle, message, wait, timeout)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ from cdpoc.keep import describe_data, find_kept, keep, kept_report
 from cdpoc.model import Observed, Plan, duplicated_component, is_extra, owner_text
 from cdpoc.planner import make_plan
 from cdpoc.preflight import check_before_creating
-from cdpoc.render import plan_lines, plan_summary, plan_table, stack_outputs
+from cdpoc.render import plan_document, plan_lines, plan_summary, plan_table, stack_outputs
 from cdpoc.stack.parts import BASTION
 from cdpoc.sweeper import Doomed, is_kept, leftovers, spare_data, survey, sweep
 
@@ -34,7 +35,11 @@ def plan(ctx: Context) -> Plan:
     ctx.ui.say(f"Stack {ctx.settings.name} in {ctx.region_label}, config {ctx.config_source or 'defaults only'}")
     check_before_creating(ctx)
     result = make_plan(ctx.run, ctx.graph(), ctx.handlers)
-    show_plan(ctx, result)
+    if ctx.ui.json_mode:
+        document = plan_document(result, ctx.describe, ctx.settings.name, ctx.settings.region)
+        ctx.ui.out(json.dumps(document, indent=2))
+    else:
+        show_plan(ctx, result)
     return result
 
 
@@ -81,11 +86,20 @@ def up(ctx: Context, parallelism: int = 8) -> dict[str, Observed]:
             style="bold green",
         )
     remove_duplicates(ctx, graph, current, parallelism)
-    for label, value in stack_outputs(results, ctx.settings.operator.key_name):
+    outputs = stack_outputs(results, ctx.settings.operator.key_name)
+    for label, value in outputs:
         ctx.ui.say(f"{label + ':':20} {value}")
     if not ctx.settings.operator.key_name and BASTION.found_in(results) is not None:
         ctx.ui.say("No operator.key_name is set: SSH needs a key pair; SSM Session Manager reaches the app hosts.")
-    ctx.ui.say(f"Running cost: {describe_cost(hourly_cost(graph.resources.values()))}.")
+    hourly = hourly_cost(graph.resources.values())
+    ctx.ui.say(f"Running cost: {describe_cost(hourly)}.")
+    ctx.ui.report(
+        stack=ctx.settings.name,
+        region=ctx.settings.region,
+        counts={key: count for key, count in current.counts().items() if key != "differs"},
+        outputs=dict(outputs),
+        cost_per_hour_usd=round(hourly, 4),
+    )
     return results
 
 
@@ -148,11 +162,15 @@ def down(
         ctx.ui.say(f"Deleted {len(deleted)} resource(s) in {time.monotonic() - started:.1f}s.")
     left = leftovers(ctx.run, graph, ctx.handlers, lambda: tagged_arns(ctx.run), spare=is_kept)
     if left:
+        ctx.ui.report(stack=ctx.settings.name, region=ctx.settings.region, deleted=len(deleted), leftovers=left)
         raise LeftoversFound(
             f"{len(left)} resource(s) tagged cdpoc:stack={ctx.settings.name} remain:\n  " + "\n  ".join(left),
             "Re-run `cdpoc down`; if they stay, delete them by hand (they may be used by something outside the stack).",
         )
     kept = find_kept(ctx, graph)
+    ctx.ui.report(
+        stack=ctx.settings.name, region=ctx.settings.region, deleted=len(deleted), leftovers=0, kept=len(kept)
+    )
     but = f" but {len(kept)} kept item(s), tagged cdpoc:kept=true" if kept else ""
     ctx.ui.say(
         f"Leftover scan: nothing tagged cdpoc:stack={ctx.settings.name} remains{but}. Cost now {describe_cost(0.0)}.",

@@ -5,6 +5,7 @@ Strings that come from AWS or the user go into Text objects, never into markup.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cdpoc.executor import State
-from cdpoc.model import ORPHAN_PREFIX, Action, Observed, Plan, Step, duplicated_component, is_extra
+from cdpoc.model import ORPHAN_PREFIX, Action, Change, Observed, Plan, Step, duplicated_component, is_extra
+from cdpoc.spec import Ref
 from cdpoc.stack.parts import BASTION, DATABASE, LOAD_BALANCER, SITE_BUCKET, Part
 
 EXTRA = "extra"
@@ -154,3 +156,67 @@ def outcome_counts(rows: Iterable[ProgressRow]) -> str:
     for row in rows:
         counts[row.state] = counts.get(row.state, 0) + 1
     return ", ".join(f"{n} {state.value}" for state, n in counts.items() if n)
+
+
+# ---- machine-readable output
+
+# The version of the JSON that `plan --json` prints and the JSON lines of `up`, `down` and `push-app --json`
+# (README: "Machine-readable output"). Raised when a field changes meaning or goes away; new fields may be
+# added without raising it.
+JSON_SCHEMA = 1
+
+
+def json_value(value: object) -> object:
+    """A spec or observed value as JSON: a reference as {"ref": key, "attr": attr}, a nested spec as an object,
+    tuples and sets as lists; anything else JSON cannot hold as its text."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, Ref):
+        return {"ref": value.key, "attr": value.attr} if value.attr else {"ref": value.key}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: json_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [json_value(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((json_value(v) for v in value), key=str)
+    return str(value)
+
+
+def change_dict(change: Change) -> dict[str, object]:
+    return {
+        "field": change.field or None,
+        "old": json_value(change.old),
+        "new": json_value(change.new),
+        "in_place": change.in_place,
+        "not_ours": change.foreign,
+        "text": change.text,
+    }
+
+
+def plan_document(plan: Plan, describe: Callable[[Observed], str], stack: str, region: str) -> dict[str, object]:
+    """`plan --json`: every step with its action and field changes, the stack's undeclared resources, counts."""
+    return {
+        "schema": JSON_SCHEMA,
+        "stack": stack,
+        "region": region,
+        "has_work": plan.has_work,
+        "counts": {**plan.counts(), "extra": len(plan.extras)},
+        "steps": [
+            {
+                "key": step.resource.key,
+                "kind": step.resource.kind,
+                "name": step.resource.name,
+                "action": step.action.value,
+                "id": step.found.id if step.found else None,
+                "found": describe(step.found) if step.found else None,
+                "changes": [change_dict(c) for c in step.changes],
+            }
+            for step in plan.steps
+        ],
+        "extras": [
+            {"key": found.key, "kind": found.kind, "id": found.id, "details": extra_details(found, describe)}
+            for found in plan.extras
+        ],
+    }

@@ -333,6 +333,13 @@ def verdict(state: Rollout) -> DeploymentFailed | None:
 
 
 def _pushed(ui: Ui, result: PushResult) -> None:
+    ui.report(
+        target=result.target,
+        changed=result.changed,
+        revision=result.revision or None,
+        commits=list(result.commits),
+        execution_id=result.execution_id or None,
+    )
     if not result.changed:
         ui.say(f"Nothing to push: {result.target} already has this bundle ({result.summary}).", style="bold")
         return
@@ -346,6 +353,7 @@ def _pushed(ui: Ui, result: PushResult) -> None:
 def _after_success(ctx: Context, state: Rollout) -> None:
     ui = ctx.ui
     ready = sum(1 for i in state.instances if i.status == "Succeeded")
+    ui.report(deployment_id=state.deployment_id, deployed_instances=ready)
     ui.say(f"Deployed: {state.deployment_id} succeeded on {ready} instance(s).", style="bold green")
     group = FLEET.of(ctx.graph())
     if group is not None:

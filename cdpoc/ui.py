@@ -6,6 +6,8 @@ no other module builds a rich Live, so there is one place that decides when the 
 
 from __future__ import annotations
 
+import datetime
+import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -18,7 +20,7 @@ from rich.text import Text
 from cdpoc import __version__
 from cdpoc.errors import CdpocError
 from cdpoc.executor import Event, State
-from cdpoc.render import ProgressRow, progress_line, progress_table
+from cdpoc.render import JSON_SCHEMA, ProgressRow, progress_line, progress_table
 
 
 class Ui:
@@ -29,6 +31,40 @@ class Ui:
         # --quiet: only errors, warnings and machine output; --verbose: every AWS call on stderr.
         self.quiet = False
         self.verbose = False
+        # `--json` on up, down and push-app: the command whose JSON lines stdout carries ("" when none), and
+        # what its final summary line reports besides the exit code (cdpoc.render.JSON_SCHEMA).
+        self.stream = ""
+        self.results: dict[str, object] = {}
+        self._stream_started = 0.0
+        self._stream_lock = threading.Lock()  # executor threads report steps concurrently
+
+    def start_stream(self, command: str) -> None:
+        """From now on stdout is JSON lines: this version line first, one line per message and step change,
+        and a summary line at the end (finish_stream)."""
+        self.json_mode = True
+        self.stream = command
+        self._stream_started = time.monotonic()
+        self.event("version", cdpoc=__version__, schema=JSON_SCHEMA, command=command)
+
+    def event(self, kind: str, **fields: object) -> None:
+        """One JSON line of the stream (nothing when no stream was started)."""
+        if self.stream:
+            stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+            with self._stream_lock:
+                self.out(json.dumps({"type": kind, "time": stamp, **fields}, default=str))
+
+    def report(self, **fields: object) -> None:
+        """Facts for the stream's summary line (outputs, counts, cost...); ignored without a stream."""
+        self.results.update(fields)
+
+    def finish_stream(self, exit_code: int, error: CdpocError | None = None) -> None:
+        """The stream's last line: the command, its exit code, what it reported, the error if it failed."""
+        if not self.stream:
+            return
+        failure = {"error": {"message": error.message, "hint": error.hint}} if error is not None else {}
+        seconds = round(time.monotonic() - self._stream_started, 1)
+        self.event("summary", command=self.stream, exit_code=exit_code, seconds=seconds, **self.results, **failure)
+        self.stream = ""
 
     def configure(self, *, quiet: bool = False, verbose: bool = False, no_color: bool = False) -> None:
         """Apply the global output switches (NO_COLOR in the environment works too, through rich)."""
@@ -52,6 +88,9 @@ class Ui:
                 self.console.print(item)
 
     def say(self, message: str, style: str = "") -> None:
+        if self.stream:
+            self.event("message", text=message)
+            return
         self.print(message, style=style)
 
     def out(self, text: str) -> None:
@@ -83,6 +122,7 @@ class Ui:
             self.err.print(Text(f"aws: {service} {operation} {outcome} {seconds:.2f}s", style="dim"), soft_wrap=True)
 
     def warn(self, message: str) -> None:
+        self.event("warning", text=message)
         self.err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
     @contextmanager
@@ -151,6 +191,15 @@ class Progress:
                 row.started = now
             elif event.state is not State.WAITING:
                 row.elapsed = event.elapsed
+        if event.state is not State.WAITING:
+            self.ui.event(
+                "step",
+                key=event.key,
+                label=row.label,
+                state=event.state.value,
+                detail=event.detail,
+                seconds=round(event.elapsed, 1) if event.elapsed is not None else None,
+            )
         quiet = self.ui.json_mode or self.ui.quiet
         if not self.ui.interactive and not quiet and event.state not in (State.WAITING,):
             self.ui.console.print(Text(progress_line(row, now)), soft_wrap=True)

@@ -75,6 +75,60 @@ def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
     assert code == 0 and "Nothing of stack e2e exists" in out
 
 
+def json_lines(*args: str) -> tuple[int, list[dict[str, Any]]]:
+    """Run a command with --json; every line of its stdout must be one JSON object."""
+    result = CliRunner().invoke(app, [*args, "--json"])
+    return result.exit_code, [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_json_everywhere_plan_is_a_document_and_up_and_down_are_json_lines(endpoint: str) -> None:
+    base = ("--endpoint-url", endpoint, "--name", "jsonl")
+    result = CliRunner().invoke(app, [*base, "plan", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["schema"] == 1 and document["stack"] == "jsonl" and document["has_work"] is True
+    assert {step["action"] for step in document["steps"]} == {"create"} and len(document["steps"]) == 50
+
+    code, lines = json_lines(*base, "up")
+    assert code == 0
+    assert lines[0]["type"] == "version" and lines[0]["schema"] == 1 and lines[0]["command"] == "up"
+    steps = [line for line in lines if line["type"] == "step"]
+    assert {(s["key"], s["state"]) for s in steps} >= {("vpc", "running"), ("vpc", "done"), ("asg.app", "done")}
+    summary = lines[-1]
+    assert summary["type"] == "summary" and summary["exit_code"] == 0 and summary["counts"]["create"] == 50
+    assert summary["outputs"]["Application (ALB)"].startswith("http://") and summary["cost_per_hour_usd"] > 0
+
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
+    (vpc,) = stack_vpcs(endpoint, "jsonl")
+    ec2.modify_vpc_attribute(VpcId=str(vpc["VpcId"]), EnableDnsHostnames={"Value": False})
+    document = json.loads(CliRunner().invoke(app, [*base, "plan", "--json"]).stdout)
+    (changed,) = [step for step in document["steps"] if step["action"] == "update"]
+    assert changed["key"] == "vpc" and changed["id"] == vpc["VpcId"]
+    assert changed["changes"] == [
+        {
+            "field": "enable_dns_hostnames",
+            "old": False,
+            "new": True,
+            "in_place": True,
+            "not_ours": False,
+            "text": "enable_dns_hostnames: False → True",
+        }
+    ]
+
+    assert cdpoc(*base, "down", "--json")[0] == 2  # a script cannot answer the question: --yes is required
+    code, lines = json_lines(*base, "down", "--yes")
+    assert code == 0 and lines[0]["command"] == "down"
+    assert lines[-1]["type"] == "summary" and lines[-1]["deleted"] == 50 and lines[-1]["leftovers"] == 0
+
+
+def test_a_failing_json_lines_command_ends_with_a_summary_naming_the_error(endpoint: str, tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump({"name": "badjson", "compute": {"min_size": "many"}}))
+    code, lines = json_lines("--config", str(config), "--endpoint-url", endpoint, "up")
+    assert code == 2 and [line["type"] for line in lines] == ["version", "summary"]
+    assert lines[-1]["exit_code"] == 2 and "compute" in lines[-1]["error"]["message"] and lines[-1]["error"]["hint"]
+
+
 def test_down_asks_first_and_no_means_nothing_is_deleted(endpoint: str) -> None:
     base = ("--endpoint-url", endpoint, "--name", "ask")
     assert cdpoc(*base, "up")[0] == 0
