@@ -131,17 +131,64 @@ def _elapsed(row: ProgressRow, now: float) -> str:
     return ""
 
 
-def progress_table(rows: Iterable[ProgressRow], now: float, title: str) -> Table:
-    table = Table(title=title, title_justify="left", expand=False)
+# Lines a progress table needs besides its rows: the title, the header, three borders, the collapsed line.
+TABLE_OVERHEAD = 6
+# Which rows stay in view when the terminal is too short for all: failed, running, then the latest finished.
+SHOWN_FIRST = {State.FAILED: 0, State.RUNNING: 1, State.DONE: 2, State.UNCHANGED: 2, State.SKIPPED: 2, State.WAITING: 3}
+
+
+# The most of a step's detail a terminal-fitted table shows (the rest of the row must stay on one line).
+FITTED_DETAIL = 60
+
+
+def shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def progress_header(rows: list[ProgressRow], title: str, seconds: float) -> str:
+    """The title with the counts of each state and the time so far: "up: s · 3 done, 2 running · 12s"."""
+    counts = outcome_counts(rows)
+    return f"{title} · {counts} · {seconds:.0f}s" if counts else f"{title} · {seconds:.0f}s"
+
+
+def rows_in_view(rows: list[ProgressRow], height: int | None) -> tuple[list[ProgressRow], int]:
+    """The rows that fit `height` lines (all when None), in their order, and how many finished ones are left
+    out: failed and running rows always show, then the most recently finished, then waiting ones."""
+    room = len(rows) if height is None else max(1, height - TABLE_OVERHEAD)
+    if len(rows) <= room:
+        return rows, 0
+    # stable: within a rank the later row (the more recent change) wins a place
+    ranked = sorted(range(len(rows)), key=lambda i: (SHOWN_FIRST[rows[i].state], -i))
+    keep = set(ranked[:room])
+    return [row for i, row in enumerate(rows) if i in keep], len(rows) - len(keep)
+
+
+def progress_table(
+    rows: Iterable[ProgressRow], now: float, title: str, height: int | None = None, seconds: float | None = None
+) -> Table:
+    """The live progress of up or down, fitted to `height` lines (the terminal's) when given."""
+    everything = list(rows)
+    shown, hidden = rows_in_view(everything, height)
+    heading = progress_header(everything, title, seconds) if seconds is not None else title
+    caption = f"… and {hidden} more finished or waiting (not shown: the terminal is too short)" if hidden else None
+    table = Table(title=heading, title_justify="left", expand=False, caption=caption, caption_justify="left")
+    widths = {
+        "resource": max((len(r.key) for r in shown), default=8),
+        "kind": max((len(r.label) for r in shown), default=4),
+        "state": 9,
+        "time": 7,
+    }
     for column in ("resource", "kind", "state", "time", "details"):
-        table.add_column(column)
-    for row in rows:
+        # fitted to the terminal, a row is one line: a long detail is cut, never the key or the state
+        # (failures are reported in full once the run ends)
+        table.add_column(column, no_wrap=height is not None, overflow="ellipsis", min_width=widths.get(column))
+    for row in shown:
         table.add_row(
             Text(row.key),
             Text(row.label, style="dim"),
             Text(row.state.value, style=STATE_STYLE[row.state]),
             Text(_elapsed(row, now), justify="right"),
-            Text(row.detail),
+            Text(row.detail if height is None else shortened(row.detail, FITTED_DETAIL)),
         )
     return table
 

@@ -180,6 +180,7 @@ class Progress:
         self.labels = dict(labels)
         self.rows: dict[str, ProgressRow] = {}
         self.lock = threading.Lock()
+        self.started = time.monotonic()
 
     def __call__(self, event: Event) -> None:
         now = time.monotonic()
@@ -207,4 +208,6 @@ class Progress:
     def __rich__(self) -> RenderableType:
         with self.lock:
             rows = list(self.rows.values())
-        return progress_table(rows, time.monotonic(), self.title)
+        now = time.monotonic()
+        height = self.ui.console.size.height
+        return progress_table(rows, now, self.title, height=height, seconds=now - self.started)

@@ -140,3 +140,25 @@ def test_stack_outputs_name_every_endpoint_and_the_ssh_command() -> None:
         "SSH to MongoDB": "ssh -i ~/.ssh/ops.pem -J ec2-user@203.0.113.9 ec2-user@10.0.20.5",
     }
     assert stack_outputs({}) == []
+
+
+def test_the_live_progress_fits_a_short_terminal_and_keeps_failures_and_running_steps_in_view() -> None:
+    rows = [
+        ProgressRow(f"failed.{i}", "thing", State.FAILED, "AccessDenied: " + "x" * 200, elapsed=1.0) for i in range(3)
+    ]
+    rows += [ProgressRow(f"done.{i}", "thing", State.DONE, f"created thing-{i}", elapsed=1.0) for i in range(40)]
+    rows += [ProgressRow(f"running.{i}", "thing", State.RUNNING, "", started=5.0) for i in range(2)]
+    rows += [ProgressRow(f"waiting.{i}", "thing", State.WAITING) for i in range(5)]
+    console = Console(record=True, width=80, height=24, force_terminal=False)
+    console.print(progress_table(rows, now=10.0, title="up: s", height=24, seconds=83.4))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24
+    text = "\n".join(lines)
+    assert "up: s · 3 failed, 40 done, 2 running, 5 waiting · 83s" in text
+    assert all(f"failed.{i}" in text for i in range(3)) and all(f"running.{i}" in text for i in range(2))
+    assert "done.39" in text and "done.0 " not in text  # the latest finished fill the room left
+    hidden = 50 - sum(1 for line in lines if line.startswith("│") and "thing" in line)
+    assert f"… and {hidden} more finished or waiting" in text
+    # where everything fits, nothing is left out
+    everything = render(progress_table(rows[:10], now=10.0, title="up: s", height=40, seconds=1.0))
+    assert "more finished" not in everything and "done.6" in everything

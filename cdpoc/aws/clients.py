@@ -151,6 +151,7 @@ class ClientFactory:
         # first "who are we" (cdpoc.aws.account.caller_identity).
         self.identity: dict[str, str] | None = None
         self._probe_lock = threading.Lock()
+        self._probing = threading.local()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls: list[tuple[str, str]] = []
@@ -159,6 +160,7 @@ class ClientFactory:
         self._bookkeeping = threading.local()
         # Every API call is counted (service, operation): budgets and "no mutating call" are testable.
         self.session.events.register("before-call", self._count)
+        self.session.events.register("before-call", self._reachable)
         if on_call is not None:
             self._observe(on_call)
         self.config = Config(
@@ -185,13 +187,18 @@ class ClientFactory:
                 "AWS_SECRET_ACCESS_KEY. For the local sandbox any values work (see `cdpoc sandbox`).",
             )
 
-    def _reachable(self) -> None:
-        """Before the first client of the run: the quick probe (a command that needs no AWS call makes none)."""
-        if self.identity is not None:
+    def _reachable(self, **_: Any) -> None:
+        """Before the run's first AWS call (a botocore before-call handler): the quick probe. A command that
+        makes no call makes no probe; an error raised here ends that first call."""
+        if self.identity is not None or getattr(self._probing, "on", False):
             return
         with self._probe_lock:
             if self.identity is None:
-                self.identity = self._who_are_we()
+                self._probing.on = True
+                try:
+                    self.identity = self._who_are_we()
+                finally:
+                    self._probing.on = False
 
     def _where(self) -> str:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or f"AWS in {self.region}"
@@ -271,7 +278,6 @@ class ClientFactory:
             return [(s, op) for s, op in self.calls if is_mutating(op)]
 
     def client(self, service: str) -> Any:
-        self._reachable()
         with self._lock:
             if service not in self._clients:
                 self._clients[service] = self.session.client(  # type: ignore[call-overload]
