@@ -22,10 +22,12 @@ from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, DependencyViolation, Handle
 from cdpoc.context import Context
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Observed, Plan
+from cdpoc.model import Action, Observed, Plan, Step
 from cdpoc.planner import make_plan
+from cdpoc.spec import Ref, declare
 from cdpoc.stack import network, security
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.security import NaclEntry
 from cdpoc.sweeper import find_everything, sweep
 
 OPERATOR = "203.0.113.7/32"
@@ -109,6 +111,14 @@ def ingress_of(group: Mapping[str, Any]) -> set[tuple[Any, ...]]:
 
 def actions(result: Plan) -> dict[str, Action]:
     return {s.resource.key: s.action for s in result.steps}
+
+
+def step(result: Plan, key: str) -> Step:
+    return next(s for s in result.steps if s.resource.key == key)
+
+
+def texts(result: Plan, key: str) -> list[str]:
+    return [c.text for c in step(result, key).changes]
 
 
 @pytest.fixture
@@ -361,6 +371,18 @@ def test_changed_operator_cidr_replaces_the_rules_in_place(aws: None, make_conte
     ctx = make_context(operator={"ssh_cidr": "198.51.100.0/24"})
     changed = plan(ctx)
     assert {k for k, a in actions(changed).items() if a is not Action.NONE} == {"nacl.bastion", "sg.bastion"}
+    # Each entry at its rule number, with the value AWS has and the one declared.
+    assert texts(changed, "nacl.bastion") == [
+        f"ingress[100]: allow tcp 22 {OPERATOR} → allow tcp 22 198.51.100.0/24",
+        f"egress[130]: allow tcp 1024-65535 {OPERATOR} → allow tcp 1024-65535 198.51.100.0/24",
+    ]
+    [ssh] = [c for c in step(changed, "nacl.bastion").changes if c.field == "ingress[100]"]
+    assert ssh.old == NaclEntry(100, "6", "allow", OPERATOR, (22, 22))
+    assert ssh.new == NaclEntry(100, "6", "allow", "198.51.100.0/24", (22, 22))
+    assert texts(changed, "sg.bastion") == [
+        "ingress[tcp 22, 198.51.100.0/24]: (none) → tcp 22, 198.51.100.0/24 (SSH from the operator)",
+        f"ingress[tcp 22, {OPERATOR}]: tcp 22, {OPERATOR} → (none)",
+    ]
     calls = record(
         ctx,
         "ReplaceNetworkAclEntry",
@@ -432,6 +454,23 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
         "endpoint.s3",
     }
     assert all(c.in_place for s in drifted.steps for c in s.changes)
+    # What the plan prints: each entry, rule, association and route table with both values.
+    bastion_net = ctx.settings.network.bastion_subnet
+    assert texts(drifted, "nacl.app") == [
+        f"ingress[110]: (none) → allow tcp 22 {bastion_net}",
+        "ingress[120]: allow all 0.0.0.0/0 → allow tcp 1024-65535 0.0.0.0/0",
+        "egress[500]: allow tcp 22 0.0.0.0/0 → (none)",
+    ]
+    assert texts(drifted, "nacl.data") == [f"subnets[subnet.data.b]: (none) → {done['subnet.data.b'].id}"]
+    bastion_sg = done["sg.bastion"].id
+    assert texts(drifted, "sg.data") == [
+        f"ingress[tcp 22, {bastion_sg}]: (none) → tcp 22, {bastion_sg} (SSH from the bastion)"
+    ]
+    assert texts(drifted, "sg.alb") == ["ingress[tcp 443, 0.0.0.0/0]: tcp 443, 0.0.0.0/0 → (none)"]
+    assert texts(drifted, "endpoint.s3") == [
+        f"route_tables[rt.private.b]: (none) → {done['rt.private.b'].id}",
+        f"route_tables[{stray}]: {stray} → (none)",
+    ]
     calls = record(
         ctx,
         "ReplaceNetworkAclEntry",
@@ -472,6 +511,147 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
     endpoint = client.describe_vpc_endpoints(VpcEndpointIds=[done["endpoint.s3"].id])["VpcEndpoints"][0]
     assert set(endpoint["RouteTableIds"]) == {done["rt.private.a"].id, done["rt.private.b"].id}
     assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+# -- what the declarations no longer want ------------------------------------------------------------------
+
+
+def with_spec(graph: Graph, key: str, **fields: Any) -> Graph:
+    """The graph with one resource's spec changed (as a later version of the declarations would)."""
+    res = graph[key]
+    assert res.spec is not None
+    changed = declare(res.key, res.name, replace(res.spec, **fields))
+    return Graph.of([changed if r.key == key else r for r in graph.order()])
+
+
+def test_entries_and_rules_nobody_declares_any_more_are_removed(
+    aws: None, make_context: Callable[..., Context]
+) -> None:
+    """The operator's SSH CIDR is dropped: its ACL entries and its group rule go, and nothing else moves."""
+    up(make_context(operator={"ssh_cidr": OPERATOR}))
+    ctx = make_context()
+    stale = plan(ctx)
+    assert {k for k, a in actions(stale).items() if a is not Action.NONE} == {"nacl.bastion", "sg.bastion"}
+    assert texts(stale, "nacl.bastion") == [
+        f"ingress[100]: allow tcp 22 {OPERATOR} → (none)",
+        f"egress[130]: allow tcp 1024-65535 {OPERATOR} → (none)",
+    ]
+    [ssh] = step(stale, "nacl.bastion").changes[:1]
+    assert (ssh.field, ssh.old, ssh.new, ssh.in_place) == (
+        "ingress[100]",
+        NaclEntry(100, "6", "allow", OPERATOR, (22, 22)),
+        None,
+        True,
+    )
+    assert texts(stale, "sg.bastion") == [f"ingress[tcp 22, {OPERATOR}]: tcp 22, {OPERATOR} → (none)"]
+    calls = record(
+        ctx,
+        "ReplaceNetworkAclEntry",
+        "CreateNetworkAclEntry",
+        "DeleteNetworkAclEntry",
+        "AuthorizeSecurityGroupIngress",
+        "RevokeSecurityGroupIngress",
+    )
+    done = apply_plan(ctx.run, stale, HANDLERS)
+
+    assert sorted((op, p.get("RuleNumber"), p.get("Egress")) for op, p in calls) == [
+        ("DeleteNetworkAclEntry", 100, False),
+        ("DeleteNetworkAclEntry", 130, True),
+        ("RevokeSecurityGroupIngress", None, None),
+    ]
+    acl = ec2(ctx).describe_network_acls(NetworkAclIds=[done["nacl.bastion"].id])["NetworkAcls"][0]
+    declared = graph_of(ctx)["nacl.bastion"].props
+    assert aws_entries(acl, egress=False) == declared_entries(declared["ingress"])
+    assert aws_entries(acl, egress=True) == declared_entries(declared["egress"])
+    assert aws_group(ctx, done["sg.bastion"].id)["IpPermissions"] == []
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_route_tables_and_subnets_nobody_declares_any_more_are_released(ctx: Context) -> None:
+    """The endpoint no longer serves one private route table, the app ACL no longer takes one subnet: the
+    plan shows both with their ids, `up` removes the route table and hands the subnet back to the VPC's
+    default ACL (every subnet has exactly one), and the next plan is clean."""
+    done = up(ctx)
+    table_b, subnet_b = done["rt.private.b"].id, done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "endpoint.s3", route_tables=(Ref("rt.private.a"),))
+    graph = with_spec(graph, "nacl.app", subnets=(Ref("subnet.app.a"),))
+    stale = make_plan(ctx.run, graph, HANDLERS)
+    assert {k for k, a in actions(stale).items() if a is not Action.NONE} == {"endpoint.s3", "nacl.app"}
+    assert texts(stale, "endpoint.s3") == [f"route_tables[{table_b}]: {table_b} → (none)"]
+    assert texts(stale, "nacl.app") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    calls = record(ctx, "ModifyVpcEndpoint", "ReplaceNetworkAclAssociation")
+    apply_plan(ctx.run, stale, HANDLERS)
+
+    client = ec2(ctx)
+    default_acl = client.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [done["vpc"].id]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"][0]
+    assert [op for op, _ in calls] == ["ModifyVpcEndpoint", "ReplaceNetworkAclAssociation"]
+    assert calls[0][1] == {"VpcEndpointId": done["endpoint.s3"].id, "RemoveRouteTableIds": [table_b]}
+    assert calls[1][1]["NetworkAclId"] == default_acl["NetworkAclId"]
+    endpoint = client.describe_vpc_endpoints(VpcEndpointIds=[done["endpoint.s3"].id])["VpcEndpoints"][0]
+    assert endpoint["RouteTableIds"] == [done["rt.private.a"].id]
+    app_acl = client.describe_network_acls(NetworkAclIds=[done["nacl.app"].id])["NetworkAcls"][0]
+    assert [a["SubnetId"] for a in app_acl["Associations"]] == [done["subnet.app.a"].id]
+    assert subnet_b in {a["SubnetId"] for a in default_acl["Associations"]}
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+
+def test_a_subnet_moved_to_another_acl_ends_on_it_whichever_acl_goes_first(ctx: Context) -> None:
+    """One plan releases the subnet from one ACL and gives it to another; the two steps run in either
+    order (no edge between them), and both orders end with the subnet on the new ACL only."""
+    done = up(ctx)
+    subnet_b = done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "nacl.app", subnets=(Ref("subnet.app.a"),))
+    graph = with_spec(graph, "nacl.data", subnets=(Ref("subnet.data.a"), Ref("subnet.data.b"), Ref("subnet.app.b")))
+    moved = make_plan(ctx.run, graph, HANDLERS)
+    assert texts(moved, "nacl.app") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    assert texts(moved, "nacl.data") == [f"subnets[subnet.app.b]: (none) → {subnet_b}"]
+    handler = HANDLERS["network_acl"]
+    app, data = step(moved, "nacl.app"), step(moved, "nacl.data")
+    # The data ACL first: the app ACL then finds the subnet gone and leaves it alone.
+    assert data.found is not None and app.found is not None
+    handler.update(ctx.run, data.resource, data.found, done, data.changes)
+    handler.update(ctx.run, app.resource, app.found, done, app.changes)
+    client = ec2(ctx)
+
+    def acl_of(subnet_id: str) -> str:
+        [acl] = client.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+            "NetworkAcls"
+        ]
+        return str(acl["NetworkAclId"])
+
+    assert acl_of(subnet_b) == done["nacl.data"].id
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+    # Back, the other way round: the ACL that lets it go runs first (to the default), then the app ACL takes it.
+    back = make_plan(ctx.run, graph_of(ctx), HANDLERS)
+    app, data = step(back, "nacl.app"), step(back, "nacl.data")
+    assert data.found is not None and app.found is not None
+    assert texts(back, "nacl.data") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    handler.update(ctx.run, data.resource, data.found, done, data.changes)
+    handler.update(ctx.run, app.resource, app.found, done, app.changes)
+    assert acl_of(subnet_b) == done["nacl.app"].id
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_what_aws_cannot_change_in_place_is_a_conflict(ctx: Context) -> None:
+    """A group's description and an endpoint's service have no Modify call: the plan refuses them."""
+    done = up(ctx)
+    graph = with_spec(graph_of(ctx), "sg.app", description="cdpoc t1: something else")
+    graph = with_spec(graph, "endpoint.s3", service="com.amazonaws.us-east-1.dynamodb")
+    refused = make_plan(ctx.run, graph, HANDLERS)
+    assert {k for k, a in actions(refused).items() if a is not Action.NONE} == {"sg.app", "endpoint.s3"}
+    assert actions(refused)["sg.app"] is Action.CONFLICT and actions(refused)["endpoint.s3"] is Action.CONFLICT
+    [description] = step(refused, "sg.app").changes
+    assert (description.field, description.in_place) == ("description", False)
+    assert description.text == "description: cdpoc t1: application instances → cdpoc t1: something else"
+    assert texts(refused, "endpoint.s3") == ["service: com.amazonaws.us-east-1.s3 → com.amazonaws.us-east-1.dynamodb"]
+    before = len(ctx.clients.mutating_calls())
+    with pytest.raises(ConflictError, match="description: cdpoc t1: application instances"):
+        apply_plan(ctx.run, refused, HANDLERS)
+    assert ctx.clients.mutating_calls()[before:] == []
+    assert aws_group(ctx, done["sg.app"].id)["Description"] == "cdpoc t1: application instances"
 
 
 # -- adoption ------------------------------------------------------------------------------------------------
