@@ -22,12 +22,12 @@ from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, DependencyViolation, Handle
 from cdpoc.context import Context
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Observed, Plan, Step
+from cdpoc.model import Action, Observed, Plan, Resource, Step
 from cdpoc.planner import make_plan
-from cdpoc.spec import Ref, declare
+from cdpoc.spec import Ref, declare, spec_of
 from cdpoc.stack import network, security
 from cdpoc.stack.names import StackNames
-from cdpoc.stack.specs.security import NaclEntry
+from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, VpcEndpointSpec
 from cdpoc.sweeper import find_everything, sweep
 
 OPERATOR = "203.0.113.7/32"
@@ -93,8 +93,12 @@ def aws_entries(acl: Mapping[str, Any], egress: bool) -> set[tuple[Any, ...]]:
     }
 
 
+def acl_spec(res: Resource) -> NetworkAclSpec:
+    return spec_of(res, NetworkAclSpec)
+
+
 def declared_entries(rules: Any) -> set[tuple[Any, ...]]:
-    return {(r["number"], r["protocol"], r["action"], r["cidr"], r["ports"]) for r in rules}
+    return {(r.number, r.protocol, r.action, r.cidr, r.ports) for r in rules}
 
 
 def aws_group(ctx: Context, group_id: str) -> dict[str, Any]:
@@ -200,14 +204,14 @@ FLOWS: dict[str, list[tuple[str, str, int, bool]]] = {
 
 def verdict(rules: Any, address: str, port: int) -> bool:
     """How AWS evaluates a NACL for one TCP packet: the lowest-numbered matching rule wins, else deny."""
-    for rule in sorted(rules, key=lambda r: r["number"]):
-        low, high = rule["ports"] or (0, 65535)
+    for rule in sorted(rules, key=lambda r: r.number):
+        low, high = rule.ports or (0, 65535)
         if (
-            rule["protocol"] in (security.TCP, "-1")
+            rule.protocol in (security.TCP, "-1")
             and low <= port <= high
-            and ipaddress.ip_address(address) in ipaddress.ip_network(rule["cidr"])
+            and ipaddress.ip_address(address) in ipaddress.ip_network(rule.cidr)
         ):
-            return bool(rule["action"] == "allow")
+            return bool(rule.action == "allow")
     return False
 
 
@@ -218,7 +222,7 @@ def test_each_tier_allows_only_the_traffic_it_needs(make_context: Callable[..., 
     wrong = [
         (direction, address, port, allowed)
         for direction, address, port, allowed in FLOWS[key]
-        if verdict(acl.props[direction], address, port) is not allowed
+        if verdict(getattr(acl_spec(acl), direction), address, port) is not allowed
     ]
     assert not wrong, f"{key}: expected verdicts not met for {wrong}"
 
@@ -232,14 +236,14 @@ def test_no_acl_allows_everything_and_rule_numbers_are_valid(make_context: Calla
     ]
     assert sorted(r.key for r in acls) == sorted(TIER_SUBNETS)
     for acl in acls:
-        assert acl.props["subnets"] == TIER_SUBNETS[acl.key]
+        assert tuple(ref.key for ref in acl_spec(acl).subnets) == TIER_SUBNETS[acl.key]
         for direction in ("ingress", "egress"):
-            rules = acl.props[direction]
-            numbers = [r["number"] for r in rules]
+            rules = getattr(acl_spec(acl), direction)
+            numbers = [r.number for r in rules]
             assert len(numbers) == len(set(numbers)) and all(1 <= n <= 32766 for n in numbers)
             for rule in rules:
-                assert rule["protocol"] != "-1", f"{acl.key} {direction} allows every protocol: {rule}"
-                assert rule["ports"] != (0, 65535)
+                assert rule.protocol != "-1", f"{acl.key} {direction} allows every protocol: {rule}"
+                assert rule.ports != (0, 65535)
 
 
 def test_security_groups_reference_each_other_as_the_issue_says(make_context: Callable[..., Context]) -> None:
@@ -247,7 +251,8 @@ def test_security_groups_reference_each_other_as_the_issue_says(make_context: Ca
     groups = {r.key: r for r in security.declare(StackNames(settings, ("us-east-1a", "us-east-1b"), ACCOUNT))}
 
     def sources(key: str) -> set[tuple[Any, str]]:
-        return {(r["ports"], r.get("group") or r["cidr"]) for r in groups[key].props["ingress"]}
+        spec = spec_of(groups[key], SecurityGroupSpec)
+        return {(r.ports, r.group.key if r.group else r.cidr) for r in spec.ingress}
 
     assert sources("sg.alb") == {((80, 80), "0.0.0.0/0")}
     assert sources("sg.app") == {((80, 80), "sg.alb"), ((22, 22), "sg.bastion")}
@@ -255,7 +260,7 @@ def test_security_groups_reference_each_other_as_the_issue_says(make_context: Ca
     assert sources("sg.data") == {((27017, 27017), "sg.app"), ((22, 22), "sg.bastion")}
     assert set(groups["sg.app"].depends_on) == {"vpc", "sg.alb", "sg.bastion"}
     assert set(groups["sg.data"].depends_on) == {"vpc", "sg.app", "sg.bastion"}
-    assert groups["endpoint.s3"].props["service"] == "com.amazonaws.us-east-1.s3"
+    assert spec_of(groups["endpoint.s3"], VpcEndpointSpec).service == "com.amazonaws.us-east-1.s3"
 
 
 # -- up ------------------------------------------------------------------------------------------------
@@ -272,8 +277,8 @@ def test_up_builds_acls_groups_and_endpoint_exactly_as_declared(ctx: Context) ->
         tags = tag_map(acl["Tags"])
         key = tags[COMPONENT_TAG]
         assert tags[STACK_TAG] == "t1" and tags["Name"] == graph[key].name
-        assert aws_entries(acl, egress=False) == declared_entries(graph[key].props["ingress"])
-        assert aws_entries(acl, egress=True) == declared_entries(graph[key].props["egress"])
+        assert aws_entries(acl, egress=False) == declared_entries(acl_spec(graph[key]).ingress)
+        assert aws_entries(acl, egress=True) == declared_entries(acl_spec(graph[key]).egress)
         assert not [e for e in acl["Entries"] if e["Protocol"] == "-1" and e["RuleAction"] == "allow"]
         assert {a["SubnetId"] for a in acl["Associations"]} == {done[s].id for s in TIER_SUBNETS[key]}
 
@@ -502,8 +507,8 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
 
     graph = graph_of(ctx)
     acl = client.describe_network_acls(NetworkAclIds=[app_acl])["NetworkAcls"][0]
-    assert aws_entries(acl, egress=False) == declared_entries(graph["nacl.app"].props["ingress"])
-    assert aws_entries(acl, egress=True) == declared_entries(graph["nacl.app"].props["egress"])
+    assert aws_entries(acl, egress=False) == declared_entries(acl_spec(graph["nacl.app"]).ingress)
+    assert aws_entries(acl, egress=True) == declared_entries(acl_spec(graph["nacl.app"]).egress)
     data_acl = client.describe_network_acls(NetworkAclIds=[done["nacl.data"].id])["NetworkAcls"][0]
     assert {a["SubnetId"] for a in data_acl["Associations"]} == {done["subnet.data.a"].id, done["subnet.data.b"].id}
     assert ("tcp", 22, 22, done["sg.bastion"].id) in ingress_of(aws_group(ctx, done["sg.data"].id))
@@ -560,9 +565,9 @@ def test_entries_and_rules_nobody_declares_any_more_are_removed(
         ("RevokeSecurityGroupIngress", None, None),
     ]
     acl = ec2(ctx).describe_network_acls(NetworkAclIds=[done["nacl.bastion"].id])["NetworkAcls"][0]
-    declared = graph_of(ctx)["nacl.bastion"].props
-    assert aws_entries(acl, egress=False) == declared_entries(declared["ingress"])
-    assert aws_entries(acl, egress=True) == declared_entries(declared["egress"])
+    declared = acl_spec(graph_of(ctx)["nacl.bastion"])
+    assert aws_entries(acl, egress=False) == declared_entries(declared.ingress)
+    assert aws_entries(acl, egress=True) == declared_entries(declared.egress)
     assert aws_group(ctx, done["sg.bastion"].id)["IpPermissions"] == []
     assert set(actions(plan(ctx)).values()) == {Action.NONE}
 
