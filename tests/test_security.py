@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -638,6 +639,45 @@ def test_a_subnet_moved_to_another_acl_ends_on_it_whichever_acl_goes_first(ctx: 
     handler.update(ctx.run, app.resource, app.found, done, app.changes)
     assert acl_of(subnet_b) == done["nacl.app"].id
     assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_a_subnet_released_while_another_acl_takes_it_still_ends_on_that_acl(ctx: Context) -> None:
+    """The interleaving the parallel executor allows: the taking ACL reads the subnet's association, the
+    releasing ACL then hands it to the default ACL, and the taker's ReplaceNetworkAclAssociation names an
+    association that is gone (InvalidAssociationID.NotFound). It takes the subnet from the default ACL."""
+    done = up(ctx)
+    subnet_b = done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "nacl.app", subnets=(Ref("subnet.app.a"),))
+    graph = with_spec(graph, "nacl.data", subnets=(Ref("subnet.data.a"), Ref("subnet.data.b"), Ref("subnet.app.b")))
+    moved = make_plan(ctx.run, graph, HANDLERS)
+    client = ec2(ctx)
+    default_acl = client.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [done["vpc"].id]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"][0]["NetworkAclId"]
+    other = boto3.client("ec2", region_name="us-east-1")  # the releasing step's own client
+    released: list[str] = []
+
+    def release_first(params: dict[str, Any], **_: Any) -> None:
+        if not released and params["NetworkAclId"] == done["nacl.data"].id:
+            released.append(params["AssociationId"])
+            other.replace_network_acl_association(AssociationId=params["AssociationId"], NetworkAclId=default_acl)
+
+    client.meta.events.register("provide-client-params.ec2.ReplaceNetworkAclAssociation", release_first)
+    data = step(moved, "nacl.data")
+    assert data.found is not None
+    taken = HANDLERS["network_acl"].update(ctx.run, data.resource, data.found, done, data.changes)
+
+    assert released, "the interleaving did not happen"
+    [acl] = client.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_b]}])[
+        "NetworkAcls"
+    ]
+    assert acl["NetworkAclId"] == done["nacl.data"].id
+    assert taken.attrs["associations"][subnet_b] != released[0]
+    # The releasing step then finds the subnet gone from its ACL and leaves it where it is.
+    app = step(moved, "nacl.app")
+    assert app.found is not None
+    HANDLERS["network_acl"].update(ctx.run, app.resource, app.found, done, app.changes)
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
 
 
 def test_what_aws_cannot_change_in_place_is_a_conflict(ctx: Context) -> None:

@@ -415,21 +415,45 @@ class NetworkAclHandler(Handler):
             ]
         previous = {a["SubnetId"]: a["NetworkAclAssociationId"] for acl in current for a in acl.get("Associations", [])}
         for subnet_id in missing:
-            if subnet_id not in previous:
+            associations[subnet_id] = self._take(run, found.id, subnet_id, previous.get(subnet_id))
+        return associations
+
+    def _take(self, run: AwsRun, acl_id: str, subnet_id: str, association: str | None) -> str:
+        """Replace the subnet's association (with whichever ACL it has) by one with this ACL.
+
+        An association that is gone by then means the subnet moved: either a lost answer's first attempt
+        moved it here already, or the ACL it leaves released it to the VPC's default in the same `up`
+        (the two steps run in parallel); then take it from where it is now, once."""
+        retried = False
+        while True:
+            if association is None:
                 raise AwsError(f"subnet {subnet_id} has no network ACL association to replace")
             try:
-                with aws_errors(f"associating {subnet_id} with {found.id}"):
-                    reply = ec2.replace_network_acl_association(
-                        AssociationId=previous[subnet_id], NetworkAclId=found.id
-                    )
-                associations[subnet_id] = reply["NewAssociationId"]
+                with aws_errors(f"associating {subnet_id} with {acl_id}"):
+                    reply = _ec2(run).replace_network_acl_association(AssociationId=association, NetworkAclId=acl_id)
+                return str(reply["NewAssociationId"])
             except AwsError as exc:
-                # A retry after a lost answer names the association the first attempt already replaced.
-                moved = self._association(run, found.id, subnet_id)
-                if not (caused_by(exc, "InvalidAssociationID.NotFound") and moved):
+                if not caused_by(exc, "InvalidAssociationID.NotFound"):
                     raise
-                associations[subnet_id] = moved
-        return associations
+                moved = self._association(run, acl_id, subnet_id)
+                if moved:
+                    return moved
+                if retried:
+                    raise
+                retried = True
+                association = self._current_association(run, subnet_id)
+
+    def _current_association(self, run: AwsRun, subnet_id: str) -> str | None:
+        """The id of the subnet's association with whichever ACL it has now."""
+        with aws_errors(f"finding the network ACL of {subnet_id}"):
+            acls = _ec2(run).describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+                "NetworkAcls"
+            ]
+        for acl in acls:
+            for association in acl.get("Associations", []):
+                if association.get("SubnetId") == subnet_id:
+                    return str(association["NetworkAclAssociationId"])
+        return None
 
     def _release(self, run: AwsRun, found: Observed, subnet_ids: list[str]) -> None:
         """Hand subnets this ACL should not have back to the VPC's default ACL. An association that is gone
