@@ -28,7 +28,7 @@ from cdpoc.planner import make_plan
 from cdpoc.spec import Ref, declare, spec_of
 from cdpoc.stack import network, security
 from cdpoc.stack.names import StackNames
-from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, VpcEndpointSpec
+from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, SgRule, VpcEndpointSpec
 from cdpoc.sweeper import find_everything, sweep
 
 OPERATOR = "203.0.113.7/32"
@@ -678,6 +678,35 @@ def test_a_subnet_released_while_another_acl_takes_it_still_ends_on_that_acl(ctx
     assert app.found is not None
     HANDLERS["network_acl"].update(ctx.run, app.resource, app.found, done, app.changes)
     assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+
+def test_a_rule_from_a_group_still_to_be_made_is_planned_by_key_and_authorized_with_its_new_id(
+    ctx: Context,
+) -> None:
+    """The load balancer's group was deleted by hand (after the rule naming it, as AWS requires): the plan
+    names the source by its key, and `up` authorizes it with the id of the group it has just made."""
+    done = up(ctx)
+    client = ec2(ctx)
+    app_rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [done["sg.app"].id]}])
+    from_alb = [
+        r["SecurityGroupRuleId"]
+        for r in app_rules["SecurityGroupRules"]
+        if r.get("ReferencedGroupInfo", {}).get("GroupId") == done["sg.alb"].id
+    ]
+    client.revoke_security_group_ingress(GroupId=done["sg.app"].id, SecurityGroupRuleIds=from_alb)
+    client.delete_security_group(GroupId=done["sg.alb"].id)
+
+    again = plan(ctx)
+    assert actions(again)["sg.alb"] is Action.CREATE and actions(again)["sg.app"] is Action.UPDATE
+    item = "ingress[tcp 80, (sg.alb to be created)]"
+    assert texts(again, "sg.app") == [f"{item}: (none) → tcp 80, (sg.alb to be created) (HTTP from the load balancer)"]
+    [change] = step(again, "sg.app").changes
+    assert change.new == SgRule("tcp", (80, 80), "HTTP from the load balancer", group=Ref("sg.alb"))
+    remade = apply_plan(ctx.run, again, HANDLERS)
+
+    assert remade["sg.alb"].id != done["sg.alb"].id
+    assert ("tcp", 80, 80, remade["sg.alb"].id) in ingress_of(aws_group(ctx, done["sg.app"].id))
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
 
 
 def test_what_aws_cannot_change_in_place_is_a_conflict(ctx: Context) -> None:
