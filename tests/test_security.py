@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -22,10 +23,12 @@ from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, DependencyViolation, Handle
 from cdpoc.context import Context
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.graph import Graph
-from cdpoc.model import Action, Observed, Plan
+from cdpoc.model import Action, Observed, Plan, Resource, Step
 from cdpoc.planner import make_plan
+from cdpoc.spec import Ref, declare, spec_of
 from cdpoc.stack import network, security
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, SgRule, VpcEndpointSpec
 from cdpoc.sweeper import find_everything, sweep
 
 OPERATOR = "203.0.113.7/32"
@@ -91,8 +94,12 @@ def aws_entries(acl: Mapping[str, Any], egress: bool) -> set[tuple[Any, ...]]:
     }
 
 
+def acl_spec(res: Resource) -> NetworkAclSpec:
+    return spec_of(res, NetworkAclSpec)
+
+
 def declared_entries(rules: Any) -> set[tuple[Any, ...]]:
-    return {(r["number"], r["protocol"], r["action"], r["cidr"], r["ports"]) for r in rules}
+    return {(r.number, r.protocol, r.action, r.cidr, r.ports) for r in rules}
 
 
 def aws_group(ctx: Context, group_id: str) -> dict[str, Any]:
@@ -109,6 +116,14 @@ def ingress_of(group: Mapping[str, Any]) -> set[tuple[Any, ...]]:
 
 def actions(result: Plan) -> dict[str, Action]:
     return {s.resource.key: s.action for s in result.steps}
+
+
+def step(result: Plan, key: str) -> Step:
+    return next(s for s in result.steps if s.resource.key == key)
+
+
+def texts(result: Plan, key: str) -> list[str]:
+    return [c.text for c in step(result, key).changes]
 
 
 @pytest.fixture
@@ -190,14 +205,14 @@ FLOWS: dict[str, list[tuple[str, str, int, bool]]] = {
 
 def verdict(rules: Any, address: str, port: int) -> bool:
     """How AWS evaluates a NACL for one TCP packet: the lowest-numbered matching rule wins, else deny."""
-    for rule in sorted(rules, key=lambda r: r["number"]):
-        low, high = rule["ports"] or (0, 65535)
+    for rule in sorted(rules, key=lambda r: r.number):
+        low, high = rule.ports or (0, 65535)
         if (
-            rule["protocol"] in (security.TCP, "-1")
+            rule.protocol in (security.TCP, "-1")
             and low <= port <= high
-            and ipaddress.ip_address(address) in ipaddress.ip_network(rule["cidr"])
+            and ipaddress.ip_address(address) in ipaddress.ip_network(rule.cidr)
         ):
-            return bool(rule["action"] == "allow")
+            return bool(rule.action == "allow")
     return False
 
 
@@ -208,7 +223,7 @@ def test_each_tier_allows_only_the_traffic_it_needs(make_context: Callable[..., 
     wrong = [
         (direction, address, port, allowed)
         for direction, address, port, allowed in FLOWS[key]
-        if verdict(acl.props[direction], address, port) is not allowed
+        if verdict(getattr(acl_spec(acl), direction), address, port) is not allowed
     ]
     assert not wrong, f"{key}: expected verdicts not met for {wrong}"
 
@@ -222,14 +237,14 @@ def test_no_acl_allows_everything_and_rule_numbers_are_valid(make_context: Calla
     ]
     assert sorted(r.key for r in acls) == sorted(TIER_SUBNETS)
     for acl in acls:
-        assert acl.props["subnets"] == TIER_SUBNETS[acl.key]
+        assert tuple(ref.key for ref in acl_spec(acl).subnets) == TIER_SUBNETS[acl.key]
         for direction in ("ingress", "egress"):
-            rules = acl.props[direction]
-            numbers = [r["number"] for r in rules]
+            rules = getattr(acl_spec(acl), direction)
+            numbers = [r.number for r in rules]
             assert len(numbers) == len(set(numbers)) and all(1 <= n <= 32766 for n in numbers)
             for rule in rules:
-                assert rule["protocol"] != "-1", f"{acl.key} {direction} allows every protocol: {rule}"
-                assert rule["ports"] != (0, 65535)
+                assert rule.protocol != "-1", f"{acl.key} {direction} allows every protocol: {rule}"
+                assert rule.ports != (0, 65535)
 
 
 def test_security_groups_reference_each_other_as_the_issue_says(make_context: Callable[..., Context]) -> None:
@@ -237,7 +252,8 @@ def test_security_groups_reference_each_other_as_the_issue_says(make_context: Ca
     groups = {r.key: r for r in security.declare(StackNames(settings, ("us-east-1a", "us-east-1b"), ACCOUNT))}
 
     def sources(key: str) -> set[tuple[Any, str]]:
-        return {(r["ports"], r.get("group") or r["cidr"]) for r in groups[key].props["ingress"]}
+        spec = spec_of(groups[key], SecurityGroupSpec)
+        return {(r.ports, r.group.key if r.group else r.cidr) for r in spec.ingress}
 
     assert sources("sg.alb") == {((80, 80), "0.0.0.0/0")}
     assert sources("sg.app") == {((80, 80), "sg.alb"), ((22, 22), "sg.bastion")}
@@ -245,7 +261,7 @@ def test_security_groups_reference_each_other_as_the_issue_says(make_context: Ca
     assert sources("sg.data") == {((27017, 27017), "sg.app"), ((22, 22), "sg.bastion")}
     assert set(groups["sg.app"].depends_on) == {"vpc", "sg.alb", "sg.bastion"}
     assert set(groups["sg.data"].depends_on) == {"vpc", "sg.app", "sg.bastion"}
-    assert groups["endpoint.s3"].props["service"] == "com.amazonaws.us-east-1.s3"
+    assert spec_of(groups["endpoint.s3"], VpcEndpointSpec).service == "com.amazonaws.us-east-1.s3"
 
 
 # -- up ------------------------------------------------------------------------------------------------
@@ -262,8 +278,8 @@ def test_up_builds_acls_groups_and_endpoint_exactly_as_declared(ctx: Context) ->
         tags = tag_map(acl["Tags"])
         key = tags[COMPONENT_TAG]
         assert tags[STACK_TAG] == "t1" and tags["Name"] == graph[key].name
-        assert aws_entries(acl, egress=False) == declared_entries(graph[key].props["ingress"])
-        assert aws_entries(acl, egress=True) == declared_entries(graph[key].props["egress"])
+        assert aws_entries(acl, egress=False) == declared_entries(acl_spec(graph[key]).ingress)
+        assert aws_entries(acl, egress=True) == declared_entries(acl_spec(graph[key]).egress)
         assert not [e for e in acl["Entries"] if e["Protocol"] == "-1" and e["RuleAction"] == "allow"]
         assert {a["SubnetId"] for a in acl["Associations"]} == {done[s].id for s in TIER_SUBNETS[key]}
 
@@ -361,6 +377,18 @@ def test_changed_operator_cidr_replaces_the_rules_in_place(aws: None, make_conte
     ctx = make_context(operator={"ssh_cidr": "198.51.100.0/24"})
     changed = plan(ctx)
     assert {k for k, a in actions(changed).items() if a is not Action.NONE} == {"nacl.bastion", "sg.bastion"}
+    # Each entry at its rule number, with the value AWS has and the one declared.
+    assert texts(changed, "nacl.bastion") == [
+        f"ingress[100]: allow tcp 22 {OPERATOR} → allow tcp 22 198.51.100.0/24",
+        f"egress[130]: allow tcp 1024-65535 {OPERATOR} → allow tcp 1024-65535 198.51.100.0/24",
+    ]
+    [ssh] = [c for c in step(changed, "nacl.bastion").changes if c.field == "ingress[100]"]
+    assert ssh.old == NaclEntry(100, "6", "allow", OPERATOR, (22, 22))
+    assert ssh.new == NaclEntry(100, "6", "allow", "198.51.100.0/24", (22, 22))
+    assert texts(changed, "sg.bastion") == [
+        "ingress[tcp 22, 198.51.100.0/24]: (none) → tcp 22, 198.51.100.0/24 (SSH from the operator)",
+        f"ingress[tcp 22, {OPERATOR}]: tcp 22, {OPERATOR} → (none)",
+    ]
     calls = record(
         ctx,
         "ReplaceNetworkAclEntry",
@@ -432,6 +460,23 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
         "endpoint.s3",
     }
     assert all(c.in_place for s in drifted.steps for c in s.changes)
+    # What the plan prints: each entry, rule, association and route table with both values.
+    bastion_net = ctx.settings.network.bastion_subnet
+    assert texts(drifted, "nacl.app") == [
+        f"ingress[110]: (none) → allow tcp 22 {bastion_net}",
+        "ingress[120]: allow all 0.0.0.0/0 → allow tcp 1024-65535 0.0.0.0/0",
+        "egress[500]: allow tcp 22 0.0.0.0/0 → (none)",
+    ]
+    assert texts(drifted, "nacl.data") == [f"subnets[subnet.data.b]: (none) → {done['subnet.data.b'].id}"]
+    bastion_sg = done["sg.bastion"].id
+    assert texts(drifted, "sg.data") == [
+        f"ingress[tcp 22, {bastion_sg}]: (none) → tcp 22, {bastion_sg} (SSH from the bastion)"
+    ]
+    assert texts(drifted, "sg.alb") == ["ingress[tcp 443, 0.0.0.0/0]: tcp 443, 0.0.0.0/0 → (none)"]
+    assert texts(drifted, "endpoint.s3") == [
+        f"route_tables[rt.private.b]: (none) → {done['rt.private.b'].id}",
+        f"route_tables[{stray}]: {stray} → (none)",
+    ]
     calls = record(
         ctx,
         "ReplaceNetworkAclEntry",
@@ -463,8 +508,8 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
 
     graph = graph_of(ctx)
     acl = client.describe_network_acls(NetworkAclIds=[app_acl])["NetworkAcls"][0]
-    assert aws_entries(acl, egress=False) == declared_entries(graph["nacl.app"].props["ingress"])
-    assert aws_entries(acl, egress=True) == declared_entries(graph["nacl.app"].props["egress"])
+    assert aws_entries(acl, egress=False) == declared_entries(acl_spec(graph["nacl.app"]).ingress)
+    assert aws_entries(acl, egress=True) == declared_entries(acl_spec(graph["nacl.app"]).egress)
     data_acl = client.describe_network_acls(NetworkAclIds=[done["nacl.data"].id])["NetworkAcls"][0]
     assert {a["SubnetId"] for a in data_acl["Associations"]} == {done["subnet.data.a"].id, done["subnet.data.b"].id}
     assert ("tcp", 22, 22, done["sg.bastion"].id) in ingress_of(aws_group(ctx, done["sg.data"].id))
@@ -472,6 +517,215 @@ def test_drift_is_repaired_in_place(ctx: Context) -> None:
     endpoint = client.describe_vpc_endpoints(VpcEndpointIds=[done["endpoint.s3"].id])["VpcEndpoints"][0]
     assert set(endpoint["RouteTableIds"]) == {done["rt.private.a"].id, done["rt.private.b"].id}
     assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+# -- what the declarations no longer want ------------------------------------------------------------------
+
+
+def with_spec(graph: Graph, key: str, **fields: Any) -> Graph:
+    """The graph with one resource's spec changed (as a later version of the declarations would)."""
+    res = graph[key]
+    assert res.spec is not None
+    changed = declare(res.key, res.name, replace(res.spec, **fields))
+    return Graph.of([changed if r.key == key else r for r in graph.order()])
+
+
+def test_entries_and_rules_nobody_declares_any_more_are_removed(
+    aws: None, make_context: Callable[..., Context]
+) -> None:
+    """The operator's SSH CIDR is dropped: its ACL entries and its group rule go, and nothing else moves."""
+    up(make_context(operator={"ssh_cidr": OPERATOR}))
+    ctx = make_context()
+    stale = plan(ctx)
+    assert {k for k, a in actions(stale).items() if a is not Action.NONE} == {"nacl.bastion", "sg.bastion"}
+    assert texts(stale, "nacl.bastion") == [
+        f"ingress[100]: allow tcp 22 {OPERATOR} → (none)",
+        f"egress[130]: allow tcp 1024-65535 {OPERATOR} → (none)",
+    ]
+    [ssh] = step(stale, "nacl.bastion").changes[:1]
+    assert (ssh.field, ssh.old, ssh.new, ssh.in_place) == (
+        "ingress[100]",
+        NaclEntry(100, "6", "allow", OPERATOR, (22, 22)),
+        None,
+        True,
+    )
+    assert texts(stale, "sg.bastion") == [f"ingress[tcp 22, {OPERATOR}]: tcp 22, {OPERATOR} → (none)"]
+    calls = record(
+        ctx,
+        "ReplaceNetworkAclEntry",
+        "CreateNetworkAclEntry",
+        "DeleteNetworkAclEntry",
+        "AuthorizeSecurityGroupIngress",
+        "RevokeSecurityGroupIngress",
+    )
+    done = apply_plan(ctx.run, stale, HANDLERS)
+
+    assert sorted((op, p.get("RuleNumber"), p.get("Egress")) for op, p in calls) == [
+        ("DeleteNetworkAclEntry", 100, False),
+        ("DeleteNetworkAclEntry", 130, True),
+        ("RevokeSecurityGroupIngress", None, None),
+    ]
+    acl = ec2(ctx).describe_network_acls(NetworkAclIds=[done["nacl.bastion"].id])["NetworkAcls"][0]
+    declared = acl_spec(graph_of(ctx)["nacl.bastion"])
+    assert aws_entries(acl, egress=False) == declared_entries(declared.ingress)
+    assert aws_entries(acl, egress=True) == declared_entries(declared.egress)
+    assert aws_group(ctx, done["sg.bastion"].id)["IpPermissions"] == []
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_route_tables_and_subnets_nobody_declares_any_more_are_released(ctx: Context) -> None:
+    """The endpoint no longer serves one private route table, the app ACL no longer takes one subnet: the
+    plan shows both with their ids, `up` removes the route table and hands the subnet back to the VPC's
+    default ACL (every subnet has exactly one), and the next plan is clean."""
+    done = up(ctx)
+    table_b, subnet_b = done["rt.private.b"].id, done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "endpoint.s3", route_tables=(Ref("rt.private.a"),))
+    graph = with_spec(graph, "nacl.app", subnets=(Ref("subnet.app.a"),))
+    stale = make_plan(ctx.run, graph, HANDLERS)
+    assert {k for k, a in actions(stale).items() if a is not Action.NONE} == {"endpoint.s3", "nacl.app"}
+    assert texts(stale, "endpoint.s3") == [f"route_tables[{table_b}]: {table_b} → (none)"]
+    assert texts(stale, "nacl.app") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    calls = record(ctx, "ModifyVpcEndpoint", "ReplaceNetworkAclAssociation")
+    apply_plan(ctx.run, stale, HANDLERS)
+
+    client = ec2(ctx)
+    default_acl = client.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [done["vpc"].id]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"][0]
+    assert [op for op, _ in calls] == ["ModifyVpcEndpoint", "ReplaceNetworkAclAssociation"]
+    assert calls[0][1] == {"VpcEndpointId": done["endpoint.s3"].id, "RemoveRouteTableIds": [table_b]}
+    assert calls[1][1]["NetworkAclId"] == default_acl["NetworkAclId"]
+    endpoint = client.describe_vpc_endpoints(VpcEndpointIds=[done["endpoint.s3"].id])["VpcEndpoints"][0]
+    assert endpoint["RouteTableIds"] == [done["rt.private.a"].id]
+    app_acl = client.describe_network_acls(NetworkAclIds=[done["nacl.app"].id])["NetworkAcls"][0]
+    assert [a["SubnetId"] for a in app_acl["Associations"]] == [done["subnet.app.a"].id]
+    assert subnet_b in {a["SubnetId"] for a in default_acl["Associations"]}
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+
+def test_a_subnet_moved_to_another_acl_ends_on_it_whichever_acl_goes_first(ctx: Context) -> None:
+    """One plan releases the subnet from one ACL and gives it to another; the two steps run in either
+    order (no edge between them), and both orders end with the subnet on the new ACL only."""
+    done = up(ctx)
+    subnet_b = done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "nacl.app", subnets=(Ref("subnet.app.a"),))
+    graph = with_spec(graph, "nacl.data", subnets=(Ref("subnet.data.a"), Ref("subnet.data.b"), Ref("subnet.app.b")))
+    moved = make_plan(ctx.run, graph, HANDLERS)
+    assert texts(moved, "nacl.app") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    assert texts(moved, "nacl.data") == [f"subnets[subnet.app.b]: (none) → {subnet_b}"]
+    handler = HANDLERS["network_acl"]
+    app, data = step(moved, "nacl.app"), step(moved, "nacl.data")
+    # The data ACL first: the app ACL then finds the subnet gone and leaves it alone.
+    assert data.found is not None and app.found is not None
+    handler.update(ctx.run, data.resource, data.found, done, data.changes)
+    handler.update(ctx.run, app.resource, app.found, done, app.changes)
+    client = ec2(ctx)
+
+    def acl_of(subnet_id: str) -> str:
+        [acl] = client.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+            "NetworkAcls"
+        ]
+        return str(acl["NetworkAclId"])
+
+    assert acl_of(subnet_b) == done["nacl.data"].id
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+    # Back, the other way round: the ACL that lets it go runs first (to the default), then the app ACL takes it.
+    back = make_plan(ctx.run, graph_of(ctx), HANDLERS)
+    app, data = step(back, "nacl.app"), step(back, "nacl.data")
+    assert data.found is not None and app.found is not None
+    assert texts(back, "nacl.data") == [f"subnets[{subnet_b}]: {subnet_b} → (none)"]
+    handler.update(ctx.run, data.resource, data.found, done, data.changes)
+    handler.update(ctx.run, app.resource, app.found, done, app.changes)
+    assert acl_of(subnet_b) == done["nacl.app"].id
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_a_subnet_released_while_another_acl_takes_it_still_ends_on_that_acl(ctx: Context) -> None:
+    """The interleaving the parallel executor allows: the taking ACL reads the subnet's association, the
+    releasing ACL then hands it to the default ACL, and the taker's ReplaceNetworkAclAssociation names an
+    association that is gone (InvalidAssociationID.NotFound). It takes the subnet from the default ACL."""
+    done = up(ctx)
+    subnet_b = done["subnet.app.b"].id
+    graph = with_spec(graph_of(ctx), "nacl.app", subnets=(Ref("subnet.app.a"),))
+    graph = with_spec(graph, "nacl.data", subnets=(Ref("subnet.data.a"), Ref("subnet.data.b"), Ref("subnet.app.b")))
+    moved = make_plan(ctx.run, graph, HANDLERS)
+    client = ec2(ctx)
+    default_acl = client.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [done["vpc"].id]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"][0]["NetworkAclId"]
+    other = boto3.client("ec2", region_name="us-east-1")  # the releasing step's own client
+    released: list[str] = []
+
+    def release_first(params: dict[str, Any], **_: Any) -> None:
+        if not released and params["NetworkAclId"] == done["nacl.data"].id:
+            released.append(params["AssociationId"])
+            other.replace_network_acl_association(AssociationId=params["AssociationId"], NetworkAclId=default_acl)
+
+    client.meta.events.register("provide-client-params.ec2.ReplaceNetworkAclAssociation", release_first)
+    data = step(moved, "nacl.data")
+    assert data.found is not None
+    taken = HANDLERS["network_acl"].update(ctx.run, data.resource, data.found, done, data.changes)
+
+    assert released, "the interleaving did not happen"
+    [acl] = client.describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_b]}])[
+        "NetworkAcls"
+    ]
+    assert acl["NetworkAclId"] == done["nacl.data"].id
+    assert taken.attrs["associations"][subnet_b] != released[0]
+    # The releasing step then finds the subnet gone from its ACL and leaves it where it is.
+    app = step(moved, "nacl.app")
+    assert app.found is not None
+    HANDLERS["network_acl"].update(ctx.run, app.resource, app.found, done, app.changes)
+    assert set(actions(make_plan(ctx.run, graph, HANDLERS)).values()) == {Action.NONE}
+
+
+def test_a_rule_from_a_group_still_to_be_made_is_planned_by_key_and_authorized_with_its_new_id(
+    ctx: Context,
+) -> None:
+    """The load balancer's group was deleted by hand (after the rule naming it, as AWS requires): the plan
+    names the source by its key, and `up` authorizes it with the id of the group it has just made."""
+    done = up(ctx)
+    client = ec2(ctx)
+    app_rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [done["sg.app"].id]}])
+    from_alb = [
+        r["SecurityGroupRuleId"]
+        for r in app_rules["SecurityGroupRules"]
+        if r.get("ReferencedGroupInfo", {}).get("GroupId") == done["sg.alb"].id
+    ]
+    client.revoke_security_group_ingress(GroupId=done["sg.app"].id, SecurityGroupRuleIds=from_alb)
+    client.delete_security_group(GroupId=done["sg.alb"].id)
+
+    again = plan(ctx)
+    assert actions(again)["sg.alb"] is Action.CREATE and actions(again)["sg.app"] is Action.UPDATE
+    item = "ingress[tcp 80, (sg.alb to be created)]"
+    assert texts(again, "sg.app") == [f"{item}: (none) → tcp 80, (sg.alb to be created) (HTTP from the load balancer)"]
+    [change] = step(again, "sg.app").changes
+    assert change.new == SgRule("tcp", (80, 80), "HTTP from the load balancer", group=Ref("sg.alb"))
+    remade = apply_plan(ctx.run, again, HANDLERS)
+
+    assert remade["sg.alb"].id != done["sg.alb"].id
+    assert ("tcp", 80, 80, remade["sg.alb"].id) in ingress_of(aws_group(ctx, done["sg.app"].id))
+    assert set(actions(plan(ctx)).values()) == {Action.NONE}
+
+
+def test_what_aws_cannot_change_in_place_is_a_conflict(ctx: Context) -> None:
+    """A group's description and an endpoint's service have no Modify call: the plan refuses them."""
+    done = up(ctx)
+    graph = with_spec(graph_of(ctx), "sg.app", description="cdpoc t1: something else")
+    graph = with_spec(graph, "endpoint.s3", service="com.amazonaws.us-east-1.dynamodb")
+    refused = make_plan(ctx.run, graph, HANDLERS)
+    assert {k for k, a in actions(refused).items() if a is not Action.NONE} == {"sg.app", "endpoint.s3"}
+    assert actions(refused)["sg.app"] is Action.CONFLICT and actions(refused)["endpoint.s3"] is Action.CONFLICT
+    [description] = step(refused, "sg.app").changes
+    assert (description.field, description.in_place) == ("description", False)
+    assert description.text == "description: cdpoc t1: application instances → cdpoc t1: something else"
+    assert texts(refused, "endpoint.s3") == ["service: com.amazonaws.us-east-1.s3 → com.amazonaws.us-east-1.dynamodb"]
+    before = len(ctx.clients.mutating_calls())
+    with pytest.raises(ConflictError, match="description: cdpoc t1: application instances"):
+        apply_plan(ctx.run, refused, HANDLERS)
+    assert ctx.clients.mutating_calls()[before:] == []
+    assert aws_group(ctx, done["sg.app"].id)["Description"] == "cdpoc t1: application instances"
 
 
 # -- adoption ------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Network security (EC2 API): the S3 gateway VPC endpoint, network ACLs and security groups.
 
-The network_acl and security_group handlers are generic: a resource's props carry its rules (declared
-in cdpoc/stack/security.py) and the handlers converge AWS to exactly those rules, adding what is missing,
-replacing what differs and removing what is extra.
+The network_acl and security_group handlers are generic: a resource's spec carries its rules (declared
+in cdpoc/stack/security.py). changes() diffs the spec against AWS entry by entry and rule by rule, both
+ways (what is missing, what differs, what is extra), and update() applies exactly those changes: the
+plan that `cdpoc plan` prints is what `up` does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from cdpoc.aws.base import (
     by_component,
     call_or_none,
     caused_by,
-    dep_id,
     describe_one,
     observed,
     owner_attrs,
@@ -29,9 +29,10 @@ from cdpoc.aws.base import (
     unless_listed,
     vpc_changes,
 )
-from cdpoc.aws.network import association_changes
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, field_change, field_changes, spec_of
+from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, SgRule, VpcEndpointSpec
 
 NOT_FOUND = (
     "InvalidNetworkAclID.NotFound",
@@ -68,10 +69,15 @@ def _endpoint_attrs(endpoint: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _route_table_item(name: str) -> str:
+    return f"route_tables[{name}]"
+
+
 class VpcEndpointHandler(Handler):
     kind = "vpc_endpoint"
     label = "VPC endpoint"
     arn_types = ("ec2:vpc-endpoint",)
+    spec_type = VpcEndpointSpec
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         endpoints = paginate(run, "describe_vpc_endpoints", "VpcEndpoints", Filters=run.stack_filter())
@@ -82,35 +88,53 @@ class VpcEndpointHandler(Handler):
             for component, e in by_component(run, live, "VpcEndpointId").items()
         }
 
-    def _route_tables(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, str | None]:
-        return {key: dep_id(deps, key) for key in res.props["route_tables"]}
-
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res.props["vpc"], found, deps)
-        if found.attrs["service"] != res.props["service"]:
-            changes.append(Change(f"it serves {found.attrs['service']}, not {res.props['service']}", in_place=False))
-        if found.attrs["type"].lower() != "gateway":
-            changes.append(Change(f"it is a {found.attrs['type']} endpoint, not a gateway", in_place=False))
-        wanted = self._route_tables(res, deps)
-        for key, table_id in wanted.items():
-            if table_id is None or table_id not in found.attrs["route_tables"]:
-                changes.append(Change(f"add route table {table_id or key + ' (to be created)'}"))
-        for table_id in sorted(set(found.attrs["route_tables"]) - set(wanted.values())):
-            changes.append(Change(f"remove route table {table_id}"))
+        spec = spec_of(res, VpcEndpointSpec)
+        changes = vpc_changes(spec.vpc, found, deps)
+        # EC2 spells the type "Gateway" in some replies and "gateway" in others.
+        have_type = found.attrs["type"]
+        if have_type.lower() == spec.endpoint_type.lower():
+            have_type = spec.endpoint_type
+        changes.extend(
+            field_changes(
+                spec,
+                {"service": found.attrs["service"], "endpoint_type": have_type},
+                {"service": spec.service, "endpoint_type": spec.endpoint_type},
+            )
+        )
+        changes.extend(self._route_table_changes(spec, found, deps))
         if found.attrs["state"] != "available":
             changes.append(Change(f"it is {found.attrs['state']}: wait until available"))
         return changes
 
+    def _route_table_changes(
+        self, spec: VpcEndpointSpec, found: Observed, deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        """A route table to add (new: its Ref) or to remove (old: its id), each its own change."""
+        have = set(found.attrs["route_tables"])
+        changes = []
+        for table in spec.route_tables:
+            table_id = table.value(deps)
+            if table_id is None or table_id not in have:
+                item = _route_table_item(table.key)
+                changes.append(field_change(spec, item, None, table, f"{item}: (none) → {table.shown(deps)}"))
+        wanted = {table.value(deps) for table in spec.route_tables}
+        changes.extend(
+            field_change(spec, _route_table_item(table_id), table_id, None) for table_id in sorted(have - wanted)
+        )
+        return changes
+
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        vpc_id = deps[res.props["vpc"]].id
-        tables = sorted(deps[key].id for key in res.props["route_tables"])
+        spec = spec_of(res, VpcEndpointSpec)
+        vpc_id = spec.vpc.need(deps)
+        tables = sorted(table.need(deps) for table in spec.route_tables)
 
         def create(token: str) -> dict[str, Any]:
             with aws_errors(f"creating S3 gateway endpoint {res.name}"):
                 reply: dict[str, Any] = _ec2(run).create_vpc_endpoint(
-                    VpcEndpointType="Gateway",
+                    VpcEndpointType=spec.endpoint_type,
                     VpcId=vpc_id,
-                    ServiceName=res.props["service"],
+                    ServiceName=spec.service,
                     RouteTableIds=tables,
                     ClientToken=token,
                     TagSpecifications=run.ec2_tag_specs("vpc-endpoint", res),
@@ -133,13 +157,13 @@ class VpcEndpointHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        wanted = {deps[key].id for key in res.props["route_tables"]}
-        have = set(found.attrs["route_tables"])
+        """The plan's route tables, added and removed in one call; then wait until it is available."""
+        tables = [c for c in changes if c.field.startswith("route_tables[")]
         edits: dict[str, list[str]] = {}
-        if wanted - have:
-            edits["AddRouteTableIds"] = sorted(wanted - have)
-        if have - wanted:
-            edits["RemoveRouteTableIds"] = sorted(have - wanted)
+        if added := sorted(c.new.need(deps) for c in tables if isinstance(c.new, Ref)):
+            edits["AddRouteTableIds"] = added
+        if removed := sorted(str(c.old) for c in tables if c.new is None):
+            edits["RemoveRouteTableIds"] = removed
         if edits:
             with aws_errors(f"setting the route tables of {found.id}"):
                 _ec2(run).modify_vpc_endpoint(VpcEndpointId=found.id, **edits)
@@ -195,63 +219,59 @@ class VpcEndpointHandler(Handler):
 DIRECTIONS = ("ingress", "egress")
 
 
-def _entry_key(entry: Mapping[str, Any]) -> tuple[str, str, str, int | None, int | None]:
-    """What an entry allows or denies, comparable between a declaration and what AWS reports."""
-    ports = entry.get("ports")
-    return (
-        str(entry["protocol"]),
-        str(entry["action"]),
-        str(entry["cidr"]),
-        ports[0] if ports else None,
-        ports[1] if ports else None,
+def _entry_from_aws(entry: Mapping[str, Any]) -> NaclEntry:
+    port_range = entry.get("PortRange")
+    return NaclEntry(
+        int(entry["RuleNumber"]),
+        str(entry["Protocol"]),
+        str(entry["RuleAction"]),
+        entry.get("CidrBlock") or entry.get("Ipv6CidrBlock", ""),
+        (port_range["From"], port_range["To"]) if port_range else None,
     )
 
 
-def _entry_from_aws(entry: Mapping[str, Any]) -> dict[str, Any]:
-    port_range = entry.get("PortRange")
-    return {
-        "number": int(entry["RuleNumber"]),
-        "protocol": str(entry["Protocol"]),
-        "action": str(entry["RuleAction"]),
-        "cidr": entry.get("CidrBlock") or entry.get("Ipv6CidrBlock", ""),
-        "ports": (port_range["From"], port_range["To"]) if port_range else None,
-    }
-
-
-def _entry_params(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _entry_params(entry: NaclEntry) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "RuleNumber": entry["number"],
-        "Protocol": entry["protocol"],
-        "RuleAction": entry["action"],
-        "CidrBlock": entry["cidr"],
+        "RuleNumber": entry.number,
+        "Protocol": entry.protocol,
+        "RuleAction": entry.action,
+        "CidrBlock": entry.cidr,
     }
-    if entry.get("ports"):
-        params["PortRange"] = {"From": entry["ports"][0], "To": entry["ports"][1]}
+    if entry.ports:
+        params["PortRange"] = {"From": entry.ports[0], "To": entry.ports[1]}
     return params
 
 
-def _show_entry(entry: Mapping[str, Any]) -> str:
-    protocol = {"6": "tcp", "17": "udp", "1": "icmp", "-1": "all"}.get(entry["protocol"], entry["protocol"])
-    ports = entry.get("ports")
-    port_text = "" if not ports else f" {ports[0]}" if ports[0] == ports[1] else f" {ports[0]}-{ports[1]}"
-    return f"#{entry['number']} {entry['action']} {protocol}{port_text} {entry['cidr']}"
-
-
 def _acl_attrs(acl: Mapping[str, Any]) -> dict[str, Any]:
-    entries: dict[str, dict[int, dict[str, Any]]] = {direction: {} for direction in DIRECTIONS}
+    entries: dict[str, dict[int, NaclEntry]] = {direction: {} for direction in DIRECTIONS}
     for raw in acl.get("Entries", []):
         if int(raw["RuleNumber"]) > HIGHEST_RULE_NUMBER:
             continue
         entry = _entry_from_aws(raw)
-        entries["egress" if raw.get("Egress") else "ingress"][entry["number"]] = entry
+        entries["egress" if raw.get("Egress") else "ingress"][entry.number] = entry
     associations = {a["SubnetId"]: a["NetworkAclAssociationId"] for a in acl.get("Associations", []) if "SubnetId" in a}
     return {"vpc": acl["VpcId"], **entries, "associations": associations}
+
+
+def _entry_item(direction: str, number: int) -> str:
+    return f"{direction}[{number}]"
+
+
+def _entry_of(change: Change) -> tuple[str, int] | None:
+    """(direction, rule number) of a change to one entry; None for a change to another field."""
+    name, _, rest = change.field.partition("[")
+    return (name, int(rest.rstrip("]"))) if name in DIRECTIONS and rest else None
+
+
+def _subnet_item(name: str) -> str:
+    return f"subnets[{name}]"
 
 
 class NetworkAclHandler(Handler):
     kind = "network_acl"
     label = "network ACL"
     arn_types = ("ec2:network-acl",)
+    spec_type = NetworkAclSpec
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         acls = paginate(run, "describe_network_acls", "NetworkAcls", Filters=run.stack_filter())
@@ -260,28 +280,48 @@ class NetworkAclHandler(Handler):
             for component, acl in by_component(run, acls, "NetworkAclId").items()
         }
 
-    def _entry_changes(self, res: Resource, found: Observed) -> list[Change]:
+    def _entry_changes(self, spec: NetworkAclSpec, found: Observed) -> list[Change]:
+        """Per rule number: old is the entry AWS has (None: add it), new the declared one (None: remove it)."""
         changes = []
         for direction in DIRECTIONS:
-            wanted = {e["number"]: e for e in res.props[direction]}
-            have = found.attrs[direction]
+            wanted: dict[int, NaclEntry] = {e.number: e for e in getattr(spec, direction)}
+            have: Mapping[int, NaclEntry] = found.attrs[direction]
             for number, entry in wanted.items():
-                if number not in have:
-                    changes.append(Change(f"add {direction} {_show_entry(entry)}"))
-                elif _entry_key(have[number]) != _entry_key(entry):
-                    changes.append(Change(f"{direction} {_show_entry(have[number])} -> {_show_entry(entry)}"))
-            for number in sorted(set(have) - set(wanted)):
-                changes.append(Change(f"remove {direction} {_show_entry(have[number])}"))
+                if have.get(number) != entry:
+                    changes.append(field_change(spec, _entry_item(direction, number), have.get(number), entry))
+            changes.extend(
+                field_change(spec, _entry_item(direction, number), have[number], None)
+                for number in sorted(set(have) - set(wanted))
+            )
+        return changes
+
+    def _subnet_changes(
+        self, spec: NetworkAclSpec, found: Observed, deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        """A subnet to move onto this ACL (new: its Ref), or one to hand back to the VPC's default ACL (old:
+        its id): every subnet always has exactly one ACL, so "removing" one means giving it the default."""
+        have: Mapping[str, str] = found.attrs["associations"]
+        changes = []
+        for subnet in spec.subnets:
+            subnet_id = subnet.value(deps)
+            if subnet_id is None or subnet_id not in have:
+                item = _subnet_item(subnet.key)
+                changes.append(field_change(spec, item, None, subnet, f"{item}: (none) → {subnet.shown(deps)}"))
+        wanted = {subnet.value(deps) for subnet in spec.subnets}
+        changes.extend(
+            field_change(spec, _subnet_item(subnet_id), subnet_id, None) for subnet_id in sorted(set(have) - wanted)
+        )
         return changes
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res.props["vpc"], found, deps)
-        changes.extend(self._entry_changes(res, found))
-        changes.extend(association_changes(res.props["subnets"], deps, found.attrs["associations"]))
+        spec = spec_of(res, NetworkAclSpec)
+        changes = vpc_changes(spec.vpc, found, deps)
+        changes.extend(self._entry_changes(spec, found))
+        changes.extend(self._subnet_changes(spec, found, deps))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        vpc_id = deps[res.props["vpc"]].id
+        vpc_id = spec_of(res, NetworkAclSpec).vpc.need(deps)
 
         def create(token: str) -> dict[str, Any]:
             with aws_errors(f"creating network ACL {res.name}"):
@@ -305,7 +345,8 @@ class NetworkAclHandler(Handler):
 
         acl = run.create_with_token(res, (vpc_id,), create, dead_id)
         # A retried create returns the ACL the token made, possibly with entries already in it.
-        return self.update(run, res, observed(res, self.kind, acl["NetworkAclId"], **_acl_attrs(acl)), deps)
+        fresh = observed(res, self.kind, acl["NetworkAclId"], **_acl_attrs(acl))
+        return self.update(run, res, fresh, deps, self.changes(run, res, fresh, deps))
 
     def update(
         self,
@@ -315,38 +356,51 @@ class NetworkAclHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        entries = {direction: self._converge_entries(run, res, found, direction) for direction in DIRECTIONS}
-        associations = self._associate(run, found, [deps[key].id for key in res.props["subnets"]])
-        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], **entries, associations=associations)
-
-    def _converge_entries(self, run: AwsRun, res: Resource, found: Observed, direction: str) -> dict[int, Any]:
-        ec2 = _ec2(run)
-        egress = direction == "egress"
-        wanted = {e["number"]: dict(e) for e in res.props[direction]}
-        have = found.attrs[direction]
-        for number, entry in wanted.items():
-            if number in have and _entry_key(have[number]) == _entry_key(entry):
+        """The plan's entries (added, replaced at their number, removed) and subnet associations."""
+        entries = {direction: dict(found.attrs[direction]) for direction in DIRECTIONS}
+        doomed = []
+        for change in changes:
+            entry = _entry_of(change)
+            if entry is None:
                 continue
-            repeat_safe(
-                f"setting {direction} {_show_entry(entry)} in {found.id}",
-                ec2.replace_network_acl_entry if number in have else ec2.create_network_acl_entry,
-                ("NetworkAclEntryAlreadyExists",),
-                functools.partial(self._has_entry, run, found.id, direction, entry),
-                NetworkAclId=found.id,
-                Egress=egress,
-                **_entry_params(entry),
-            )
+            direction, number = entry
+            if change.new is None:
+                doomed.append((direction, number, change.old))
+                continue
+            self._set_entry(run, found.id, direction, change.old is not None, change.new)
+            entries[direction][number] = change.new
         # Extras go last, so that a rule that moved to a new number is never missing in between.
-        for number in sorted(set(have) - set(wanted)):
+        for direction, number, old in doomed:
             call_or_none(
-                f"removing {direction} {_show_entry(have[number])} from {found.id}",
-                ec2.delete_network_acl_entry,
+                f"removing {_entry_item(direction, number)} ({old}) from {found.id}",
+                _ec2(run).delete_network_acl_entry,
                 NOT_FOUND,
                 NetworkAclId=found.id,
                 RuleNumber=number,
-                Egress=egress,
+                Egress=direction == "egress",
             )
-        return wanted
+            entries[direction].pop(number, None)
+
+        subnets = [c for c in changes if c.field.startswith("subnets[")]
+        associations = self._associate(run, found, [c.new.need(deps) for c in subnets if isinstance(c.new, Ref)])
+        released = [str(c.old) for c in subnets if c.new is None]
+        if released:
+            self._release(run, found, released)
+            associations = {s: a for s, a in associations.items() if s not in released}
+        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], **entries, associations=associations)
+
+    def _set_entry(self, run: AwsRun, acl_id: str, direction: str, exists: bool, entry: NaclEntry) -> None:
+        """Create the entry, or replace the one AWS has at its number (ReplaceNetworkAclEntry)."""
+        ec2 = _ec2(run)
+        repeat_safe(
+            f"setting {_entry_item(direction, entry.number)} ({entry}) in {acl_id}",
+            ec2.replace_network_acl_entry if exists else ec2.create_network_acl_entry,
+            ("NetworkAclEntryAlreadyExists",),
+            functools.partial(self._has_entry, run, acl_id, direction, entry),
+            NetworkAclId=acl_id,
+            Egress=direction == "egress",
+            **_entry_params(entry),
+        )
 
     def _associate(self, run: AwsRun, found: Observed, subnet_ids: list[str]) -> dict[str, str]:
         """Move the subnets onto this ACL; every subnet always has exactly one (at first the VPC's default)."""
@@ -361,21 +415,73 @@ class NetworkAclHandler(Handler):
             ]
         previous = {a["SubnetId"]: a["NetworkAclAssociationId"] for acl in current for a in acl.get("Associations", [])}
         for subnet_id in missing:
-            if subnet_id not in previous:
+            associations[subnet_id] = self._take(run, found.id, subnet_id, previous.get(subnet_id))
+        return associations
+
+    def _take(self, run: AwsRun, acl_id: str, subnet_id: str, association: str | None) -> str:
+        """Replace the subnet's association (with whichever ACL it has) by one with this ACL.
+
+        An association that is gone by then means the subnet moved: either a lost answer's first attempt
+        moved it here already, or the ACL it leaves released it to the VPC's default in the same `up`
+        (the two steps run in parallel); then take it from where it is now, once."""
+        retried = False
+        while True:
+            if association is None:
                 raise AwsError(f"subnet {subnet_id} has no network ACL association to replace")
             try:
-                with aws_errors(f"associating {subnet_id} with {found.id}"):
-                    reply = ec2.replace_network_acl_association(
-                        AssociationId=previous[subnet_id], NetworkAclId=found.id
-                    )
-                associations[subnet_id] = reply["NewAssociationId"]
+                with aws_errors(f"associating {subnet_id} with {acl_id}"):
+                    reply = _ec2(run).replace_network_acl_association(AssociationId=association, NetworkAclId=acl_id)
+                return str(reply["NewAssociationId"])
             except AwsError as exc:
-                # A retry after a lost answer names the association the first attempt already replaced.
-                moved = self._association(run, found.id, subnet_id)
-                if not (caused_by(exc, "InvalidAssociationID.NotFound") and moved):
+                if not caused_by(exc, "InvalidAssociationID.NotFound"):
                     raise
-                associations[subnet_id] = moved
-        return associations
+                moved = self._association(run, acl_id, subnet_id)
+                if moved:
+                    return moved
+                if retried:
+                    raise
+                retried = True
+                association = self._current_association(run, subnet_id)
+
+    def _current_association(self, run: AwsRun, subnet_id: str) -> str | None:
+        """The id of the subnet's association with whichever ACL it has now."""
+        with aws_errors(f"finding the network ACL of {subnet_id}"):
+            acls = _ec2(run).describe_network_acls(Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])[
+                "NetworkAcls"
+            ]
+        for acl in acls:
+            for association in acl.get("Associations", []):
+                if association.get("SubnetId") == subnet_id:
+                    return str(association["NetworkAclAssociationId"])
+        return None
+
+    def _release(self, run: AwsRun, found: Observed, subnet_ids: list[str]) -> None:
+        """Hand subnets this ACL should not have back to the VPC's default ACL. An association that is gone
+        already (the subnet moved on, or a lost answer's retry) needs nothing."""
+        default = self._default_acl(run, found.attrs["vpc"])
+        for subnet_id in subnet_ids:
+            association = self._association(run, found.id, subnet_id)
+            if association is None:
+                continue
+            call_or_none(
+                f"moving {subnet_id} from {found.id} back to the default network ACL {default}",
+                _ec2(run).replace_network_acl_association,
+                NOT_FOUND,
+                AssociationId=association,
+                NetworkAclId=default,
+            )
+
+    def _default_acl(self, run: AwsRun, vpc_id: str) -> str:
+        acls = paginate(
+            run,
+            "describe_network_acls",
+            "NetworkAcls",
+            what=f"finding the default network ACL of {vpc_id}",
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default", "Values": ["true"]}],
+        )
+        if not acls:
+            raise AwsError(f"VPC {vpc_id} has no default network ACL to give subnets back to")
+        return str(acls[0]["NetworkAclId"])
 
     def _acl(self, run: AwsRun, acl_id: str) -> dict[str, Any]:
         acl = describe_one(
@@ -388,10 +494,9 @@ class NetworkAclHandler(Handler):
         )
         return acl or {}
 
-    def _has_entry(self, run: AwsRun, acl_id: str, direction: str, entry: Mapping[str, Any]) -> bool:
+    def _has_entry(self, run: AwsRun, acl_id: str, direction: str, entry: NaclEntry) -> bool:
         acl = self._acl(run, acl_id)
-        have = _acl_attrs(acl)[direction].get(entry["number"]) if acl else None
-        return have is not None and _entry_key(have) == _entry_key(entry)
+        return bool(acl) and _acl_attrs(acl)[direction].get(entry.number) == entry
 
     def _association(self, run: AwsRun, acl_id: str, subnet_id: str) -> str | None:
         """The id of the association of `subnet_id` with this ACL, if it has one now."""
@@ -481,14 +586,13 @@ def _rule_of_record(record: Mapping[str, Any]) -> Rule | None:
     return None
 
 
-def _wanted_rule(rule: Mapping[str, Any], deps: Mapping[str, Observed | None]) -> Rule | None:
+def _resolved(rule: SgRule, deps: Mapping[str, Observed | None]) -> Rule | None:
     """A declared rule with its source group resolved to an id; None while that group does not exist."""
-    ports = rule.get("ports")
-    from_port, to_port = (ports[0], ports[1]) if ports else (None, None)
-    if "group" in rule:
-        group_id = dep_id(deps, rule["group"])
-        return _rule(rule["protocol"], from_port, to_port, "group", group_id) if group_id else None
-    return _rule(rule["protocol"], from_port, to_port, "cidr", rule["cidr"])
+    from_port, to_port = rule.ports if rule.ports else (None, None)
+    if rule.group is not None:
+        group_id = rule.group.value(deps)
+        return _rule(rule.protocol, from_port, to_port, "group", group_id) if group_id else None
+    return _rule(rule.protocol, from_port, to_port, "cidr", rule.cidr)
 
 
 def _permission(rule: Rule, description: str = "") -> dict[str, Any]:
@@ -511,10 +615,29 @@ def _show_rule(rule: Rule) -> str:
     return f"{protocol} {ports}, {source}"
 
 
+def _show_declared(rule: SgRule, deps: Mapping[str, Observed | None]) -> str:
+    """A declared rule as the plan shows it: its source group's id, or that the group is still to be made."""
+    resolved = _resolved(rule, deps)
+    if resolved is not None:
+        return _show_rule(resolved)
+    from_port, to_port = rule.ports if rule.ports else (None, None)
+    source = rule.group.shown(deps) if rule.group else rule.cidr
+    return _show_rule(_rule(rule.protocol, from_port, to_port, "group", source))
+
+
+def _rule_item(direction: str, shown_rule: str) -> str:
+    return f"{direction}[{shown_rule}]"
+
+
+def _rules_of(changes: Sequence[Change], direction: str) -> list[Change]:
+    return [c for c in changes if c.field.startswith(direction + "[")]
+
+
 def _group_attrs(group: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "vpc": group.get("VpcId", ""),
         "name": group["GroupName"],
+        "description": group.get("Description", ""),
         "ingress": _rules_from_aws(group.get("IpPermissions", [])),
         "egress": _rules_from_aws(group.get("IpPermissionsEgress", [])),
     }
@@ -524,6 +647,7 @@ class SecurityGroupHandler(Handler):
     kind = "security_group"
     label = "security group"
     arn_types = ("ec2:security-group",)
+    spec_type = SecurityGroupSpec
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         groups = paginate(run, "describe_security_groups", "SecurityGroups", Filters=run.stack_filter())
@@ -533,31 +657,47 @@ class SecurityGroupHandler(Handler):
         }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = vpc_changes(res.props["vpc"], found, deps)
+        spec = spec_of(res, SecurityGroupSpec)
+        changes = vpc_changes(spec.vpc, found, deps)
         if found.attrs["name"] != res.name:
             changes.append(Change(f"it is named {found.attrs['name']}, not {res.name}", in_place=False))
+        changes.extend(
+            field_changes(spec, {"description": found.attrs["description"]}, {"description": spec.description})
+        )
         for direction in DIRECTIONS:
-            have = set(found.attrs[direction])
-            wanted = set()
-            for rule in res.props[direction]:
-                resolved = _wanted_rule(rule, deps)
-                if resolved is None:
-                    changes.append(Change(f"allow {direction} from {rule['group']} (to be created)"))
-                else:
-                    wanted.add(resolved)
-            changes.extend(Change(f"allow {direction} {_show_rule(r)}") for r in sorted(wanted - have, key=str))
-            changes.extend(Change(f"revoke {direction} {_show_rule(r)}") for r in sorted(have - wanted, key=str))
+            changes.extend(self._rule_changes(spec, found, deps, direction))
+        return changes
+
+    def _rule_changes(
+        self, spec: SecurityGroupSpec, found: Observed, deps: Mapping[str, Observed | None], direction: str
+    ) -> list[Change]:
+        """A rule to authorize (old None, new the declared SgRule) or to revoke (old the Rule AWS has, new
+        None). A rule is its protocol, ports and source: a description alone is not compared."""
+        have = set(found.attrs[direction])
+        changes = []
+        for rule in getattr(spec, direction):
+            resolved = _resolved(rule, deps)
+            if resolved is None or resolved not in have:
+                shown_rule = _show_declared(rule, deps)
+                item = _rule_item(direction, shown_rule)
+                described = f"{shown_rule} ({rule.description})" if rule.description else shown_rule
+                changes.append(field_change(spec, item, None, rule, f"{item}: (none) → {described}"))
+        wanted = {_resolved(rule, deps) for rule in getattr(spec, direction)}
+        for extra in sorted(have - wanted, key=str):
+            item = _rule_item(direction, _show_rule(extra))
+            changes.append(field_change(spec, item, extra, None, f"{item}: {_show_rule(extra)} → (none)"))
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        vpc_id = deps[res.props["vpc"]].id
+        spec = spec_of(res, SecurityGroupSpec)
+        vpc_id = spec.vpc.need(deps)
         # CreateSecurityGroup takes no ClientToken: the planner looked the group up by tag first, and a
         # same-named group found here is adopted only when its tags say it is ours.
         try:
             with aws_errors(f"creating security group {res.name}"):
                 group_id = _ec2(run).create_security_group(
                     GroupName=res.name,
-                    Description=res.props["description"],
+                    Description=spec.description,
                     VpcId=vpc_id,
                     TagSpecifications=run.ec2_tag_specs("security-group", res),
                 )["GroupId"]
@@ -566,7 +706,8 @@ class SecurityGroupHandler(Handler):
                 raise
             group_id = self._adopt(run, res, vpc_id)
         run.wait_with("ec2", "security_group_exists", f"security group {group_id} to exist", GroupIds=[group_id])
-        return self.update(run, res, self._read(run, res.key, group_id), deps)
+        fresh = self._read(run, res.key, group_id)
+        return self.update(run, res, fresh, deps, self.changes(run, res, fresh, deps))
 
     def _adopt(self, run: AwsRun, res: Resource, vpc_id: str) -> str:
         with aws_errors(f"looking up security group {res.name}"):
@@ -600,11 +741,23 @@ class SecurityGroupHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        rules = {direction: self._converge(run, res, found, deps, direction) for direction in DIRECTIONS}
-        return observed(res, self.kind, found.id, vpc=found.attrs["vpc"], name=found.attrs["name"], **rules)
+        """Authorize the rules the plan adds and revoke those it removes, per direction."""
+        rules = {
+            direction: self._apply_rules(run, found, deps, direction, _rules_of(changes, direction))
+            for direction in DIRECTIONS
+        }
+        return observed(
+            res,
+            self.kind,
+            found.id,
+            vpc=found.attrs["vpc"],
+            name=found.attrs["name"],
+            description=found.attrs["description"],
+            **rules,
+        )
 
-    def _converge(
-        self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed], direction: str
+    def _apply_rules(
+        self, run: AwsRun, found: Observed, deps: Mapping[str, Observed], direction: str, changes: list[Change]
     ) -> tuple[Rule, ...]:
         ec2 = _ec2(run)
         authorize, revoke = (
@@ -612,26 +765,28 @@ class SecurityGroupHandler(Handler):
             if direction == "ingress"
             else (ec2.authorize_security_group_egress, ec2.revoke_security_group_egress)
         )
-        wanted: dict[Rule, str] = {}
-        for rule in res.props[direction]:
-            resolved = _wanted_rule(rule, deps)
-            assert resolved is not None  # the executor runs this only after every dependency exists
-            wanted[resolved] = rule.get("description", "")
-        have = set(found.attrs[direction])
-        missing = [r for r in wanted if r not in have]
-        if missing:
+        added: dict[Rule, str] = {}
+        for change in changes:
+            if isinstance(change.new, SgRule):
+                # The plan may have been made before the source group existed: it does now.
+                resolved = _resolved(change.new, deps)
+                if resolved is None:
+                    raise KeyError(f"{change.field}: its source group {change.new.group} is not available yet")
+                added[resolved] = change.new.description
+        if added:
+            permissions = [_permission(rule, description) for rule, description in added.items()]
             try:
                 with aws_errors(f"allowing {direction} traffic into {found.id}"):
-                    authorize(GroupId=found.id, IpPermissions=[_permission(r, wanted[r]) for r in missing])
+                    authorize(GroupId=found.id, IpPermissions=permissions)
             except AwsError as exc:
-                # Another run (or an interrupted one) added it already: the rule is there, as wanted.
+                # Another run (or an interrupted one) added one already: the rule is there, as wanted.
                 if not caused_by(exc, "InvalidPermission.Duplicate"):
                     raise
-                self._authorize_one_by_one(found.id, authorize, [_permission(r, wanted[r]) for r in missing])
-        extra = have - set(wanted)
-        if extra:
-            self._revoke(run, found.id, direction, revoke, lambda rule: rule in extra)
-        return tuple(sorted(wanted, key=str))
+                self._authorize_one_by_one(found.id, authorize, permissions)
+        removed = {change.old for change in changes if change.new is None}
+        if removed:
+            self._revoke(run, found.id, direction, revoke, lambda rule: rule in removed)
+        return tuple(sorted((set(found.attrs[direction]) | set(added)) - removed, key=str))
 
     def _revoke(self, run: AwsRun, group_id: str, direction: str, revoke: Any, doomed: Callable[[Rule], bool]) -> None:
         """Revoke rules by their ids: exact on AWS whatever the rules' descriptions say."""

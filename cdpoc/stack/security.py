@@ -18,10 +18,11 @@ default (all traffic out): the NACLs above are where outbound traffic is restric
 
 from __future__ import annotations
 
-from typing import Any
-
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_resource
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.security import NaclEntry, NetworkAclSpec, SecurityGroupSpec, SgRule, VpcEndpointSpec
 
 TCP = "6"  # NACL entries name protocols by number
 ANYWHERE = "0.0.0.0/0"
@@ -32,25 +33,25 @@ MONGODB = (27017, 27017)
 EPHEMERAL = (1024, 65535)
 
 PRIVATE_ROUTE_TABLES = ("rt.private.a", "rt.private.b")
+VPC = Ref("vpc")
 
 
-def nacl_rule(number: int, ports: tuple[int, int], cidr: str, action: str = "allow") -> dict[str, Any]:
-    return {"number": number, "protocol": TCP, "action": action, "cidr": cidr, "ports": ports}
+def nacl_rule(number: int, ports: tuple[int, int], cidr: str, action: str = "allow") -> NaclEntry:
+    return NaclEntry(number, TCP, action, cidr, ports)
 
 
-def nacl_rules(first: int, ports: tuple[int, int], cidrs: tuple[str, ...]) -> list[dict[str, Any]]:
+def nacl_rules(first: int, ports: tuple[int, int], cidrs: tuple[str, ...]) -> list[NaclEntry]:
     """The same allowance for several networks, numbered first, first + 1, ..."""
     return [nacl_rule(first + i, ports, cidr) for i, cidr in enumerate(cidrs)]
 
 
-def sg_rule(ports: tuple[int, int], description: str, *, cidr: str = "", group: str = "") -> dict[str, Any]:
+def sg_rule(ports: tuple[int, int], description: str, *, cidr: str = "", group: str = "") -> SgRule:
     """One ingress allowance from a CIDR block or from the members of another group (by logical key)."""
-    source = {"group": group} if group else {"cidr": cidr}
-    return {"protocol": "tcp", "ports": ports, "description": description, **source}
+    return SgRule("tcp", ports, description, cidr=cidr, group=Ref(group) if group else None)
 
 
 # The rule every new VPC security group starts with; kept on purpose (see the module docstring).
-ALL_OUTBOUND = ({"protocol": "-1", "ports": None, "cidr": ANYWHERE, "description": ""},)
+ALL_OUTBOUND = (SgRule("-1", None, cidr=ANYWHERE),)
 
 
 def declare(names: StackNames) -> list[Resource]:
@@ -60,12 +61,10 @@ def declare(names: StackNames) -> list[Resource]:
 def s3_endpoint(names: StackNames) -> Resource:
     # Only the private subnets need it: their S3 traffic (artifacts, CodeDeploy agent, dnf mirrors)
     # then skips the NAT gateway and its per-GB charge.
-    return Resource(
+    return declare_resource(
         "endpoint.s3",
-        "vpc_endpoint",
         f"{names.name}-s3-endpoint",
-        {"vpc": "vpc", "service": f"com.amazonaws.{names.region}.s3", "route_tables": PRIVATE_ROUTE_TABLES},
-        ("vpc", *PRIVATE_ROUTE_TABLES),
+        VpcEndpointSpec(VPC, f"com.amazonaws.{names.region}.s3", tuple(Ref(key) for key in PRIVATE_ROUTE_TABLES)),
     )
 
 
@@ -135,12 +134,10 @@ def network_acls(names: StackNames) -> list[Resource]:
         ),
     }
     return [
-        Resource(
+        declare_resource(
             f"nacl.{tier}",
-            "network_acl",
             f"{names.name}-{tier}-nacl",
-            {"vpc": "vpc", "subnets": subnets, "ingress": tuple(ingress), "egress": tuple(egress)},
-            ("vpc", *subnets),
+            NetworkAclSpec(VPC, tuple(Ref(key) for key in subnets), tuple(ingress), tuple(egress)),
         )
         for tier, (subnets, ingress, egress) in tiers.items()
     ]
@@ -149,19 +146,11 @@ def network_acls(names: StackNames) -> list[Resource]:
 def security_groups(names: StackNames) -> list[Resource]:
     ssh_cidr = names.settings.operator.ssh_cidr
 
-    def group(role: str, description: str, ingress: list[dict[str, Any]]) -> Resource:
-        sources = tuple(dict.fromkeys(rule["group"] for rule in ingress if "group" in rule))
-        return Resource(
+    def group(role: str, description: str, ingress: list[SgRule]) -> Resource:
+        return declare_resource(
             f"sg.{role}",
-            "security_group",
             f"{names.name}-{role}-sg",
-            {
-                "vpc": "vpc",
-                "description": f"cdpoc {names.name}: {description}",
-                "ingress": tuple(ingress),
-                "egress": ALL_OUTBOUND,
-            },
-            ("vpc", *sources),
+            SecurityGroupSpec(VPC, f"cdpoc {names.name}: {description}", tuple(ingress), ALL_OUTBOUND),
         )
 
     return [

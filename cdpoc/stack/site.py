@@ -10,8 +10,11 @@ import json
 from pathlib import Path
 
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_resource
 from cdpoc.stack.names import StackNames
 from cdpoc.stack.parts import LOAD_BALANCER, SITE_BUCKET
+from cdpoc.stack.specs.site import SiteContentSpec, WebFile
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -32,7 +35,7 @@ def web_dir() -> Path:
     return installed if installed.is_dir() else package.parent / "bundle" / "web"
 
 
-def web_files() -> tuple[dict[str, str], ...]:
+def web_files() -> tuple[WebFile, ...]:
     """The page's files: key, content type, MD5."""
     files = []
     for entry in sorted(web_dir().iterdir(), key=lambda e: e.name):
@@ -40,11 +43,9 @@ def web_files() -> tuple[dict[str, str], ...]:
         if not entry.is_file() or suffix not in CONTENT_TYPES or entry.name == CONFIG_KEY:
             continue
         files.append(
-            {
-                "key": entry.name,
-                "content_type": CONTENT_TYPES[suffix],
-                "md5": hashlib.md5(entry.read_bytes(), usedforsecurity=False).hexdigest(),
-            }
+            WebFile(
+                entry.name, CONTENT_TYPES[suffix], hashlib.md5(entry.read_bytes(), usedforsecurity=False).hexdigest()
+            )
         )
     return tuple(files)
 
@@ -59,11 +60,9 @@ def config_json(alb_dns_name: str) -> bytes:
 
 def declare(names: StackNames) -> list[Resource]:
     return [
-        Resource(
+        declare_resource(
             "site.web",
-            "site_content",
             names.bucket("web"),
-            {"bucket": SITE_BUCKET.key, "files": web_files(), "api": LOAD_BALANCER.key},
-            (SITE_BUCKET.key, LOAD_BALANCER.key),
+            SiteContentSpec(Ref(SITE_BUCKET.key), web_files(), Ref(LOAD_BALANCER.key, "dns_name")),
         )
     ]
