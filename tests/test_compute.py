@@ -33,6 +33,7 @@ from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.simulation import SIMULATION, Timing
+from cdpoc.spec import plain
 from cdpoc.stack import compute, loadbalancing
 from cdpoc.stack.names import StackNames
 from cdpoc.sweeper import find_everything, leftovers, sweep
@@ -62,10 +63,12 @@ class Stack:
     def resource(self, key: str) -> Resource:
         return self.graph[key]
 
-    def replace(self, key: str, **props: Any) -> None:
-        """Declare `key` with some props changed, as a changed config would."""
+    def replace(self, key: str, **fields: Any) -> None:
+        """Declare `key` with some spec fields changed, as a changed config would (same edges)."""
         res = self.graph[key]
-        changed = dataclasses.replace(res, props={**res.props, **props})
+        assert res.spec is not None
+        spec = dataclasses.replace(res.spec, **fields)  # type: ignore[type-var]
+        changed = dataclasses.replace(res, spec=spec, props=plain(spec))
         self.graph = Graph.of(changed if r.key == key else r for r in self.graph.resources.values())
 
     def up(self) -> dict[str, Observed]:
@@ -526,8 +529,8 @@ def test_what_the_scaling_policy_and_the_first_deployment_change_is_left_alone(s
     stack.replace("asg.app", max_size=6)
     stack.up()
     [update] = updates
-    assert (update["MaxSize"], update["HealthCheckType"]) == (6, "ELB")
-    assert "DesiredCapacity" not in update
+    # Only the setting the plan listed: the health check type and the capacity are not touched.
+    assert update == {"AutoScalingGroupName": f"{n}-app", "MaxSize": 6}
     [group] = autoscaling().describe_auto_scaling_groups(AutoScalingGroupNames=[f"{n}-app"])["AutoScalingGroups"]
     assert (group["DesiredCapacity"], group["HealthCheckType"]) == (3, "ELB")
 
