@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +34,12 @@ from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.simulation import SIMULATION, Timing
-from cdpoc.spec import plain
+from cdpoc.spec import Ref, plain
 from cdpoc.stack import compute, loadbalancing
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.compute import InstanceSpec, LaunchTemplateSpec
 from cdpoc.sweeper import find_everything, leftovers, sweep
+from cdpoc.userdata import AppInstanceScript
 
 REGION = "us-east-1"
 ZONES = ("us-east-1a", "us-east-1b")
@@ -561,6 +564,172 @@ def test_instance_drift_is_repaired_and_fixed_settings_are_conflicts(stack: Stac
     plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
     [step] = [s for s in plan.steps if s.resource.key == "instance.mongodb"]
     assert step.action is Action.CONFLICT
+
+
+# ---------------------------------------------------------------- one diff: the plan's changes are what up applies
+
+
+def step_changes(stack: Stack, key: str) -> list[tuple[str, Any, Any, bool]]:
+    plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
+    [step] = [s for s in plan.steps if s.resource.key == key]
+    return [(c.field, c.old, c.new, c.in_place) for c in step.changes]
+
+
+def step_texts(stack: Stack, key: str) -> list[str]:
+    plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
+    [step] = [s for s in plan.steps if s.resource.key == key]
+    return [c.text for c in step.changes]
+
+
+def test_the_plan_shows_both_values_of_each_changed_field_and_up_applies_exactly_those(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    stack.replace("launch_template.app", instance_type="t3.small")
+    stack.replace("asg.app", max_size=5, health_check_grace_period=120)
+    assert step_changes(stack, "launch_template.app") == [("instance_type", "t3.micro", "t3.small", True)]
+    assert step_texts(stack, "launch_template.app") == ["instance_type: t3.micro → t3.small"]
+    assert step_changes(stack, "asg.app") == [
+        ("max_size", 4, 5, True),
+        ("health_check_grace_period", 300, 120, True),
+    ]
+    assert step_texts(stack, "asg.app") == ["max_size: 4 → 5", "health_check_grace_period: 300 → 120"]
+
+    updates = stack.record("autoscaling", "UpdateAutoScalingGroup")
+    versions = stack.record("ec2", "CreateLaunchTemplateVersion")
+    stack.up()
+    assert updates == [{"AutoScalingGroupName": f"{n}-app", "MaxSize": 5, "HealthCheckGracePeriod": 120}]
+    [version] = versions
+    assert version["LaunchTemplateData"]["InstanceType"] == "t3.small"
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+    # A reference whose resource is gone reads as what it will be once created.
+    handler, res = stack.handlers["autoscaling_group"], stack.resource("asg.app")
+    deps = {k: v for k, v in {**stack.existing, **results}.items() if k != "tg.app"}
+    found = handler.find(stack.ctx.run, res)
+    assert found is not None
+    texts = [c.text for c in handler.changes(stack.ctx.run, res, found, deps)]
+    tg = results["tg.app"].id
+    assert "target_groups[(tg.app to be created)]: (none) → (tg.app to be created)" in texts
+    assert f"target_groups[{tg}]: {tg} → (none)" in texts
+
+
+def test_fields_aws_cannot_change_on_an_instance_are_conflicts(stack: Stack) -> None:
+    results = stack.up()
+    mongodb = stack.resource("instance.mongodb").spec
+    assert isinstance(mongodb, InstanceSpec) and mongodb.user_data is not None
+    stack.replace("instance.mongodb", user_data=dataclasses.replace(mongodb.user_data, uploads_bucket="other-bucket"))
+    stack.replace("instance.bastion", subnet=Ref("subnet.public.a"), key_name="ops-key")
+    actions = stack.plan_actions()
+    assert (actions["instance.mongodb"], actions["instance.bastion"]) == (Action.CONFLICT, Action.CONFLICT)
+
+    [(field, old, new, in_place)] = step_changes(stack, "instance.mongodb")
+    assert (field, in_place) == ("user_data", False)
+    assert '"bucket": "other-bucket"' in new and '"bucket": "other-bucket"' not in old
+    [text] = step_texts(stack, "instance.mongodb")
+    assert re.fullmatch(r"user_data: mongodb\.sh \d+ bytes sha256:\w{12} → mongodb\.sh \d+ bytes sha256:\w{12}", text)
+
+    bastion = instance(results["instance.bastion"].id)
+    assert step_changes(stack, "instance.bastion") == [
+        ("subnet", bastion["SubnetId"], stack.existing["subnet.public.a"].id, False),
+        ("key_name", "", "ops-key", False),
+    ]
+    with pytest.raises(ConflictError):
+        stack.up()
+
+
+def test_stale_entries_of_the_groups_collections_are_removed(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    group, topic = f"{n}-app", stack.existing["topic.alerts"].id
+    # By hand: a second target group, a third subnet, a test notification and another topic, another policy.
+    stale_tg = boto3.client("elbv2", region_name=REGION).create_target_group(
+        Name=f"{n}-stale", Protocol="HTTP", Port=80, VpcId=stack.existing["vpc"].id
+    )["TargetGroups"][0]["TargetGroupArn"]
+    autoscaling().attach_load_balancer_target_groups(AutoScalingGroupName=group, TargetGroupARNs=[stale_tg])
+    app_subnets = tuple(sorted(stack.existing[k].id for k in ("subnet.app.a", "subnet.app.b")))
+    data_subnet = stack.existing["subnet.data.a"].id
+    autoscaling().update_auto_scaling_group(
+        AutoScalingGroupName=group, VPCZoneIdentifier=",".join((*app_subnets, data_subnet))
+    )
+    autoscaling().put_notification_configuration(
+        AutoScalingGroupName=group,
+        TopicARN=topic,
+        NotificationTypes=[*compute.ASG_NOTIFICATIONS, "autoscaling:TEST_NOTIFICATION"],
+    )
+    other_topic = boto3.client("sns", region_name=REGION).create_topic(Name=f"{n}-other")["TopicArn"]
+    autoscaling().put_notification_configuration(
+        AutoScalingGroupName=group, TopicARN=other_topic, NotificationTypes=["autoscaling:EC2_INSTANCE_LAUNCH"]
+    )
+    autoscaling().put_scaling_policy(
+        AutoScalingGroupName=group, PolicyName="by-hand", PolicyType="SimpleScaling", ScalingAdjustment=1
+    )
+
+    changes = {field: (old, new) for field, old, new, _ in step_changes(stack, "asg.app")}
+    assert changes == {
+        "subnets": (tuple(sorted((*app_subnets, data_subnet))), app_subnets),
+        f"target_groups[{stale_tg}]": (stale_tg, None),
+        "scaling_policy[by-hand]": (changes["scaling_policy[by-hand]"][0], None),
+        "notifications[autoscaling:EC2_INSTANCE_LAUNCH]": (other_topic, None),
+        "notifications[autoscaling:TEST_NOTIFICATION]": (topic, None),
+    }
+    assert f"target_groups[{stale_tg}]: {stale_tg} → (none)" in step_texts(stack, "asg.app")
+
+    stack.up()
+    [after] = autoscaling().describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    assert after["TargetGroupARNs"] == [results["tg.app"].id]
+    assert tuple(sorted(after["VPCZoneIdentifier"].split(","))) == app_subnets
+    configs = autoscaling().describe_notification_configurations(AutoScalingGroupNames=[group])
+    assert {(c["TopicARN"], c["NotificationType"]) for c in configs["NotificationConfigurations"]} == {
+        (topic, kind) for kind in compute.ASG_NOTIFICATIONS
+    }
+    policies = autoscaling().describe_policies(AutoScalingGroupName=group)["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == [f"{n}-requests-per-instance"]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+
+def test_stale_security_groups_of_an_instance_and_the_launch_template_are_removed(stack: Stack) -> None:
+    results = stack.up()
+    mongodb, template = results["instance.mongodb"].id, results["launch_template.app"].id
+    data, app, alb = (stack.existing[k].id for k in ("sg.data", "sg.app", "sg.alb"))
+    ec2().modify_instance_attribute(InstanceId=mongodb, Groups=[data, alb])
+    [current] = ec2().describe_launch_template_versions(LaunchTemplateId=template, Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ]
+    # The whole data (moto 5.2.5 ignores SourceVersion, which AWS would merge the new data into).
+    by_hand = ec2().create_launch_template_version(
+        LaunchTemplateId=template, LaunchTemplateData={**current["LaunchTemplateData"], "SecurityGroupIds": [app, alb]}
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2().modify_launch_template(LaunchTemplateId=template, DefaultVersion=str(by_hand))
+
+    assert step_changes(stack, "instance.mongodb") == [("security_groups", tuple(sorted((data, alb))), (data,), True)]
+    assert step_changes(stack, "launch_template.app") == [("security_groups", tuple(sorted((app, alb))), (app,), True)]
+    stack.up()
+    assert [g["GroupId"] for g in instance(mongodb)["SecurityGroups"]] == [data]
+    [version] = ec2().describe_launch_template_versions(LaunchTemplateId=template, Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ]
+    assert version["VersionNumber"] == by_hand + 1 and version["LaunchTemplateData"]["SecurityGroupIds"] == [app]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+
+def test_a_changed_launch_script_makes_a_new_default_version(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    template = stack.resource("launch_template.app").spec
+    assert isinstance(template, LaunchTemplateSpec)
+    stack.replace("launch_template.app", user_data=AppInstanceScript(stack=n, log_group=f"/cdpoc/{n}-other"))
+    [(field, old, new, in_place)] = step_changes(stack, "launch_template.app")
+    assert (field, in_place) == ("user_data", True)
+    assert f"readonly LOG_GROUP='/cdpoc/{n}'" in old and f"readonly LOG_GROUP='/cdpoc/{n}-other'" in new
+    stack.up()
+    [version] = ec2().describe_launch_template_versions(
+        LaunchTemplateId=results["launch_template.app"].id, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    assert version["VersionNumber"] == 2
+    assert (
+        f"readonly LOG_GROUP='/cdpoc/{n}-other'" in base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+    )
+    assert set(stack.plan_actions().values()) == {Action.NONE}
 
 
 # ---------------------------------------------------------------- down
