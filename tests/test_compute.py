@@ -375,6 +375,17 @@ class TestDeployed:
         deployed.up()
         assert deployed.ctx.clients.mutating_calls()[before:] == []
 
+    def test_user_data_is_read_where_it_is_compared_and_only_there(self, deployed: Stack) -> None:
+        reads = deployed.record("ec2", "DescribeInstanceAttribute")
+        deployed.ctx.run.forget()
+        deployed.handlers["instance"].scan(deployed.ctx.run)
+        assert reads == []  # `down` lists instances to delete them: nothing to compare
+        deployed.ctx.run.forget()
+        make_plan(deployed.ctx.run, deployed.graph, deployed.handlers)
+        ids = {deployed.results[k].id for k in ("instance.bastion", "instance.mongodb")}
+        assert sorted(r["InstanceId"] for r in reads) == sorted(ids)
+        assert {r["Attribute"] for r in reads} == {"userData"}
+
     def test_instance_scan_leaves_the_groups_instances_to_the_group(self, deployed: Stack) -> None:
         found = deployed.handlers["instance"].scan(deployed.ctx.run)
         assert set(found) == {"instance.bastion", "instance.mongodb"}

@@ -155,7 +155,7 @@ GONE_STATES = ("shutting-down", "terminated")
 AUTOSCALING_GROUP_TAG = "aws:autoscaling:groupName"
 
 
-def _instance_attrs(instance: Mapping[str, Any], user_data: str) -> dict[str, Any]:
+def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
     metadata = instance.get("MetadataOptions", {})
     return {
         "name": tag_map(instance.get("Tags")).get("Name", ""),
@@ -176,12 +176,12 @@ def _instance_attrs(instance: Mapping[str, Any], user_data: str) -> dict[str, An
         "volumes": {
             m["DeviceName"]: m.get("Ebs", {}).get("VolumeId", "") for m in instance.get("BlockDeviceMappings", [])
         },
-        "user_data": user_data,
     }
 
 
 def _read_user_data(run: AwsRun, instance_id: str) -> str:
-    """The user data the instance was launched with, as text ("" for none)."""
+    """The user data the instance was launched with, as text ("" for none). Its own call (DescribeInstances
+    does not show it), made only where it is compared: not by scans that list instances to delete them."""
     reply = call_or_none(
         f"reading the user data of {instance_id}",
         _ec2(run).describe_instance_attribute,
@@ -226,7 +226,7 @@ class InstanceHandler(Handler):
                 component,
                 self.kind,
                 i["InstanceId"],
-                **_instance_attrs(i, _read_user_data(run, i["InstanceId"])),
+                **_instance_attrs(i),
                 **owner_attrs(i),
             )
             for component, i in by_component(
@@ -247,9 +247,8 @@ class InstanceHandler(Handler):
             tags = tag_map(instance.get("Tags"))
             if tags.get(STACK_TAG) == run.stack and tags[AUTOSCALING_GROUP_TAG] not in groups:
                 key = extra_key(f"{ORPHAN_PREFIX}{tags.get(COMPONENT_TAG, 'instance')}", instance["InstanceId"])
-                # Never compared with a spec: only deleted, so its user data is not read.
                 result[key] = observed(
-                    key, self.kind, instance["InstanceId"], **_instance_attrs(instance, ""), **owner_attrs(instance)
+                    key, self.kind, instance["InstanceId"], **_instance_attrs(instance), **owner_attrs(instance)
                 )
         return result
 
@@ -265,7 +264,8 @@ class InstanceHandler(Handler):
             changes.append(_change(InstanceSpec, "subnet", attrs["subnet"], subnet_id, deps))
         if attrs["key_name"] != spec.key_name:
             changes.append(_change(InstanceSpec, "key_name", attrs["key_name"], spec.key_name, deps))
-        script = _script_change(InstanceSpec, spec.user_data, attrs["user_data"], deps)
+        launched_with = attrs["user_data"] if "user_data" in attrs else _read_user_data(run, found.id)
+        script = _script_change(InstanceSpec, spec.user_data, launched_with, deps)
         # A resource the script reads from that does not exist yet (a bucket deleted by hand) will be
         # created with the same name, so the script cannot be judged now: no conflict from it.
         if script is not None and not isinstance(script.new, Ref):
@@ -330,9 +330,8 @@ class InstanceHandler(Handler):
             lambda i: i["InstanceId"] if i["State"]["Name"] in GONE_STATES else None,
         )
         # RunInstances' answer has no user data: it is what the launch gave.
-        found = observed(
-            res, self.kind, instance["InstanceId"], **_instance_attrs(instance, params.get("UserData", ""))
-        )
+        attrs = {**_instance_attrs(instance), "user_data": params.get("UserData", "")}
+        found = observed(res, self.kind, instance["InstanceId"], **attrs)
         result = self.update(run, res, found, deps, self.changes(run, res, found, deps))
         # The kept snapshot is no longer needed once the instance runs with the volume made from it.
         if restore and spec.data_volume and result.attrs["volumes"].get(spec.data_volume.device):
@@ -449,7 +448,7 @@ class InstanceHandler(Handler):
         with aws_errors(f"reading instance {instance_id}"):
             reservations = _ec2(run).describe_instances(InstanceIds=[instance_id])["Reservations"]
         instance = reservations[0]["Instances"][0]
-        return observed(key, self.kind, instance_id, **_instance_attrs(instance, _read_user_data(run, instance_id)))
+        return observed(key, self.kind, instance_id, **_instance_attrs(instance))
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)
