@@ -741,9 +741,14 @@ class AutoScalingGroupHandler(Handler):
 
     def _observe(self, run: AwsRun, key: str, group: Mapping[str, Any]) -> Observed:
         name = group["AutoScalingGroupName"]
-        client = _autoscaling(run)
-        with aws_errors(f"reading the scaling policies of {name}"):
-            policies = client.describe_policies(AutoScalingGroupName=name)["ScalingPolicies"]
+        policies = paginate(
+            run,
+            "describe_policies",
+            "ScalingPolicies",
+            service="autoscaling",
+            what=f"reading the scaling policies of {name}",
+            AutoScalingGroupName=name,
+        )
         configs = paginate(
             run,
             "describe_notification_configurations",
@@ -778,7 +783,7 @@ class AutoScalingGroupHandler(Handler):
             status=group.get("Status", ""),
         )
 
-    # The settings UpdateAutoScalingGroup changes, by spec field: its parameter, and the value AWS takes.
+    # The settings UpdateAutoScalingGroup changes: {spec field: its parameter}.
     SETTINGS = {
         "launch_template": "LaunchTemplate",
         "min_size": "MinSize",
