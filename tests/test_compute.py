@@ -613,15 +613,23 @@ def test_the_plan_shows_both_values_of_each_changed_field_and_up_applies_exactly
     assert version["LaunchTemplateData"]["InstanceType"] == "t3.small"
     assert set(stack.plan_actions().values()) == {Action.NONE}
 
-    # A reference whose resource is gone reads as what it will be once created.
+    # Planned while the target group was still to be created: the change holds its Ref, shown as what it
+    # will be, and update() resolves it once the executor has created it.
+    tg = results["tg.app"].id
+    autoscaling().detach_load_balancer_target_groups(AutoScalingGroupName=f"{n}-app", TargetGroupARNs=[tg])
     handler, res = stack.handlers["autoscaling_group"], stack.resource("asg.app")
-    deps = {k: v for k, v in {**stack.existing, **results}.items() if k != "tg.app"}
+    deps = {**stack.existing, **results}
+    stack.ctx.run.forget()
     found = handler.find(stack.ctx.run, res)
     assert found is not None
-    texts = [c.text for c in handler.changes(stack.ctx.run, res, found, deps)]
-    tg = results["tg.app"].id
-    assert "target_groups[(tg.app to be created)]: (none) → (tg.app to be created)" in texts
-    assert f"target_groups[{tg}]: {tg} → (none)" in texts
+    planned = handler.changes(stack.ctx.run, res, found, {k: v for k, v in deps.items() if k != "tg.app"})
+    [attach] = [c for c in planned if c.field.startswith("target_groups[")]
+    assert (attach.old, attach.new) == (None, Ref("tg.app"))
+    assert attach.text == "target_groups[(tg.app to be created)]: (none) → (tg.app to be created)"
+    attaches = stack.record("autoscaling", "AttachLoadBalancerTargetGroups")
+    handler.update(stack.ctx.run, res, found, deps, [attach])
+    assert attaches == [{"AutoScalingGroupName": f"{n}-app", "TargetGroupARNs": [tg]}]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
 
 
 def test_fields_aws_cannot_change_on_an_instance_are_conflicts(stack: Stack) -> None:

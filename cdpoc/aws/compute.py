@@ -73,6 +73,12 @@ def _desired(value: Any, deps: Mapping[str, Observed | None]) -> Any:
     return value
 
 
+def _applied(value: Any, deps: Mapping[str, Observed]) -> Any:
+    """A change's value when update() applies it: a Ref the plan could not resolve (its resource was still
+    to be created) resolves now, the executor having created it first."""
+    return value.need(deps) if isinstance(value, Ref) else value
+
+
 def _display(value: Any, deps: Mapping[str, Observed | None]) -> Any:
     """A desired value for the plan's text: an unresolved Ref reads "(key to be created)"."""
     if isinstance(value, Ref):
@@ -965,7 +971,7 @@ class AutoScalingGroupHandler(Handler):
         spec, client = spec_of(res, AutoScalingGroupSpec), _autoscaling(run)
         fields = [change.field for change in changes]
         self._update_settings(run, res, spec, found, deps, [f for f in fields if f in self.SETTINGS])
-        self._converge_target_groups(run, res, [c for c in changes if c.field.startswith("target_groups[")])
+        self._converge_target_groups(run, res, deps, [c for c in changes if c.field.startswith("target_groups[")])
         tags = self._tags(run, res, spec)
         changed_tags = {key: tags[key] for key in tags if f"tags[{key}]" in fields}
         if changed_tags:
@@ -1005,9 +1011,11 @@ class AutoScalingGroupHandler(Handler):
         with aws_errors(f"updating Auto Scaling group {res.name}"):
             _autoscaling(run).update_auto_scaling_group(AutoScalingGroupName=res.name, **params)
 
-    def _converge_target_groups(self, run: AwsRun, res: Resource, changes: Sequence[Change]) -> None:
+    def _converge_target_groups(
+        self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], changes: Sequence[Change]
+    ) -> None:
         client = _autoscaling(run)
-        missing = [str(c.new) for c in changes if c.new is not None]
+        missing = [_applied(c.new, deps) for c in changes if c.new is not None]
         extra = [str(c.old) for c in changes if c.new is None]
         if missing:
             with aws_errors(f"attaching {res.name} to its target group"):
@@ -1028,7 +1036,7 @@ class AutoScalingGroupHandler(Handler):
         declared types (adding the missing ones and dropping the extra ones at once); any other topic
         named by a change is removed."""
         client, topic = _autoscaling(run), spec.notifications.topic.need(deps)
-        if any(c.new == topic or c.old == topic for c in changes):
+        if any(_applied(c.new, deps) == topic or c.old == topic for c in changes):
             with aws_errors(f"sending the notifications of {res.name} to {topic}"):
                 client.put_notification_configuration(
                     AutoScalingGroupName=res.name, TopicARN=topic, NotificationTypes=list(spec.notifications.types)
