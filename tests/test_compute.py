@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,12 @@ from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.simulation import SIMULATION, Timing
+from cdpoc.spec import Ref, plain
 from cdpoc.stack import compute, loadbalancing
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.compute import InstanceSpec, LaunchTemplateSpec
 from cdpoc.sweeper import find_everything, leftovers, sweep
+from cdpoc.userdata import AppInstanceScript
 
 REGION = "us-east-1"
 ZONES = ("us-east-1a", "us-east-1b")
@@ -62,10 +66,12 @@ class Stack:
     def resource(self, key: str) -> Resource:
         return self.graph[key]
 
-    def replace(self, key: str, **props: Any) -> None:
-        """Declare `key` with some props changed, as a changed config would."""
+    def replace(self, key: str, **fields: Any) -> None:
+        """Declare `key` with some spec fields changed, as a changed config would (same edges)."""
         res = self.graph[key]
-        changed = dataclasses.replace(res, props={**res.props, **props})
+        assert res.spec is not None
+        spec = dataclasses.replace(res.spec, **fields)  # type: ignore[type-var]
+        changed = dataclasses.replace(res, spec=spec, props=plain(spec))
         self.graph = Graph.of(changed if r.key == key else r for r in self.graph.resources.values())
 
     def up(self) -> dict[str, Observed]:
@@ -369,6 +375,17 @@ class TestDeployed:
         deployed.up()
         assert deployed.ctx.clients.mutating_calls()[before:] == []
 
+    def test_user_data_is_read_where_it_is_compared_and_only_there(self, deployed: Stack) -> None:
+        reads = deployed.record("ec2", "DescribeInstanceAttribute")
+        deployed.ctx.run.forget()
+        deployed.handlers["instance"].scan(deployed.ctx.run)
+        assert reads == []  # `down` lists instances to delete them: nothing to compare
+        deployed.ctx.run.forget()
+        make_plan(deployed.ctx.run, deployed.graph, deployed.handlers)
+        ids = {deployed.results[k].id for k in ("instance.bastion", "instance.mongodb")}
+        assert sorted(r["InstanceId"] for r in reads) == sorted(ids)
+        assert {r["Attribute"] for r in reads} == {"userData"}
+
     def test_instance_scan_leaves_the_groups_instances_to_the_group(self, deployed: Stack) -> None:
         found = deployed.handlers["instance"].scan(deployed.ctx.run)
         assert set(found) == {"instance.bastion", "instance.mongodb"}
@@ -526,8 +543,8 @@ def test_what_the_scaling_policy_and_the_first_deployment_change_is_left_alone(s
     stack.replace("asg.app", max_size=6)
     stack.up()
     [update] = updates
-    assert (update["MaxSize"], update["HealthCheckType"]) == (6, "ELB")
-    assert "DesiredCapacity" not in update
+    # Only the setting the plan listed: the health check type and the capacity are not touched.
+    assert update == {"AutoScalingGroupName": f"{n}-app", "MaxSize": 6}
     [group] = autoscaling().describe_auto_scaling_groups(AutoScalingGroupNames=[f"{n}-app"])["AutoScalingGroups"]
     assert (group["DesiredCapacity"], group["HealthCheckType"]) == (3, "ELB")
 
@@ -558,6 +575,180 @@ def test_instance_drift_is_repaired_and_fixed_settings_are_conflicts(stack: Stac
     plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
     [step] = [s for s in plan.steps if s.resource.key == "instance.mongodb"]
     assert step.action is Action.CONFLICT
+
+
+# ---------------------------------------------------------------- one diff: the plan's changes are what up applies
+
+
+def step_changes(stack: Stack, key: str) -> list[tuple[str, Any, Any, bool]]:
+    plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
+    [step] = [s for s in plan.steps if s.resource.key == key]
+    return [(c.field, c.old, c.new, c.in_place) for c in step.changes]
+
+
+def step_texts(stack: Stack, key: str) -> list[str]:
+    plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
+    [step] = [s for s in plan.steps if s.resource.key == key]
+    return [c.text for c in step.changes]
+
+
+def test_the_plan_shows_both_values_of_each_changed_field_and_up_applies_exactly_those(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    stack.replace("launch_template.app", instance_type="t3.small")
+    stack.replace("asg.app", max_size=5, health_check_grace_period=120)
+    assert step_changes(stack, "launch_template.app") == [("instance_type", "t3.micro", "t3.small", True)]
+    assert step_texts(stack, "launch_template.app") == ["instance_type: t3.micro → t3.small"]
+    assert step_changes(stack, "asg.app") == [
+        ("max_size", 4, 5, True),
+        ("health_check_grace_period", 300, 120, True),
+    ]
+    assert step_texts(stack, "asg.app") == ["max_size: 4 → 5", "health_check_grace_period: 300 → 120"]
+
+    updates = stack.record("autoscaling", "UpdateAutoScalingGroup")
+    versions = stack.record("ec2", "CreateLaunchTemplateVersion")
+    stack.up()
+    assert updates == [{"AutoScalingGroupName": f"{n}-app", "MaxSize": 5, "HealthCheckGracePeriod": 120}]
+    [version] = versions
+    assert version["LaunchTemplateData"]["InstanceType"] == "t3.small"
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+    # Planned while the target group was still to be created: the change holds its Ref, shown as what it
+    # will be, and update() resolves it once the executor has created it.
+    tg = results["tg.app"].id
+    autoscaling().detach_load_balancer_target_groups(AutoScalingGroupName=f"{n}-app", TargetGroupARNs=[tg])
+    handler, res = stack.handlers["autoscaling_group"], stack.resource("asg.app")
+    deps = {**stack.existing, **results}
+    stack.ctx.run.forget()
+    found = handler.find(stack.ctx.run, res)
+    assert found is not None
+    planned = handler.changes(stack.ctx.run, res, found, {k: v for k, v in deps.items() if k != "tg.app"})
+    [attach] = [c for c in planned if c.field.startswith("target_groups[")]
+    assert (attach.old, attach.new) == (None, Ref("tg.app"))
+    assert attach.text == "target_groups[(tg.app to be created)]: (none) → (tg.app to be created)"
+    attaches = stack.record("autoscaling", "AttachLoadBalancerTargetGroups")
+    handler.update(stack.ctx.run, res, found, deps, [attach])
+    assert attaches == [{"AutoScalingGroupName": f"{n}-app", "TargetGroupARNs": [tg]}]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+
+def test_fields_aws_cannot_change_on_an_instance_are_conflicts(stack: Stack) -> None:
+    results = stack.up()
+    mongodb = stack.resource("instance.mongodb").spec
+    assert isinstance(mongodb, InstanceSpec) and mongodb.user_data is not None
+    stack.replace("instance.mongodb", user_data=dataclasses.replace(mongodb.user_data, uploads_bucket="other-bucket"))
+    stack.replace("instance.bastion", subnet=Ref("subnet.public.a"), key_name="ops-key")
+    actions = stack.plan_actions()
+    assert (actions["instance.mongodb"], actions["instance.bastion"]) == (Action.CONFLICT, Action.CONFLICT)
+
+    [(field, old, new, in_place)] = step_changes(stack, "instance.mongodb")
+    assert (field, in_place) == ("user_data", False)
+    assert '"bucket": "other-bucket"' in new and '"bucket": "other-bucket"' not in old
+    [text] = step_texts(stack, "instance.mongodb")
+    assert re.fullmatch(r"user_data: mongodb\.sh \d+ bytes sha256:\w{12} → mongodb\.sh \d+ bytes sha256:\w{12}", text)
+
+    bastion = instance(results["instance.bastion"].id)
+    assert step_changes(stack, "instance.bastion") == [
+        ("subnet", bastion["SubnetId"], stack.existing["subnet.public.a"].id, False),
+        ("key_name", "", "ops-key", False),
+    ]
+    with pytest.raises(ConflictError):
+        stack.up()
+
+
+def test_stale_entries_of_the_groups_collections_are_removed(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    group, topic = f"{n}-app", stack.existing["topic.alerts"].id
+    # By hand: a second target group, a third subnet, a test notification and another topic, another policy.
+    stale_tg = boto3.client("elbv2", region_name=REGION).create_target_group(
+        Name=f"{n}-stale", Protocol="HTTP", Port=80, VpcId=stack.existing["vpc"].id
+    )["TargetGroups"][0]["TargetGroupArn"]
+    autoscaling().attach_load_balancer_target_groups(AutoScalingGroupName=group, TargetGroupARNs=[stale_tg])
+    app_subnets = tuple(sorted(stack.existing[k].id for k in ("subnet.app.a", "subnet.app.b")))
+    data_subnet = stack.existing["subnet.data.a"].id
+    autoscaling().update_auto_scaling_group(
+        AutoScalingGroupName=group, VPCZoneIdentifier=",".join((*app_subnets, data_subnet))
+    )
+    autoscaling().put_notification_configuration(
+        AutoScalingGroupName=group,
+        TopicARN=topic,
+        NotificationTypes=[*compute.ASG_NOTIFICATIONS, "autoscaling:TEST_NOTIFICATION"],
+    )
+    other_topic = boto3.client("sns", region_name=REGION).create_topic(Name=f"{n}-other")["TopicArn"]
+    autoscaling().put_notification_configuration(
+        AutoScalingGroupName=group, TopicARN=other_topic, NotificationTypes=["autoscaling:EC2_INSTANCE_LAUNCH"]
+    )
+    autoscaling().put_scaling_policy(
+        AutoScalingGroupName=group, PolicyName="by-hand", PolicyType="SimpleScaling", ScalingAdjustment=1
+    )
+
+    changes = {field: (old, new) for field, old, new, _ in step_changes(stack, "asg.app")}
+    assert changes == {
+        "subnets": (tuple(sorted((*app_subnets, data_subnet))), app_subnets),
+        f"target_groups[{stale_tg}]": (stale_tg, None),
+        "scaling_policy[by-hand]": (changes["scaling_policy[by-hand]"][0], None),
+        "notifications[autoscaling:EC2_INSTANCE_LAUNCH]": (other_topic, None),
+        "notifications[autoscaling:TEST_NOTIFICATION]": (topic, None),
+    }
+    assert f"target_groups[{stale_tg}]: {stale_tg} → (none)" in step_texts(stack, "asg.app")
+
+    stack.up()
+    [after] = autoscaling().describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    assert after["TargetGroupARNs"] == [results["tg.app"].id]
+    assert tuple(sorted(after["VPCZoneIdentifier"].split(","))) == app_subnets
+    configs = autoscaling().describe_notification_configurations(AutoScalingGroupNames=[group])
+    assert {(c["TopicARN"], c["NotificationType"]) for c in configs["NotificationConfigurations"]} == {
+        (topic, kind) for kind in compute.ASG_NOTIFICATIONS
+    }
+    policies = autoscaling().describe_policies(AutoScalingGroupName=group)["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == [f"{n}-requests-per-instance"]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+
+def test_stale_security_groups_of_an_instance_and_the_launch_template_are_removed(stack: Stack) -> None:
+    results = stack.up()
+    mongodb, template = results["instance.mongodb"].id, results["launch_template.app"].id
+    data, app, alb = (stack.existing[k].id for k in ("sg.data", "sg.app", "sg.alb"))
+    ec2().modify_instance_attribute(InstanceId=mongodb, Groups=[data, alb])
+    [current] = ec2().describe_launch_template_versions(LaunchTemplateId=template, Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ]
+    # The whole data (moto 5.2.5 ignores SourceVersion, which AWS would merge the new data into).
+    by_hand = ec2().create_launch_template_version(
+        LaunchTemplateId=template, LaunchTemplateData={**current["LaunchTemplateData"], "SecurityGroupIds": [app, alb]}
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2().modify_launch_template(LaunchTemplateId=template, DefaultVersion=str(by_hand))
+
+    assert step_changes(stack, "instance.mongodb") == [("security_groups", tuple(sorted((data, alb))), (data,), True)]
+    assert step_changes(stack, "launch_template.app") == [("security_groups", tuple(sorted((app, alb))), (app,), True)]
+    stack.up()
+    assert [g["GroupId"] for g in instance(mongodb)["SecurityGroups"]] == [data]
+    [version] = ec2().describe_launch_template_versions(LaunchTemplateId=template, Versions=["$Default"])[
+        "LaunchTemplateVersions"
+    ]
+    assert version["VersionNumber"] == by_hand + 1 and version["LaunchTemplateData"]["SecurityGroupIds"] == [app]
+    assert set(stack.plan_actions().values()) == {Action.NONE}
+
+
+def test_a_changed_launch_script_makes_a_new_default_version(stack: Stack) -> None:
+    n = stack.name
+    results = stack.up()
+    template = stack.resource("launch_template.app").spec
+    assert isinstance(template, LaunchTemplateSpec)
+    stack.replace("launch_template.app", user_data=AppInstanceScript(stack=n, log_group=f"/cdpoc/{n}-other"))
+    [(field, old, new, in_place)] = step_changes(stack, "launch_template.app")
+    assert (field, in_place) == ("user_data", True)
+    assert f"readonly LOG_GROUP='/cdpoc/{n}'" in old and f"readonly LOG_GROUP='/cdpoc/{n}-other'" in new
+    stack.up()
+    [version] = ec2().describe_launch_template_versions(
+        LaunchTemplateId=results["launch_template.app"].id, Versions=["$Default"]
+    )["LaunchTemplateVersions"]
+    assert version["VersionNumber"] == 2
+    assert (
+        f"readonly LOG_GROUP='/cdpoc/{n}-other'" in base64.b64decode(version["LaunchTemplateData"]["UserData"]).decode()
+    )
+    assert set(stack.plan_actions().values()) == {Action.NONE}
 
 
 # ---------------------------------------------------------------- down

@@ -1,4 +1,5 @@
-"""The user data scripts: shellcheck-clean as templates and rendered, complete, secret-free, and doing their job.
+"""The user data scripts (cdpoc.userdata, pure): shellcheck-clean as templates and rendered, complete,
+secret-free, and doing their job; the typed descriptions resolve their references through the resources.
 
 What can run here runs: the stub health server is started and asked; the CloudWatch agent config and
 the MongoDB seed document are parsed out of the rendered scripts and checked as data.
@@ -19,9 +20,19 @@ from pathlib import Path
 
 import pytest
 
-from cdpoc.aws.compute import USER_DATA_LIMIT, render_script, template_text, user_data
 from cdpoc.errors import CdpocError, ConfigError
 from cdpoc.model import Observed
+from cdpoc.spec import Ref, refs
+from cdpoc.userdata import (
+    USER_DATA_LIMIT,
+    AppInstanceScript,
+    MongoDbScript,
+    Origin,
+    pending,
+    render,
+    render_script,
+    template_text,
+)
 
 TEMPLATES = ("app-instance.sh", "mongodb.sh")
 UPLOADS = "demo-123456789012-us-east-1-uploads"
@@ -108,22 +119,58 @@ def test_a_value_that_could_break_out_of_its_quotes_is_refused(value: str) -> No
 def test_oversized_user_data_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     # EC2 takes at most 16 KB of user data before base64.
     big = "#!/bin/bash\n# @@{stack}\n" + "#" * USER_DATA_LIMIT
-    monkeypatch.setattr("cdpoc.aws.compute.template_text", lambda name: big)
+    monkeypatch.setattr("cdpoc.userdata.template_text", lambda name: big)
     with pytest.raises(ConfigError, match="EC2 takes at most 16384"):
         render_script("app-instance.sh", {"stack": "demo"})
 
 
-def test_values_from_dependencies_are_rendered_as_origins() -> None:
-    spec = {
-        "template": "mongodb.sh",
-        "values": {k: v for k, v in MONGODB_VALUES.items() if k != "web_origin"},
-        "from_dependencies": {"web_origin": {"resource": "bucket.web", "attr": "website_url", "as": "origin"}},
+def mongodb_description(**changed: object) -> MongoDbScript:
+    fields: dict[str, object] = {
+        **{k: v for k, v in MONGODB_VALUES.items() if k != "web_origin"},
+        "web_origin": Origin(Ref("bucket.web", "website_url")),
+        **changed,
     }
+    return MongoDbScript(**fields)  # type: ignore[arg-type]
+
+
+def test_values_from_dependencies_are_rendered_as_origins() -> None:
+    script = mongodb_description()
     for url in (WEB_ORIGIN + "/", WEB_ORIGIN, WEB_ORIGIN.removeprefix("http://")):
         deps = {"bucket.web": Observed("bucket.web", "bucket", "b", {"website_url": url})}
-        assert f'"origins": ["{WEB_ORIGIN}"]' in user_data(spec, deps)
+        assert f'"origins": ["{WEB_ORIGIN}"]' in render(script, deps)
     with pytest.raises(CdpocError, match=r"bucket\.web has no website_url"):
-        user_data(spec, {"bucket.web": Observed("bucket.web", "bucket", "b", {})})
+        render(script, {"bucket.web": Observed("bucket.web", "bucket", "b", {})})
+
+
+def test_a_reference_renders_the_resources_id_or_attribute_and_is_an_edge_of_the_graph() -> None:
+    script = mongodb_description(admin_password_parameter=Ref("param.mongodb.admin-password"))
+    assert [ref.key for ref in refs(script)] == ["param.mongodb.admin-password", "bucket.web"]
+    site = Observed("bucket.web", "bucket", "b", {"website_url": WEB_ORIGIN + "/"})
+    parameter = Observed("param.mongodb.admin-password", "ssm_parameter", "/demo/mongodb/admin-password")
+    # Nothing can be rendered until every resource it reads from exists: the plan says which are missing.
+    assert pending(script, {"bucket.web": site}) == (Ref("param.mongodb.admin-password"),)
+    with pytest.raises(CdpocError, match=r"param\.mongodb\.admin-password has no id yet"):
+        render(script, {"bucket.web": site})
+    deps = {"bucket.web": site, "param.mongodb.admin-password": parameter}
+    assert pending(script, deps) == ()
+    assert render(script, deps) == render_script("mongodb.sh", MONGODB_VALUES)
+
+
+def test_the_description_renders_what_the_template_and_its_values_do() -> None:
+    assert render(AppInstanceScript(**APP_VALUES), {}) == render_script("app-instance.sh", APP_VALUES)
+    log_group = Observed("loggroup", "log_group", "/cdpoc/demo")
+    described = AppInstanceScript(stack="demo", log_group=Ref("loggroup"))
+    assert render(described, {"loggroup": log_group}) == render_script("app-instance.sh", APP_VALUES)
+    with pytest.raises(ConfigError, match="cannot take safely"):
+        render(AppInstanceScript(stack="demo", log_group="/a b"), {})
+
+
+def test_the_rendering_module_is_pure() -> None:
+    """No AWS SDK behind it: inputs in, script text out (imported alone, it loads neither boto3 nor botocore)."""
+    sdk = "('boto3', 'botocore')"
+    code = f"import sys, cdpoc.userdata\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {sdk}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------- both scripts

@@ -1,18 +1,18 @@
-"""EC2 instances, the launch template and the Auto Scaling group, and the user data they boot with.
+"""EC2 instances, the launch template and the Auto Scaling group.
 
 The AMI id is read from the public SSM parameter (compute.ami_parameter) whenever an instance or a
 launch template version is created, and never compared afterwards: a newer Amazon Linux release
-must not make a second `up` replace running instances. User data only runs at an instance's first
-boot, so an instance's is not compared either; the launch template's is (a change makes a new
-default version, used by instances launched from then on).
+must not make a second `up` replace running instances. An instance runs the user data it was
+launched with (at its first boot), so a difference there is a conflict; the launch template's makes a
+new default version, used by instances launched from then on.
 
-User data scripts are files in cdpoc/templates rendered with string.Template from the declaration's
-props (and, for values only known once a dependency exists, its attributes). They carry names,
-never secrets: the instances read those from SSM themselves.
+Each handler compares its spec (cdpoc.stack.specs.compute) with what AWS shows field by field, and
+update() makes exactly the calls for the fields the plan listed. User data is rendered by the pure
+cdpoc.userdata from the spec's script description.
 
-An instance declared with a data volume (props["data_volume"]: MongoDB's) gets it as a second EBS
-volume, deleted with the instance; when `down --keep-data` kept a snapshot of it, the volume is
-created from that snapshot, which is deleted once the instance runs with it.
+An instance declared with a data volume (MongoDB's) gets it as a second EBS volume, deleted with the
+instance; when `down --keep-data` kept a snapshot of it, the volume is created from that snapshot,
+which is deleted once the instance runs with it.
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
-import string
 from collections.abc import Mapping, Sequence
-from importlib import resources
-from typing import Any, cast
-from urllib.parse import urlsplit
+from typing import Any
 
 from cdpoc.aws.base import (
     COMPONENT_TAG,
@@ -38,8 +34,6 @@ from cdpoc.aws.base import (
     by_component,
     call_or_none,
     caused_by,
-    dep_attr,
-    dep_id,
     extra_key,
     ignore_missing,
     observed,
@@ -52,8 +46,11 @@ from cdpoc.aws.base import (
 )
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
-from cdpoc.errors import AwsError, ConfigError
+from cdpoc.errors import AwsError
 from cdpoc.model import ORPHAN_PREFIX, Change, Observed, Resource
+from cdpoc.spec import Ref, Spec, field_change, shown, spec_of
+from cdpoc.stack.specs.compute import AutoScalingGroupSpec, DataVolume, InstanceSpec, LaunchTemplateSpec
+from cdpoc.userdata import Script, pending, render, summary
 
 NOT_FOUND = (
     "InvalidInstanceID.NotFound",
@@ -63,62 +60,64 @@ NOT_FOUND = (
     "InvalidLaunchTemplateName.NotFoundException",
 )
 
-# --- user data ------------------------------------------------------------------------------------
 
-# RunInstances and launch templates take at most 16 KB of user data, counted before base64.
-USER_DATA_LIMIT = 16 * 1024
-# What a rendered value may hold: stack, bucket, parameter and log group names, an http origin. None
-# of these characters can end the single-quoted shell string (or JSON string) a placeholder sits in.
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:/@+=,-]+$")
+# --- field changes --------------------------------------------------------------------------------
 
 
-class ScriptTemplate(string.Template):
-    """`@@{name}` placeholders, because `$` belongs to the shell."""
-
-    delimiter = "@@"
-
-
-def template_text(name: str) -> str:
-    return resources.files("cdpoc").joinpath("templates", name).read_text(encoding="utf-8")
-
-
-def render_script(name: str, values: Mapping[str, str]) -> str:
-    """The template `name` with every placeholder filled in; refuses unsafe values and oversized results."""
-    for key, value in values.items():
-        if not SAFE_VALUE.match(value):
-            raise ConfigError(
-                f"user data {name}: {key} {value!r} holds characters a boot script cannot take safely",
-                "Use names of letters, digits, dots, hyphens and slashes.",
-            )
-    try:
-        script = ScriptTemplate(template_text(name)).substitute(values)
-    except KeyError as exc:
-        raise ConfigError(f"user data {name}: no value for placeholder {exc.args[0]}") from None
-    size = len(script.encode("utf-8"))
-    if size > USER_DATA_LIMIT:
-        raise ConfigError(f"user data {name} is {size} bytes; EC2 takes at most {USER_DATA_LIMIT}")
-    return script
+def _desired(value: Any, deps: Mapping[str, Observed | None]) -> Any:
+    """A spec value as AWS would show it: Refs resolved; a Ref whose resource does not exist yet stays a Ref."""
+    if isinstance(value, Ref):
+        return value.value(deps) or value
+    if isinstance(value, tuple):
+        return tuple(_desired(item, deps) for item in value)
+    return value
 
 
-def _origin(url: str) -> str:
-    """'http://b.s3-website-us-east-1.amazonaws.com/' -> 'http://b.s3-website-us-east-1.amazonaws.com'."""
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    return f"{parts.scheme}://{parts.netloc}"
+def _applied(value: Any, deps: Mapping[str, Observed]) -> Any:
+    """A change's value when update() applies it: a Ref the plan could not resolve (its resource was still
+    to be created) resolves now, the executor having created it first."""
+    return value.need(deps) if isinstance(value, Ref) else value
 
 
-def user_data(spec: Mapping[str, Any], deps: Mapping[str, Observed | None]) -> str:
-    """Render a declaration's user data spec: literal values plus attributes of its dependencies.
+def _display(value: Any, deps: Mapping[str, Observed | None]) -> Any:
+    """A desired value for the plan's text: an unresolved Ref reads "(key to be created)"."""
+    if isinstance(value, Ref):
+        return value.shown(deps)
+    if isinstance(value, tuple):
+        return tuple(_display(item, deps) for item in value)
+    return value
 
-    spec: {"template": file name, "values": {placeholder: value}, "from_dependencies": {placeholder:
-    {"resource": logical key, "attr": attribute, "as": "origin" to keep only scheme://host}}}.
-    """
-    values = dict(spec["values"])
-    for placeholder, source in spec.get("from_dependencies", {}).items():
-        value = dep_attr(deps, source["resource"], source["attr"])
-        if not value:
-            raise AwsError(f"{source['resource']} has no {source['attr']}: cannot render {spec['template']}")
-        values[placeholder] = _origin(value) if source.get("as") == "origin" else value
-    return render_script(spec["template"], values)
+
+def _change(kind: type[Spec], field: str, old: Any, new: Any, deps: Mapping[str, Observed | None]) -> Change:
+    return field_change(kind, field, old, new, f"{field}: {shown(old)} → {shown(_display(new, deps))}")
+
+
+def _script_change(
+    kind: type[Spec], script: Script | None, old: str, deps: Mapping[str, Observed | None]
+) -> Change | None:
+    """user_data, when the script as rendered now differs from `old` (shown by size and digest: too long
+    to print). While a resource the script reads from does not exist yet, the change names it."""
+    if script is None:
+        return field_change(kind, "user_data", old, None, f"user_data: {summary(old)} → (none)") if old else None
+    waiting = pending(script, deps)
+    if waiting:
+        return field_change(
+            kind,
+            "user_data",
+            old,
+            waiting[0],
+            f"user_data: {summary(old)} → {script.template} once {', '.join(ref.key for ref in waiting)} exist",
+        )
+    wanted = render(script, deps)
+    if wanted == old:
+        return None
+    return field_change(
+        kind,
+        "user_data",
+        old,
+        wanted,
+        f"user_data: {summary(old, script.template)} → {summary(wanted, script.template)}",
+    )
 
 
 # --- shared helpers -------------------------------------------------------------------------------
@@ -154,9 +153,6 @@ def find_ami(run: AwsRun, parameter: str) -> str | None:
     return str(reply["Parameter"]["Value"]) if reply else None
 
 
-# IMDSv2 only, and instance tags readable from the metadata: the application reads its stack there.
-METADATA_OPTIONS = {"HttpTokens": "required", "HttpEndpoint": "enabled", "InstanceMetadataTags": "enabled"}
-
 # --- instances ------------------------------------------------------------------------------------
 
 LIVE_STATES = ("pending", "running", "stopping", "stopped")
@@ -176,8 +172,11 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
         "private_ip": instance.get("PrivateIpAddress", ""),
         "public_ip": instance.get("PublicIpAddress", ""),
         "profile_arn": instance.get("IamInstanceProfile", {}).get("Arn", ""),
-        "http_tokens": metadata.get("HttpTokens", ""),
-        "metadata_tags": metadata.get("InstanceMetadataTags", ""),
+        "metadata_options": {
+            "HttpTokens": metadata.get("HttpTokens", ""),
+            "HttpEndpoint": metadata.get("HttpEndpoint", ""),
+            "InstanceMetadataTags": metadata.get("InstanceMetadataTags", ""),
+        },
         "key_name": instance.get("KeyName", ""),
         "image": instance.get("ImageId", ""),
         "volumes": {
@@ -186,20 +185,35 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _data_volume_mapping(spec: Mapping[str, Any], snapshot_id: str) -> dict[str, Any]:
+def _read_user_data(run: AwsRun, instance_id: str) -> str:
+    """The user data the instance was launched with, as text ("" for none). Its own call (DescribeInstances
+    does not show it), made only where it is compared: not by scans that list instances to delete them."""
+    reply = call_or_none(
+        f"reading the user data of {instance_id}",
+        _ec2(run).describe_instance_attribute,
+        NOT_FOUND,
+        InstanceId=instance_id,
+        Attribute="userData",
+    )
+    encoded = ((reply or {}).get("UserData") or {}).get("Value", "")
+    return base64.b64decode(encoded).decode("utf-8", "replace") if encoded else ""
+
+
+def _data_volume_mapping(volume: DataVolume, snapshot_id: str) -> dict[str, Any]:
     """The data volume in RunInstances' block device mappings: new and empty, or made from a kept snapshot."""
-    ebs: dict[str, Any] = {"VolumeType": spec["type"], "DeleteOnTermination": True}
+    ebs: dict[str, Any] = {"VolumeType": volume.type, "DeleteOnTermination": True}
     if snapshot_id:
         # Size and encryption come from the snapshot (AWS takes no encryption setting for a restore).
         ebs["SnapshotId"] = snapshot_id
     else:
-        ebs.update(VolumeSize=spec["size_gib"], Encrypted=True)
-    return {"DeviceName": spec["device"], "Ebs": ebs}
+        ebs.update(VolumeSize=volume.size_gib, Encrypted=True)
+    return {"DeviceName": volume.device, "Ebs": ebs}
 
 
 class InstanceHandler(Handler):
     kind = "instance"
     label = "instance"
+    spec_type = InstanceSpec
     # Root volumes go with their instance (DeleteOnTermination); the tagging API lists them for a while after.
     arn_types = ("ec2:instance", "ec2:volume")
 
@@ -214,7 +228,13 @@ class InstanceHandler(Handler):
         instances.sort(key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"]))
         launched_by_groups = [i for i in instances if AUTOSCALING_GROUP_TAG in tag_map(i.get("Tags"))]
         result = {
-            component: observed(component, self.kind, i["InstanceId"], **_instance_attrs(i), **owner_attrs(i))
+            component: observed(
+                component,
+                self.kind,
+                i["InstanceId"],
+                **_instance_attrs(i),
+                **owner_attrs(i),
+            )
             for component, i in by_component(
                 run, [i for i in instances if i not in launched_by_groups], "InstanceId"
             ).items()
@@ -239,62 +259,73 @@ class InstanceHandler(Handler):
         return result
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        props, attrs = res.props, found.attrs
+        """Field by field; the AMI is not compared (see the module docstring), nor is a dependency that
+        does not exist yet where its absence says nothing about the instance (its subnet)."""
+        spec, attrs = spec_of(res, InstanceSpec), found.attrs
         changes = []
-        if attrs["instance_type"] != props["instance_type"]:
-            changes.append(
-                Change(f"instance type is {attrs['instance_type']}, config wants {props['instance_type']}", False)
-            )
-        subnet_id = dep_id(deps, props["subnet"])
+        if attrs["instance_type"] != spec.instance_type:
+            changes.append(_change(InstanceSpec, "instance_type", attrs["instance_type"], spec.instance_type, deps))
+        subnet_id = spec.subnet.value(deps)
         if subnet_id and attrs["subnet"] != subnet_id:
-            changes.append(Change(f"it is in subnet {attrs['subnet']}, not {subnet_id}", in_place=False))
-        if attrs["key_name"] != (props["key_name"] or ""):
-            changes.append(
-                Change(f"key pair is {attrs['key_name'] or 'none'}, config wants {props['key_name'] or 'none'}", False)
-            )
-        changes.extend(self._in_place_changes(res, found, deps))
+            changes.append(_change(InstanceSpec, "subnet", attrs["subnet"], subnet_id, deps))
+        if attrs["key_name"] != spec.key_name:
+            changes.append(_change(InstanceSpec, "key_name", attrs["key_name"], spec.key_name, deps))
+        launched_with = attrs["user_data"] if "user_data" in attrs else _read_user_data(run, found.id)
+        script = _script_change(InstanceSpec, spec.user_data, launched_with, deps)
+        # A resource the script reads from that does not exist yet (a bucket deleted by hand) will be
+        # created with the same name, so the script cannot be judged now: no conflict from it.
+        if script is not None and not isinstance(script.new, Ref):
+            changes.append(script)
+        if spec.data_volume and spec.data_volume.device not in attrs["volumes"]:
+            changes.append(_change(InstanceSpec, "data_volume", None, spec.data_volume.device, deps))
+        changes.extend(self._in_place_changes(spec, found, deps))
+        return changes
+
+    def _in_place_changes(
+        self, spec: InstanceSpec, found: Observed, deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        attrs = found.attrs
+        changes = []
+        if attrs["state"] != "running":
+            # Not a field of the spec: an instance the stack declares runs (start it, or wait for it).
+            changes.append(field_change(InstanceSpec, "state", attrs["state"], "running"))
+        groups = _desired(spec.security_groups, deps)
+        if any(isinstance(g, Ref) for g in groups) or tuple(sorted(groups)) != attrs["security_groups"]:
+            changes.append(_change(InstanceSpec, "security_groups", attrs["security_groups"], groups, deps))
+        wanted_metadata = spec.metadata_options.as_aws()
+        if attrs["metadata_options"] != wanted_metadata:
+            changes.append(_change(InstanceSpec, "metadata_options", attrs["metadata_options"], wanted_metadata, deps))
+        profile = _desired(spec.profile, deps)
+        if (profile or "") != attrs["profile_arn"]:
+            changes.append(_change(InstanceSpec, "profile", attrs["profile_arn"], profile, deps))
+        if spec.eip is not None:
+            address = Ref(spec.eip.key, "public_ip").value(deps)
+            if address is None or address != attrs["public_ip"]:
+                changes.append(_change(InstanceSpec, "eip", attrs["public_ip"], address or spec.eip, deps))
         return changes
 
     def missing(self, run: AwsRun, res: Resource, found: Mapping[str, Observed | None]) -> list[Change]:
-        kept = self._kept_data(run, res)
-        if kept is None:
+        spec = spec_of(res, InstanceSpec)
+        kept = self._kept_data(run, res, spec)
+        if kept is None or spec.data_volume is None:
             return []
-        return [
-            Change(f"data volume {res.props['data_volume']['device']} from kept snapshot {describe_snapshot(kept)}")
-        ]
+        return [Change(f"data volume {spec.data_volume.device} from kept snapshot {describe_snapshot(kept)}")]
 
-    def _kept_data(self, run: AwsRun, res: Resource) -> dict[str, Any] | None:
+    def _kept_data(self, run: AwsRun, res: Resource, spec: InstanceSpec) -> dict[str, Any] | None:
         """The newest snapshot `down --keep-data` kept of this instance's data volume, if any."""
-        if not res.props.get("data_volume"):
+        if spec.data_volume is None:
             return None
         kept = kept_snapshots(run, res.key)
         return kept[0] if kept else None
 
-    def _in_place_changes(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        props, attrs = res.props, found.attrs
-        changes = []
-        if attrs["state"] != "running":
-            changes.append(Change(f"state is {attrs['state']}: start it (or wait) until running"))
-        groups = tuple(dep_id(deps, key) for key in props["security_groups"])
-        if None in groups or tuple(sorted(g for g in groups if g)) != attrs["security_groups"]:
-            changes.append(Change(f"security groups -> {', '.join(props['security_groups'])}"))
-        if (attrs["http_tokens"], attrs["metadata_tags"]) != ("required", "enabled"):
-            changes.append(Change("require IMDSv2 tokens and show instance tags in the metadata"))
-        if props.get("profile") and dep_attr(deps, props["profile"], "arn") != attrs["profile_arn"]:
-            changes.append(Change(f"instance profile -> {props['profile']}"))
-        if props.get("eip"):
-            address = dep_attr(deps, props["eip"], "public_ip")
-            if address is None or address != attrs["public_ip"]:
-                changes.append(Change(f"associate Elastic IP {address or props['eip']}"))
-        return changes
-
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        subnet_id = deps[res.props["subnet"]].id
-        kept = self._kept_data(run, res)
+        spec = spec_of(res, InstanceSpec)
+        subnet_id = spec.subnet.need(deps)
+        kept = self._kept_data(run, res, spec)
         if kept is not None and kept.get("State") != "completed":
             wait_for_snapshot(run, kept["SnapshotId"])  # a `down --keep-data` interrupted while it waited
         restore = (kept["SnapshotId"],) if kept else ()
-        params = self._launch_params(run, res, deps, *restore)
+        params = self._launch_params(run, res, spec, deps, *restore)
         # AWS answers a reused token with the instance it launched before, even a terminated one (then
         # launch anew with another token), and refuses it when the parameters changed: the AMI and the
         # snapshot are in it.
@@ -304,38 +335,39 @@ class InstanceHandler(Handler):
             lambda token: self._launch(run, res, params, token),
             lambda i: i["InstanceId"] if i["State"]["Name"] in GONE_STATES else None,
         )
-        found = observed(res, self.kind, instance["InstanceId"], **_instance_attrs(instance))
-        result = self.update(run, res, found, deps)
+        # RunInstances' answer has no user data: it is what the launch gave.
+        attrs = {**_instance_attrs(instance), "user_data": params.get("UserData", "")}
+        found = observed(res, self.kind, instance["InstanceId"], **attrs)
+        result = self.update(run, res, found, deps, self.changes(run, res, found, deps))
         # The kept snapshot is no longer needed once the instance runs with the volume made from it.
-        if restore and result.attrs["volumes"].get(res.props["data_volume"]["device"]):
+        if restore and spec.data_volume and result.attrs["volumes"].get(spec.data_volume.device):
             delete_snapshot(run, restore[0])
         return result
 
     def _launch_params(
-        self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], snapshot_id: str = ""
+        self, run: AwsRun, res: Resource, spec: InstanceSpec, deps: Mapping[str, Observed], snapshot_id: str = ""
     ) -> dict[str, Any]:
-        props = res.props
         # Rendered first: a bad value fails before any AWS call.
-        script = user_data(props["user_data"], deps) if props.get("user_data") else ""
+        script = render(spec.user_data, deps) if spec.user_data else ""
         params: dict[str, Any] = {
-            "ImageId": resolve_ami(run, props["ami_parameter"]),
-            "InstanceType": props["instance_type"],
+            "ImageId": resolve_ami(run, spec.ami_parameter),
+            "InstanceType": spec.instance_type,
             "MinCount": 1,
             "MaxCount": 1,
-            "SubnetId": deps[props["subnet"]].id,
-            "SecurityGroupIds": [deps[key].id for key in props["security_groups"]],
-            "MetadataOptions": dict(METADATA_OPTIONS),
+            "SubnetId": spec.subnet.need(deps),
+            "SecurityGroupIds": [ref.need(deps) for ref in spec.security_groups],
+            "MetadataOptions": spec.metadata_options.as_aws(),
             "TagSpecifications": [run.ec2_tag_specs("instance", res)[0], run.ec2_tag_specs("volume", res)[0]],
         }
-        if props["key_name"]:
-            params["KeyName"] = props["key_name"]
-        if props.get("profile"):
-            params["IamInstanceProfile"] = {"Arn": deps[props["profile"]].attrs["arn"]}
+        if spec.key_name:
+            params["KeyName"] = spec.key_name
+        if spec.profile is not None:
+            params["IamInstanceProfile"] = {"Arn": spec.profile.need(deps)}
         if script:
             # boto3 base64-encodes RunInstances user data itself.
             params["UserData"] = script
-        if props.get("data_volume"):
-            params["BlockDeviceMappings"] = [_data_volume_mapping(props["data_volume"], snapshot_id)]
+        if spec.data_volume:
+            params["BlockDeviceMappings"] = [_data_volume_mapping(spec.data_volume, snapshot_id)]
         return params
 
     def _launch(self, run: AwsRun, res: Resource, params: Mapping[str, Any], token: str) -> dict[str, Any]:
@@ -354,19 +386,23 @@ class InstanceHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        props, attrs, ec2 = res.props, found.attrs, _ec2(run)
-        self._ensure_running(run, found)
-        groups = [deps[key].id for key in props["security_groups"]]
-        if tuple(sorted(groups)) != attrs["security_groups"]:
+        """The calls for the in-place fields among `changes` (the others are conflicts the plan refused)."""
+        spec, ec2 = spec_of(res, InstanceSpec), _ec2(run)
+        fields = {change.field for change in changes}
+        if "state" in fields:
+            self._ensure_running(run, found)
+        if "security_groups" in fields:
             with aws_errors(f"setting the security groups of {found.id}"):
-                ec2.modify_instance_attribute(InstanceId=found.id, Groups=groups)
-        if (attrs["http_tokens"], attrs["metadata_tags"]) != ("required", "enabled"):
+                ec2.modify_instance_attribute(
+                    InstanceId=found.id, Groups=[ref.need(deps) for ref in spec.security_groups]
+                )
+        if "metadata_options" in fields:
             with aws_errors(f"requiring IMDSv2 on {found.id}"):
-                ec2.modify_instance_metadata_options(InstanceId=found.id, **METADATA_OPTIONS)
-        if props.get("profile") and deps[props["profile"]].attrs["arn"] != attrs["profile_arn"]:
-            self._set_profile(run, found, deps[props["profile"]].attrs["arn"])
-        if props.get("eip") and deps[props["eip"]].attrs.get("public_ip") != attrs["public_ip"]:
-            self._associate_address(run, found.id, deps[props["eip"]].id)
+                ec2.modify_instance_metadata_options(InstanceId=found.id, **spec.metadata_options.as_aws())
+        if "profile" in fields:
+            self._set_profile(run, found, spec.profile.need(deps) if spec.profile else None)
+        if "eip" in fields and spec.eip is not None:
+            self._associate_address(run, found.id, spec.eip.need(deps))
         return self._observe(run, res.key, found.id)
 
     def _ensure_running(self, run: AwsRun, found: Observed) -> None:
@@ -379,18 +415,22 @@ class InstanceHandler(Handler):
                 _ec2(run).start_instances(InstanceIds=[found.id])
         run.wait_with("ec2", "instance_running", f"instance {found.id} to be running", InstanceIds=[found.id])
 
-    def _set_profile(self, run: AwsRun, found: Observed, profile_arn: str) -> None:
+    def _set_profile(self, run: AwsRun, found: Observed, profile_arn: str | None) -> None:
+        """Give the instance `profile_arn` (replacing the one it has), or take its profile away (None)."""
         ec2 = _ec2(run)
 
         def call() -> None:
-            with aws_errors(f"giving {found.id} instance profile {profile_arn}"):
+            with aws_errors(f"giving {found.id} instance profile {profile_arn or '(none)'}"):
                 current = ec2.describe_iam_instance_profile_associations(
                     Filters=[
                         {"Name": "instance-id", "Values": [found.id]},
                         {"Name": "state", "Values": ["associating", "associated"]},
                     ]
                 )["IamInstanceProfileAssociations"]
-                if current:
+                if profile_arn is None:
+                    for association in current:
+                        ec2.disassociate_iam_instance_profile(AssociationId=association["AssociationId"])
+                elif current:
                     ec2.replace_iam_instance_profile_association(
                         IamInstanceProfile={"Arn": profile_arn}, AssociationId=current[0]["AssociationId"]
                     )
@@ -413,7 +453,8 @@ class InstanceHandler(Handler):
     def _observe(self, run: AwsRun, key: str, instance_id: str) -> Observed:
         with aws_errors(f"reading instance {instance_id}"):
             reservations = _ec2(run).describe_instances(InstanceIds=[instance_id])["Reservations"]
-        return observed(key, self.kind, instance_id, **_instance_attrs(reservations[0]["Instances"][0]))
+        instance = reservations[0]["Instances"][0]
+        return observed(key, self.kind, instance_id, **_instance_attrs(instance))
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         ec2 = _ec2(run)
@@ -450,7 +491,8 @@ TAGGED_AT_LAUNCH = ("instance", "volume")
 
 
 def _comparable_template(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The launch template data cdpoc manages, in one form for both desired and AWS's (no AMI id)."""
+    """The launch template data cdpoc manages, by the spec's field names, in one form for both desired and
+    AWS's (no AMI id: see the module docstring)."""
     tags = {
         spec["ResourceType"]: tuple(sorted((t["Key"], t["Value"]) for t in spec.get("Tags", [])))
         for spec in data.get("TagSpecifications", [])
@@ -459,19 +501,20 @@ def _comparable_template(data: Mapping[str, Any]) -> dict[str, Any]:
     metadata = data.get("MetadataOptions", {})
     encoded = data.get("UserData", "")
     return {
-        "instance type": data.get("InstanceType", ""),
-        "instance profile": data.get("IamInstanceProfile", {}).get("Arn", ""),
-        "security groups": tuple(sorted(data.get("SecurityGroupIds", []))),
-        "key pair": data.get("KeyName", ""),
-        "metadata options": {k: metadata.get(k, "") for k in METADATA_OPTIONS},
-        "launch tags": tags,
-        "user data": base64.b64decode(encoded).decode("utf-8", "replace") if encoded else "",
+        "instance_type": data.get("InstanceType", ""),
+        "profile": data.get("IamInstanceProfile", {}).get("Arn", ""),
+        "security_groups": tuple(sorted(data.get("SecurityGroupIds", []))),
+        "key_name": data.get("KeyName", ""),
+        "metadata_options": {k: metadata.get(k, "") for k in ("HttpTokens", "HttpEndpoint", "InstanceMetadataTags")},
+        "instance_tags": tags,
+        "user_data": base64.b64decode(encoded).decode("utf-8", "replace") if encoded else "",
     }
 
 
 class LaunchTemplateHandler(Handler):
     kind = "launch_template"
     label = "launch template"
+    spec_type = LaunchTemplateSpec
     arn_types = ("ec2:launch-template",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -503,41 +546,51 @@ class LaunchTemplateHandler(Handler):
             data=_comparable_template(version["LaunchTemplateData"]),
         )
 
-    def _data(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], image_id: str) -> dict[str, Any]:
-        props = res.props
-        launch_tags = run.tags(props["instance_tags"]["component"], props["instance_tags"]["name"])
+    def _launch_tags(self, run: AwsRun, spec: LaunchTemplateSpec) -> list[dict[str, str]]:
+        return run.tags(spec.instance_tags.component, spec.instance_tags.name)
+
+    def _data(self, run: AwsRun, spec: LaunchTemplateSpec, deps: Mapping[str, Observed]) -> dict[str, Any]:
+        """The whole LaunchTemplateData of a version, with the AMI the parameter names now."""
+        launch_tags = self._launch_tags(run, spec)
         data: dict[str, Any] = {
-            "ImageId": image_id,
-            "InstanceType": props["instance_type"],
-            "IamInstanceProfile": {"Arn": deps[props["profile"]].attrs["arn"]},
-            "SecurityGroupIds": [deps[key].id for key in props["security_groups"]],
-            "MetadataOptions": dict(METADATA_OPTIONS),
+            "ImageId": resolve_ami(run, spec.ami_parameter),
+            "InstanceType": spec.instance_type,
+            "IamInstanceProfile": {"Arn": spec.profile.need(deps)},
+            "SecurityGroupIds": [ref.need(deps) for ref in spec.security_groups],
+            "MetadataOptions": spec.metadata_options.as_aws(),
             "TagSpecifications": [{"ResourceType": kind, "Tags": launch_tags} for kind in TAGGED_AT_LAUNCH],
             # Unlike RunInstances, launch templates take user data already base64-encoded.
-            "UserData": base64.b64encode(user_data(props["user_data"], deps).encode("utf-8")).decode("ascii"),
+            "UserData": base64.b64encode(render(spec.user_data, deps).encode("utf-8")).decode("ascii"),
         }
-        if props["key_name"]:
-            data["KeyName"] = props["key_name"]
+        if spec.key_name:
+            data["KeyName"] = spec.key_name
         return data
 
-    def _differences(
-        self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]
-    ) -> list[str]:
-        needed = (res.props["profile"], *res.props["security_groups"])
-        missing = [key for key in needed if deps.get(key) is None]
-        if missing:
-            return [f"needs {', '.join(missing)} (to be created)"]
-        present = cast(Mapping[str, Observed], deps)  # every dependency the data names exists (checked above)
-        wanted = _comparable_template(self._data(run, res, present, image_id=""))
-        return [field for field, value in wanted.items() if found.attrs["data"].get(field) != value]
-
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        differences = self._differences(run, res, found, deps)
-        return [Change(f"new default version: {', '.join(differences)} differ")] if differences else []
+        """Each field whose value differs from the default version's; together they make one new version."""
+        spec, have = spec_of(res, LaunchTemplateSpec), found.attrs["data"]
+        tags = tuple(sorted((t["Key"], t["Value"]) for t in self._launch_tags(run, spec)))
+        groups = _desired(spec.security_groups, deps)
+        wanted: dict[str, Any] = {
+            "instance_type": spec.instance_type,
+            "profile": _desired(spec.profile, deps),
+            "security_groups": groups if any(isinstance(g, Ref) for g in groups) else tuple(sorted(groups)),
+            "key_name": spec.key_name,
+            "metadata_options": spec.metadata_options.as_aws(),
+            "instance_tags": {kind: tags for kind in TAGGED_AT_LAUNCH},
+        }
+        changes = [
+            _change(LaunchTemplateSpec, field, have.get(field), value, deps)
+            for field, value in wanted.items()
+            if have.get(field) != value
+        ]
+        script = _script_change(LaunchTemplateSpec, spec.user_data, have.get("user_data", ""), deps)
+        return [*changes, script] if script else changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        data = self._data(run, res, deps, resolve_ami(run, res.props["ami_parameter"]))
-        groups = tuple(deps[key].id for key in res.props["security_groups"])
+        spec = spec_of(res, LaunchTemplateSpec)
+        data = self._data(run, spec, deps)
+        groups = tuple(ref.need(deps) for ref in spec.security_groups)
 
         def call(token: str) -> dict[str, Any]:
             with aws_errors(f"creating launch template {res.name}"):
@@ -578,7 +631,8 @@ class LaunchTemplateHandler(Handler):
             refuse_not_ours(
                 run, res, "launch template", tag_map(template.get("Tags")), component=False, untagged=NOT_MANAGED
             )
-        return self.update(run, res, self._observe(run, res.key, template), deps)
+        found = self._observe(run, res.key, template)
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -588,9 +642,11 @@ class LaunchTemplateHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        if not self._differences(run, res, found, deps):
+        """One new default version for all of `changes`: a version holds the whole launch data, so it is
+        written whole (the fields the plan did not list are as they were, the AMI as the parameter says now)."""
+        if not changes:
             return found
-        data = self._data(run, res, deps, resolve_ami(run, res.props["ami_parameter"]))
+        data = self._data(run, spec_of(res, LaunchTemplateSpec), deps)
         digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
         with aws_errors(f"adding a version to launch template {res.name}"):
             version = _ec2(run).create_launch_template_version(
@@ -645,6 +701,20 @@ def _policy_attrs(policy: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _policy_text(policy: Mapping[str, Any] | None) -> str:
+    if not policy:
+        return "(none)"
+    return f"{policy['metric']} {policy['target']:g} on {policy['label'] or '?'}"
+
+
+def _tag_text(tag: tuple[str, bool] | None) -> str | None:
+    """A group tag as a plan shows it: its value, and whether instances get it at launch."""
+    if tag is None:
+        return None
+    value, propagate = tag
+    return f"{value} (propagated at launch)" if propagate else f"{value} (not propagated)"
+
+
 def stack_auto_scaling_groups(run: AwsRun) -> list[dict[str, Any]]:
     """The Auto Scaling groups tagged with the stack (DescribeAutoScalingGroups filters by tag)."""
     return paginate(
@@ -660,6 +730,7 @@ def stack_auto_scaling_groups(run: AwsRun) -> list[dict[str, Any]]:
 class AutoScalingGroupHandler(Handler):
     kind = "autoscaling_group"
     label = "Auto Scaling group"
+    spec_type = AutoScalingGroupSpec
     arn_types = ("autoscaling:autoScalingGroup",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -676,13 +747,22 @@ class AutoScalingGroupHandler(Handler):
 
     def _observe(self, run: AwsRun, key: str, group: Mapping[str, Any]) -> Observed:
         name = group["AutoScalingGroupName"]
-        client = _autoscaling(run)
-        with aws_errors(f"reading the scaling policies of {name}"):
-            policies = client.describe_policies(AutoScalingGroupName=name)["ScalingPolicies"]
-        with aws_errors(f"reading the notifications of {name}"):
-            configs = client.describe_notification_configurations(AutoScalingGroupNames=[name])[
-                "NotificationConfigurations"
-            ]
+        policies = paginate(
+            run,
+            "describe_policies",
+            "ScalingPolicies",
+            service="autoscaling",
+            what=f"reading the scaling policies of {name}",
+            AutoScalingGroupName=name,
+        )
+        configs = paginate(
+            run,
+            "describe_notification_configurations",
+            "NotificationConfigurations",
+            service="autoscaling",
+            what=f"reading the notifications of {name}",
+            AutoScalingGroupNames=[name],
+        )
         notifications: dict[str, list[str]] = {}
         for config in configs:
             notifications.setdefault(config["TopicARN"], []).append(config["NotificationType"])
@@ -709,75 +789,134 @@ class AutoScalingGroupHandler(Handler):
             status=group.get("Status", ""),
         )
 
-    # What the group should be, in the form _observe gives; None where a dependency does not exist yet.
-    def _wanted(
-        self, run: AwsRun, res: Resource, deps: Mapping[str, Observed | None], found: Observed | None = None
+    # The settings UpdateAutoScalingGroup changes: {spec field: its parameter}.
+    SETTINGS = {
+        "launch_template": "LaunchTemplate",
+        "min_size": "MinSize",
+        "max_size": "MaxSize",
+        "subnets": "VPCZoneIdentifier",
+        "health_check_type": "HealthCheckType",
+        "health_check_grace_period": "HealthCheckGracePeriod",
+    }
+
+    def _settings(
+        self, spec: AutoScalingGroupSpec, found: Observed | None, deps: Mapping[str, Observed | None]
     ) -> dict[str, Any]:
-        props = res.props
-        subnets = tuple(dep_id(deps, key) for key in props["subnets"])
-        alb, target_group = dep_id(deps, props["load_balancer"]), dep_id(deps, props["target_group"])
-        policy = props["scaling_policy"]
+        """What the group's settings should be, in the form _observe gives (unresolved Refs stay Refs).
+        Desired capacity is the scaling policy's to move between min and max: never compared."""
+        subnets = _desired(spec.subnets, deps)
         return {
-            "settings": {
-                "min_size": props["min_size"],
-                "max_size": props["max_size"],
-                "subnets": None if None in subnets else tuple(sorted(s for s in subnets if s)),
-                "launch_template": (dep_id(deps, props["launch_template"]), "$Default"),
-                "health_check_type": _health_check_type(
-                    props["health_check_type"], found.attrs["health_check_type"] if found else ""
-                ),
-                "health_check_grace_period": props["health_check_grace_period"],
-            },
-            "target_groups": (target_group,) if target_group else None,
-            "tags": {t["Key"]: (t["Value"], True) for t in run.tags(res.key, props["instance_name"])},
-            "policy": {
-                "type": "TargetTrackingScaling",
-                "metric": "ALBRequestCountPerTarget",
-                "label": _resource_label(alb, target_group) if alb and target_group else None,
-                "target": float(policy["target_requests_per_instance"]),
-            },
-            "notifications": (
-                dep_id(deps, props["notifications"]["topic"]),
-                tuple(sorted(props["notifications"]["types"])),
+            "launch_template": (_desired(spec.launch_template, deps), "$Default"),
+            "min_size": spec.min_size,
+            "max_size": spec.max_size,
+            "subnets": subnets if any(isinstance(s, Ref) for s in subnets) else tuple(sorted(subnets)),
+            "health_check_type": _health_check_type(
+                spec.health_check_type, found.attrs["health_check_type"] if found else ""
             ),
+            "health_check_grace_period": spec.health_check_grace_period,
         }
 
-    def _differences(
-        self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]
-    ) -> list[str]:
-        wanted, attrs = self._wanted(run, res, deps, found), found.attrs
-        # Desired capacity is the scaling policy's to move between min and max: never reset it.
-        differences = [f"{field} -> {value}" for field, value in wanted["settings"].items() if attrs[field] != value]
-        if wanted["target_groups"] != attrs["target_groups"]:
-            differences.append(f"target group -> {res.props['target_group']}")
-        differences.extend(f"tag {k}" for k, v in wanted["tags"].items() if attrs["tags"].get(k) != v)
-        if attrs["policies"].get(res.props["scaling_policy"]["name"]) != wanted["policy"]:
-            differences.append(f"scaling policy {res.props['scaling_policy']['name']}")
-        topic, types = wanted["notifications"]
-        if topic is None or attrs["notifications"].get(topic) != types:
-            differences.append(f"notifications to {res.props['notifications']['topic']}")
-        return differences
+    def _policy(self, spec: AutoScalingGroupSpec, deps: Mapping[str, Observed | None]) -> dict[str, Any]:
+        alb, target_group = spec.scaling_policy.load_balancer.value(deps), spec.scaling_policy.target_group.value(deps)
+        return {
+            "type": "TargetTrackingScaling",
+            "metric": "ALBRequestCountPerTarget",
+            "label": _resource_label(alb, target_group) if alb and target_group else None,
+            "target": float(spec.scaling_policy.target_requests_per_instance),
+        }
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        changes = [Change(difference) for difference in self._differences(run, res, found, deps)]
-        if found.attrs["status"]:
-            changes.append(Change(f"status is {found.attrs['status']!r}", in_place=False))
+        spec, attrs = spec_of(res, AutoScalingGroupSpec), found.attrs
+        changes = [
+            _change(AutoScalingGroupSpec, field, attrs[field], value, deps)
+            for field, value in self._settings(spec, found, deps).items()
+            if attrs[field] != value
+        ]
+        # Target groups, both ways: the declared ones attached, any other detached.
+        wanted_groups = [_desired(ref, deps) for ref in spec.target_groups]
+        changes.extend(
+            _change(AutoScalingGroupSpec, f"target_groups[{shown(_display(g, deps))}]", None, g, deps)
+            for g in wanted_groups
+            if g not in attrs["target_groups"]
+        )
+        changes.extend(
+            _change(AutoScalingGroupSpec, f"target_groups[{arn}]", arn, None, deps)
+            for arn in attrs["target_groups"]
+            if arn not in wanted_groups
+        )
+        # The stack's tags, propagated to the instances; tags the group has besides are not the stack's to judge.
+        for key, value in self._tags(run, res, spec).items():
+            if attrs["tags"].get(key) != value:
+                old = attrs["tags"].get(key)
+                changes.append(_change(AutoScalingGroupSpec, f"tags[{key}]", _tag_text(old), _tag_text(value), deps))
+        changes.extend(self._policy_changes(spec, attrs["policies"], deps))
+        changes.extend(self._notification_changes(spec, attrs["notifications"], deps))
+        if attrs["status"]:
+            changes.append(Change(f"status is {attrs['status']!r}", in_place=False))
+        return changes
+
+    def _policy_changes(
+        self, spec: AutoScalingGroupSpec, have: Mapping[str, Any], deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        """The declared scaling policy as wanted, and no other policy on the group."""
+        name, wanted = spec.scaling_policy.name, self._policy(spec, deps)
+        changes = []
+        if have.get(name) != wanted:
+            old = _policy_text(have.get(name))
+            new = _policy_text(wanted) if wanted["label"] else Ref(spec.scaling_policy.target_group.key)
+            changes.append(
+                field_change(
+                    AutoScalingGroupSpec,
+                    "scaling_policy",
+                    have.get(name),
+                    wanted,
+                    f"scaling_policy: {old} → {shown(_display(new, deps))}",
+                )
+            )
+        changes.extend(
+            field_change(
+                AutoScalingGroupSpec,
+                f"scaling_policy[{other}]",
+                policy,
+                None,
+                f"scaling_policy[{other}]: {_policy_text(policy)} → (none)",
+            )
+            for other, policy in have.items()
+            if other != name
+        )
+        return changes
+
+    def _notification_changes(
+        self, spec: AutoScalingGroupSpec, have: Mapping[str, tuple[str, ...]], deps: Mapping[str, Observed | None]
+    ) -> list[Change]:
+        """One change per notification type: each declared type sent to the declared topic, and no other
+        (a type the spec no longer wants, or any type sent to another topic)."""
+        topic = _desired(spec.notifications.topic, deps)
+        wanted = {(topic, kind) for kind in spec.notifications.types}
+        present = {(arn, kind) for arn, kinds in have.items() for kind in kinds}
+        changes = [
+            _change(AutoScalingGroupSpec, f"notifications[{kind}]", None, arn, deps)
+            for arn, kind in sorted(wanted - present, key=lambda item: item[1])
+        ]
+        changes.extend(
+            _change(AutoScalingGroupSpec, f"notifications[{kind}]", arn, None, deps)
+            for arn, kind in sorted(present - wanted)
+        )
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        props = res.props
-        wanted = self._wanted(run, res, deps)
+        spec = spec_of(res, AutoScalingGroupSpec)
         params = {
             "AutoScalingGroupName": res.name,
-            "LaunchTemplate": {"LaunchTemplateId": deps[props["launch_template"]].id, "Version": "$Default"},
-            "MinSize": props["min_size"],
-            "MaxSize": props["max_size"],
-            "DesiredCapacity": props["desired_capacity"],
-            "VPCZoneIdentifier": ",".join(deps[key].id for key in props["subnets"]),
-            "TargetGroupARNs": list(wanted["target_groups"]),
-            "HealthCheckType": props["health_check_type"],
-            "HealthCheckGracePeriod": props["health_check_grace_period"],
-            "Tags": self._tags(res, wanted["tags"]),
+            "LaunchTemplate": {"LaunchTemplateId": spec.launch_template.need(deps), "Version": "$Default"},
+            "MinSize": spec.min_size,
+            "MaxSize": spec.max_size,
+            "DesiredCapacity": spec.desired_capacity,
+            "VPCZoneIdentifier": ",".join(ref.need(deps) for ref in spec.subnets),
+            "TargetGroupARNs": [ref.need(deps) for ref in spec.target_groups],
+            "HealthCheckType": spec.health_check_type,
+            "HealthCheckGracePeriod": spec.health_check_grace_period,
+            "Tags": self._tag_list(res, self._tags(run, res, spec)),
         }
 
         def call() -> None:
@@ -796,10 +935,18 @@ class AutoScalingGroupHandler(Handler):
         refuse_not_ours(
             run, res, "Auto Scaling group", tag_map(group.get("Tags")), component=False, untagged=NOT_MANAGED
         )
-        return self.update(run, res, self._observe(run, res.key, group), deps)
+        found = self._observe(run, res.key, group)
+        # The policy and notifications (and, for a group adopted after a lost answer, whatever differs).
+        changes = [c for c in self.changes(run, res, found, deps) if c.in_place]
+        return self.update(run, res, found, deps, changes)
 
     @staticmethod
-    def _tags(res: Resource, tags: Mapping[str, tuple[str, bool]]) -> list[dict[str, Any]]:
+    def _tags(run: AwsRun, res: Resource, spec: AutoScalingGroupSpec) -> dict[str, tuple[str, bool]]:
+        """The stack's tags, each propagated at launch: {key: (value, propagate)}."""
+        return {t["Key"]: (t["Value"], True) for t in run.tags(res.key, spec.instance_name)}
+
+    @staticmethod
+    def _tag_list(res: Resource, tags: Mapping[str, tuple[str, bool]]) -> list[dict[str, Any]]:
         return [
             {
                 "ResourceId": res.name,
@@ -819,50 +966,84 @@ class AutoScalingGroupHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        wanted, attrs, client = self._wanted(run, res, deps, found), found.attrs, _autoscaling(run)
-        settings = wanted["settings"]
-        if any(attrs[field] != value for field, value in settings.items()):
-            with aws_errors(f"updating Auto Scaling group {res.name}"):
-                client.update_auto_scaling_group(
-                    AutoScalingGroupName=res.name,
-                    LaunchTemplate={"LaunchTemplateId": settings["launch_template"][0], "Version": "$Default"},
-                    MinSize=settings["min_size"],
-                    MaxSize=settings["max_size"],
-                    VPCZoneIdentifier=",".join(deps[key].id for key in res.props["subnets"]),
-                    HealthCheckType=settings["health_check_type"],
-                    HealthCheckGracePeriod=settings["health_check_grace_period"],
-                )
-        self._converge_target_groups(run, res, attrs["target_groups"], wanted["target_groups"])
-        missing_tags = {k: v for k, v in wanted["tags"].items() if attrs["tags"].get(k) != v}
-        if missing_tags:
+        """The calls for `changes`, each field's own: one UpdateAutoScalingGroup with just the settings
+        that changed, attach/detach per target group, the tags, the policy, the notifications."""
+        spec, client = spec_of(res, AutoScalingGroupSpec), _autoscaling(run)
+        fields = [change.field for change in changes]
+        self._update_settings(run, res, spec, found, deps, [f for f in fields if f in self.SETTINGS])
+        self._converge_target_groups(run, res, deps, [c for c in changes if c.field.startswith("target_groups[")])
+        tags = self._tags(run, res, spec)
+        changed_tags = {key: tags[key] for key in tags if f"tags[{key}]" in fields}
+        if changed_tags:
             with aws_errors(f"tagging Auto Scaling group {res.name}"):
-                client.create_or_update_tags(Tags=self._tags(res, missing_tags))
-        policy_name = res.props["scaling_policy"]["name"]
-        if attrs["policies"].get(policy_name) != wanted["policy"]:
-            self._put_policy(run, res.name, policy_name, wanted["policy"])
-        topic, types = wanted["notifications"]
-        if attrs["notifications"].get(topic) != types:
-            with aws_errors(f"sending the notifications of {res.name} to {topic}"):
-                client.put_notification_configuration(
-                    AutoScalingGroupName=res.name, TopicARN=topic, NotificationTypes=list(types)
-                )
-        self._wait_for_fleet(run, res.name, wanted["target_groups"][0])
+                client.create_or_update_tags(Tags=self._tag_list(res, changed_tags))
+        if "scaling_policy" in fields:
+            self._put_policy(run, res.name, spec.scaling_policy.name, self._policy(spec, deps))
+        for change in changes:
+            if change.field.startswith("scaling_policy["):
+                other = change.field.removeprefix("scaling_policy[").removesuffix("]")
+                with aws_errors(f"deleting scaling policy {other} of {res.name}"):
+                    client.delete_policy(AutoScalingGroupName=res.name, PolicyName=other)
+        self._converge_notifications(run, res, spec, deps, [c for c in changes if c.field.startswith("notifications[")])
+        self._wait_for_fleet(run, res.name, spec.target_groups[0].need(deps))
         group = self._describe_group(run, res.name)
         if group is None:
             raise AwsError(f"Auto Scaling group {res.name} disappeared while it was being updated")
         return self._observe(run, res.key, group)
 
+    def _update_settings(
+        self,
+        run: AwsRun,
+        res: Resource,
+        spec: AutoScalingGroupSpec,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        fields: Sequence[str],
+    ) -> None:
+        if not fields:
+            return
+        settings = self._settings(spec, found, deps)
+        values = {
+            "launch_template": {"LaunchTemplateId": spec.launch_template.need(deps), "Version": "$Default"},
+            "subnets": ",".join(ref.need(deps) for ref in spec.subnets),
+        }
+        params = {self.SETTINGS[field]: values.get(field, settings[field]) for field in fields}
+        with aws_errors(f"updating Auto Scaling group {res.name}"):
+            _autoscaling(run).update_auto_scaling_group(AutoScalingGroupName=res.name, **params)
+
     def _converge_target_groups(
-        self, run: AwsRun, res: Resource, have: tuple[str, ...], wanted: tuple[str, ...]
+        self, run: AwsRun, res: Resource, deps: Mapping[str, Observed], changes: Sequence[Change]
     ) -> None:
         client = _autoscaling(run)
-        extra, missing = [arn for arn in have if arn not in wanted], [arn for arn in wanted if arn not in have]
+        missing = [_applied(c.new, deps) for c in changes if c.new is not None]
+        extra = [str(c.old) for c in changes if c.new is None]
         if missing:
             with aws_errors(f"attaching {res.name} to its target group"):
                 client.attach_load_balancer_target_groups(AutoScalingGroupName=res.name, TargetGroupARNs=missing)
         if extra:
             with aws_errors(f"detaching {res.name} from other target groups"):
                 client.detach_load_balancer_target_groups(AutoScalingGroupName=res.name, TargetGroupARNs=extra)
+
+    def _converge_notifications(
+        self,
+        run: AwsRun,
+        res: Resource,
+        spec: AutoScalingGroupSpec,
+        deps: Mapping[str, Observed],
+        changes: Sequence[Change],
+    ) -> None:
+        """A configuration is per topic and a put overwrites it: the declared topic gets exactly the
+        declared types (adding the missing ones and dropping the extra ones at once); any other topic
+        named by a change is removed."""
+        client, topic = _autoscaling(run), spec.notifications.topic.need(deps)
+        if any(_applied(c.new, deps) == topic or c.old == topic for c in changes):
+            with aws_errors(f"sending the notifications of {res.name} to {topic}"):
+                client.put_notification_configuration(
+                    AutoScalingGroupName=res.name, TopicARN=topic, NotificationTypes=list(spec.notifications.types)
+                )
+        for other in sorted({str(c.old) for c in changes if c.old is not None and c.old != topic}):
+            with aws_errors(f"stopping the notifications of {res.name} to {other}"):
+                client.delete_notification_configuration(AutoScalingGroupName=res.name, TopicARN=other)
 
     def _put_policy(self, run: AwsRun, group: str, name: str, policy: Mapping[str, Any]) -> None:
         with aws_errors(f"putting scaling policy {name} on {group}"):

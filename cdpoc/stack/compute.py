@@ -2,8 +2,8 @@
 
 Every instance runs Amazon Linux 2023 (the AMI is read from the public SSM parameter when it is
 launched) with IMDSv2 required and instance tags in the metadata, which the deployed application
-reads its stack name from. The user data scripts are files in cdpoc/templates rendered from the
-props below: names only, never a secret.
+reads its stack name from. The user data scripts are described by the specs below (cdpoc.userdata
+renders them): names only, never a secret.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 from cdpoc.errors import ConfigError
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as spec_resource
 from cdpoc.stack.names import StackNames
 from cdpoc.stack.parts import (
     BASTION,
@@ -24,6 +26,16 @@ from cdpoc.stack.parts import (
     SITE_BUCKET,
     TARGET_GROUP,
 )
+from cdpoc.stack.specs.compute import (
+    AutoScalingGroupSpec,
+    DataVolume,
+    InstanceSpec,
+    LaunchTags,
+    LaunchTemplateSpec,
+    Notifications,
+    ScalingPolicy,
+)
+from cdpoc.userdata import AppInstanceScript, MongoDbScript, Origin
 
 APP_SUBNETS = ("subnet.app.a", "subnet.app.b")
 
@@ -48,7 +60,7 @@ HEALTH_CHECK_GRACE_SECONDS = 300
 # MongoDB's data lives on a volume of its own, mounted at its dbPath by the user data, so that
 # `down --keep-data` can snapshot exactly the data and `up` can launch MongoDB with it again. /dev/sdf:
 # the first name AWS suggests for data volumes; Amazon Linux links the NVMe device to it.
-MONGODB_DATA_VOLUME = {"device": "/dev/sdf", "size_gib": 10, "type": "gp3"}
+MONGODB_DATA_VOLUME = DataVolume(device="/dev/sdf", size_gib=10, type="gp3")
 
 
 def check_imds_tag_keys(names: StackNames) -> None:
@@ -61,129 +73,100 @@ def check_imds_tag_keys(names: StackNames) -> None:
         )
 
 
-def instance_props(names: StackNames, instance_type: str, subnet: str, security_group: str) -> dict[str, Any]:
-    compute = names.settings.compute
-    return {
-        "instance_type": instance_type,
-        "ami_parameter": compute.ami_parameter,
-        "subnet": subnet,
-        "security_groups": (security_group,),
-        "key_name": names.settings.operator.key_name,
-    }
+def _instance(names: StackNames, instance_type: str, subnet: str, security_group: str, **more: Any) -> InstanceSpec:
+    return InstanceSpec(
+        instance_type=instance_type,
+        ami_parameter=names.settings.compute.ami_parameter,
+        subnet=Ref(subnet),
+        security_groups=(Ref(security_group),),
+        key_name=names.settings.operator.key_name or "",
+        **more,
+    )
 
 
 def bastion(names: StackNames) -> list[Resource]:
     compute = names.settings.compute
-    props = {
-        **instance_props(names, compute.bastion_instance_type, "subnet.bastion", "sg.bastion"),
-        "eip": BASTION_ADDRESS.key,
-    }
+    spec = _instance(names, compute.bastion_instance_type, "subnet.bastion", "sg.bastion", eip=Ref(BASTION_ADDRESS.key))
     return [
         # Associating it needs the internet gateway attached; releasing it must come before the detach.
         Resource(BASTION_ADDRESS.key, BASTION_ADDRESS.kind, f"{names.name}-bastion", {}, ("igw",)),
-        Resource(
-            BASTION.key,
-            BASTION.kind,
-            f"{names.name}-bastion",
-            props,
-            ("subnet.bastion", "sg.bastion", BASTION_ADDRESS.key, "rt.public", "nacl.bastion"),
-        ),
+        # The bastion is only reachable once its subnet routes to the internet gateway and its network
+        # ACL lets SSH in; in `down`, it goes before them.
+        spec_resource(BASTION.key, f"{names.name}-bastion", spec, after=("rt.public", "nacl.bastion")),
     ]
 
 
 def mongodb(names: StackNames) -> Resource:
     compute = names.settings.compute
-    props = {
-        **instance_props(names, compute.mongodb_instance_type, "subnet.data.a", "sg.data"),
-        "profile": "profile.instance",
-        "user_data": {
-            "template": "mongodb.sh",
-            "values": {
-                "stack": names.name,
-                "admin_password_parameter": names.parameter("mongodb/admin-password"),
-                "app_password_parameter": names.parameter("mongodb/app-password"),
-                "uploads_bucket": names.bucket("uploads"),
-                "data_device": MONGODB_DATA_VOLUME["device"],
-            },
-            "from_dependencies": {"web_origin": {"resource": SITE_BUCKET.key, "attr": "website_url", "as": "origin"}},
-        },
-        "data_volume": MONGODB_DATA_VOLUME,
-    }
-    # The user data installs from the internet at boot: the route through the NAT gateway, the tier's
-    # network ACL and the S3 endpoint should be in place first; it reads both passwords from SSM.
-    return Resource(
-        DATABASE.key,
-        DATABASE.kind,
-        f"{names.name}-mongodb",
-        props,
-        (
-            "subnet.data.a",
-            "sg.data",
-            "profile.instance",
-            "param.mongodb.admin-password",
-            "param.mongodb.app-password",
-            SITE_BUCKET.key,
-            "rt.private.a",
-            "nacl.data",
-            "endpoint.s3",
+    spec = _instance(
+        names,
+        compute.mongodb_instance_type,
+        "subnet.data.a",
+        "sg.data",
+        profile=Ref("profile.instance", "arn"),
+        user_data=MongoDbScript(
+            stack=names.name,
+            admin_password_parameter=Ref("param.mongodb.admin-password"),
+            app_password_parameter=Ref("param.mongodb.app-password"),
+            uploads_bucket=names.bucket("uploads"),
+            data_device=MONGODB_DATA_VOLUME.device,
+            web_origin=Origin(Ref(SITE_BUCKET.key, "website_url")),
         ),
+        data_volume=MONGODB_DATA_VOLUME,
+    )
+    # The user data installs from the internet at boot: the route through the NAT gateway, the tier's
+    # network ACL and the S3 endpoint should be in place first (it reads both passwords from SSM, whose
+    # parameters its spec references).
+    return spec_resource(
+        DATABASE.key, f"{names.name}-mongodb", spec, after=("rt.private.a", "nacl.data", "endpoint.s3")
     )
 
 
 def app_fleet(names: StackNames) -> list[Resource]:
     compute = names.settings.compute
     instance_name = f"{names.name}-app"
-    template = Resource(
+    template = spec_resource(
         "launch_template.app",
-        "launch_template",
         f"{names.name}-app",
-        {
-            "instance_type": compute.instance_type,
-            "ami_parameter": compute.ami_parameter,
-            "profile": "profile.instance",
-            "security_groups": ("sg.app",),
-            "key_name": names.settings.operator.key_name,
+        LaunchTemplateSpec(
+            instance_type=compute.instance_type,
+            ami_parameter=compute.ami_parameter,
+            profile=Ref("profile.instance", "arn"),
+            security_groups=(Ref("sg.app"),),
+            key_name=names.settings.operator.key_name or "",
             # Instances and their volumes carry the group's component; the group's own tags (propagated
             # at launch) take precedence over these where keys overlap.
-            "instance_tags": {"component": FLEET.key, "name": instance_name},
-            "user_data": {
-                "template": "app-instance.sh",
-                "values": {"stack": names.name, "log_group": names.log_group},
-            },
-        },
-        ("profile.instance", "sg.app", LOG_GROUP.key),
+            instance_tags=LaunchTags(component=FLEET.key, name=instance_name),
+            user_data=AppInstanceScript(stack=names.name, log_group=Ref(LOG_GROUP.key)),
+        ),
     )
-    group = Resource(
+    group = spec_resource(
         FLEET.key,
-        FLEET.kind,
         f"{names.name}-app",
-        {
-            "launch_template": "launch_template.app",
-            "subnets": APP_SUBNETS,
-            "min_size": compute.min_size,
-            "desired_capacity": compute.desired_capacity,
-            "max_size": compute.max_size,
-            # Used for the cost estimate; the launch template is what sets it.
-            "instance_type": compute.instance_type,
-            "target_group": TARGET_GROUP.key,
-            "load_balancer": LOAD_BALANCER.key,
-            "health_check_type": INITIAL_HEALTH_CHECK_TYPE,
-            "health_check_grace_period": HEALTH_CHECK_GRACE_SECONDS,
-            "instance_name": instance_name,
-            "scaling_policy": {
-                "name": f"{names.name}-requests-per-instance",
-                "target_requests_per_instance": compute.target_requests_per_instance,
-            },
-            "notifications": {"topic": "topic.alerts", "types": ASG_NOTIFICATIONS},
-        },
-        # The listener joins the ALB and the target group, which the ALBRequestCountPerTarget metric needs.
-        (
-            "launch_template.app",
-            *APP_SUBNETS,
-            TARGET_GROUP.key,
-            LOAD_BALANCER.key,
+        AutoScalingGroupSpec(
+            launch_template=Ref("launch_template.app"),
+            subnets=tuple(Ref(key) for key in APP_SUBNETS),
+            min_size=compute.min_size,
+            desired_capacity=compute.desired_capacity,
+            max_size=compute.max_size,
+            instance_type=compute.instance_type,
+            target_groups=(Ref(TARGET_GROUP.key),),
+            health_check_type=INITIAL_HEALTH_CHECK_TYPE,
+            health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            instance_name=instance_name,
+            scaling_policy=ScalingPolicy(
+                name=f"{names.name}-requests-per-instance",
+                target_requests_per_instance=compute.target_requests_per_instance,
+                load_balancer=Ref(LOAD_BALANCER.key),
+                target_group=Ref(TARGET_GROUP.key),
+            ),
+            notifications=Notifications(topic=Ref("topic.alerts"), types=ASG_NOTIFICATIONS),
+        ),
+        after=(
+            # The listener joins the ALB and the target group, which the ALBRequestCountPerTarget metric needs.
             "listener.http",
-            "topic.alerts",
+            # The instances install their agents at boot: through the NAT gateway's routes, the tier's
+            # network ACL and the S3 endpoint (the CodeDeploy agent's bucket).
             "rt.private.a",
             "rt.private.b",
             "nacl.app",
