@@ -185,20 +185,6 @@ def _instance_attrs(instance: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _read_user_data(run: AwsRun, instance_id: str) -> str:
-    """The user data the instance was launched with, as text ("" for none). Its own call (DescribeInstances
-    does not show it), made only where it is compared: not by scans that list instances to delete them."""
-    reply = call_or_none(
-        f"reading the user data of {instance_id}",
-        _ec2(run).describe_instance_attribute,
-        NOT_FOUND,
-        InstanceId=instance_id,
-        Attribute="userData",
-    )
-    encoded = ((reply or {}).get("UserData") or {}).get("Value", "")
-    return base64.b64decode(encoded).decode("utf-8", "replace") if encoded else ""
-
-
 def _data_volume_mapping(volume: DataVolume, snapshot_id: str) -> dict[str, Any]:
     """The data volume in RunInstances' block device mappings: new and empty, or made from a kept snapshot."""
     ebs: dict[str, Any] = {"VolumeType": volume.type, "DeleteOnTermination": True}
@@ -260,7 +246,10 @@ class InstanceHandler(Handler):
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         """Field by field; the AMI is not compared (see the module docstring), nor is a dependency that
-        does not exist yet where its absence says nothing about the instance (its subnet)."""
+        does not exist yet where its absence says nothing about the instance (its subnet). Nor are the user
+        data and the data volume: both take effect at the first boot only, so a newer cdpoc's script (or a
+        stack from before the data volume) is no reason to refuse `up` on a running host; new instances
+        get the new script."""
         spec, attrs = spec_of(res, InstanceSpec), found.attrs
         changes = []
         if attrs["instance_type"] != spec.instance_type:
@@ -270,14 +259,6 @@ class InstanceHandler(Handler):
             changes.append(_change(InstanceSpec, "subnet", attrs["subnet"], subnet_id, deps))
         if attrs["key_name"] != spec.key_name:
             changes.append(_change(InstanceSpec, "key_name", attrs["key_name"], spec.key_name, deps))
-        launched_with = attrs["user_data"] if "user_data" in attrs else _read_user_data(run, found.id)
-        script = _script_change(InstanceSpec, spec.user_data, launched_with, deps)
-        # A resource the script reads from that does not exist yet (a bucket deleted by hand) will be
-        # created with the same name, so the script cannot be judged now: no conflict from it.
-        if script is not None and not isinstance(script.new, Ref):
-            changes.append(script)
-        if spec.data_volume and spec.data_volume.device not in attrs["volumes"]:
-            changes.append(_change(InstanceSpec, "data_volume", None, spec.data_volume.device, deps))
         changes.extend(self._in_place_changes(spec, found, deps))
         return changes
 

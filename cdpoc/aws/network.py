@@ -28,6 +28,7 @@ from cdpoc.errors import AccessError, AwsError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import Ref, Spec, field_change, field_changes, shown, spec_of
 from cdpoc.stack.specs.network import (
+    ElasticIpSpec,
     InternetGatewaySpec,
     NatGatewaySpec,
     RouteTableSpec,
@@ -382,11 +383,9 @@ class InternetGatewayHandler(Handler):
 
 
 class ElasticIpHandler(Handler):
-    """No spec_type yet: it reads nothing from its spec (ElasticIpSpec has no fields), and eip.bastion is still
-    declared without one in stack/compute.py; set spec_type = ElasticIpSpec once that declaration uses it."""
-
     kind = "elastic_ip"
     label = "Elastic IP"
+    spec_type = ElasticIpSpec
     arn_types = ("ec2:elastic-ip",)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:

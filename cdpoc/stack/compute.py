@@ -35,6 +35,7 @@ from cdpoc.stack.specs.compute import (
     Notifications,
     ScalingPolicy,
 )
+from cdpoc.stack.specs.network import ElasticIpSpec
 from cdpoc.userdata import AppInstanceScript, MongoDbScript, Origin
 
 APP_SUBNETS = ("subnet.app.a", "subnet.app.b")
@@ -89,7 +90,7 @@ def bastion(names: StackNames) -> list[Resource]:
     spec = _instance(names, compute.bastion_instance_type, "subnet.bastion", "sg.bastion", eip=Ref(BASTION_ADDRESS.key))
     return [
         # Associating it needs the internet gateway attached; releasing it must come before the detach.
-        Resource(BASTION_ADDRESS.key, BASTION_ADDRESS.kind, f"{names.name}-bastion", {}, ("igw",)),
+        spec_resource(BASTION_ADDRESS.key, f"{names.name}-bastion", ElasticIpSpec(), after=("igw",)),
         # The bastion is only reachable once its subnet routes to the internet gateway and its network
         # ACL lets SSH in; in `down`, it goes before them.
         spec_resource(BASTION.key, f"{names.name}-bastion", spec, after=("rt.public", "nacl.bastion")),
