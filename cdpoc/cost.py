@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from cdpoc.model import Resource
+from cdpoc.stack.specs.compute import AutoScalingGroupSpec, InstanceSpec
 
 # USD per hour. Sources: AWS price pages (NAT gateway, public IPv4, EC2 on-demand Linux, ALB).
-# Keys are resource kinds, or EC2 instance types for what runs instances (see instance_count).
+# Keys are resource kinds, or EC2 instance types for what runs instances (see instances).
 HOURLY = {
     "nat_gateway": 0.045,
     "elastic_ip": 0.005,
@@ -28,24 +29,24 @@ STORAGE_NAMES = {"bucket": "S3 Standard", "snapshot": "EBS snapshots", "ssm_para
 GB = 1024**3
 
 
-def instance_count(resource: Resource) -> int:
-    """How many EC2 instances a resource keeps running: one per instance, the desired capacity of a group."""
-    if resource.kind == "instance":
-        return 1
-    if resource.kind == "autoscaling_group":
-        return int(resource.props.get("desired_capacity", 0))
-    return 0
+def instances(resource: Resource) -> tuple[int, str]:
+    """How many EC2 instances a resource keeps running, and of which type: one for an instance, the desired
+    capacity of a group; none for anything else."""
+    spec = resource.spec
+    if isinstance(spec, InstanceSpec):
+        return 1, spec.instance_type
+    if isinstance(spec, AutoScalingGroupSpec):
+        return spec.desired_capacity, spec.instance_type
+    return 0, ""
 
 
 def hourly_cost(resources: Iterable[Resource]) -> float:
     """Instance types without a price here count as $0 (the estimate then says less than the bill)."""
-    return round(
-        sum(
-            HOURLY.get(r.kind, 0.0) + instance_count(r) * HOURLY.get(str(r.props.get("instance_type", "")), 0.0)
-            for r in resources
-        ),
-        4,
-    )
+    total = 0.0
+    for resource in resources:
+        count, instance_type = instances(resource)
+        total += HOURLY.get(resource.kind, 0.0) + count * HOURLY.get(instance_type, 0.0)
+    return round(total, 4)
 
 
 def describe_cost(per_hour: float) -> str:

@@ -20,6 +20,8 @@ from cdpoc.cost import describe_monthly, monthly_storage_cost, storage_prices
 from cdpoc.errors import ConfigError
 from cdpoc.graph import Graph
 from cdpoc.model import Observed
+from cdpoc.spec import keeps_data
+from cdpoc.stack.specs.compute import InstanceSpec
 from cdpoc.sweeper import Doomed, is_kept
 
 KEEP_HINT = "`cdpoc down --keep-data` keeps the uploads, a snapshot of the MongoDB data and its passwords instead."
@@ -27,9 +29,9 @@ KEEP_HINT = "`cdpoc down --keep-data` keeps the uploads, a snapshot of the Mongo
 
 def _data_volume_device(graph: Graph, key: str, found: Observed) -> str | None:
     res = graph.resources.get(key)
-    if found.kind != "instance" or res is None or not res.props.get("data_volume"):
+    if found.kind != "instance" or res is None or not isinstance(res.spec, InstanceSpec) or not res.spec.data_volume:
         return None
-    return str(res.props["data_volume"]["device"])
+    return res.spec.data_volume.device
 
 
 def _what_it_holds(ctx: Context, graph: Graph, key: str, item: Doomed, keep_data: bool) -> str | None:
@@ -37,7 +39,7 @@ def _what_it_holds(ctx: Context, graph: Graph, key: str, item: Doomed, keep_data
     run, found = ctx.run, item.found
     res = graph.resources.get(key)
     earlier = " (kept by an earlier `down --keep-data`)" if is_kept(item) else ""
-    if found.kind == "bucket" and res is not None and res.props.get("keep_data"):
+    if found.kind == "bucket" and res is not None and keeps_data(res):
         usage = bucket_usage(run, found.id)
         return f"{key}: bucket {found.id}, {usage.describe() if usage else 'already gone'}{earlier}"
     device = _data_volume_device(graph, key, found)
@@ -114,7 +116,7 @@ def find_kept(ctx: Context, graph: Graph) -> dict[str, Observed]:
     run.forget()
     kept: dict[str, Observed] = {}
     for res in graph.resources.values():
-        if res.props.get("keep_data"):
+        if keeps_data(res):
             found = ctx.handlers[res.kind].find(run, res)
             if found is not None and found.attrs.get("kept"):
                 kept[res.key] = found

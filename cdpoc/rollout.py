@@ -30,7 +30,9 @@ from cdpoc.aws.pipeline import action_executions, find_execution, get_execution,
 from cdpoc.bundle import PushResult, check_bundle, choose_bundle, push
 from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout
+from cdpoc.spec import spec_of
 from cdpoc.stack.parts import FLEET, TARGET_GROUP
+from cdpoc.stack.specs.compute import AutoScalingGroupSpec
 from cdpoc.ui import Ui
 
 # Seconds between looks (capped by the run's poll_max, so tests with fast waits look faster).
@@ -357,7 +359,7 @@ def _after_success(ctx: Context, state: Rollout) -> None:
     ui.say(f"Deployed: {state.deployment_id} succeeded on {ready} instance(s).", style="bold green")
     group = FLEET.of(ctx.graph())
     if group is not None:
-        grace = int(group.props.get("health_check_grace_period", 300))
+        grace = spec_of(group, AutoScalingGroupSpec).health_check_grace_period
         if use_elb_health_checks(ctx.run, group.name, grace):
             ui.say(f"Auto Scaling group {group.name} now replaces instances that fail the ALB health check.")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from cdpoc.model import Change, Observed, Resource
 
@@ -135,3 +135,15 @@ def spec_of(res: Resource, spec_type: type[S]) -> S:
     if not isinstance(res.spec, spec_type):
         raise TypeError(f"{res.key}: expected a {spec_type.__name__}, got {type(res.spec).__name__}")
     return res.spec
+
+
+@runtime_checkable
+class HoldsData(Protocol):
+    """A spec of user data that `down --keep-data` keeps (the uploads bucket, the MongoDB passwords)."""
+
+    keep_data: bool
+
+
+def keeps_data(res: Resource) -> bool:
+    """Whether `down --keep-data` keeps this declared resource."""
+    return isinstance(res.spec, HoldsData) and res.spec.keep_data

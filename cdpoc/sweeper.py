@@ -22,6 +22,7 @@ from cdpoc.executor import Event, run_graph
 from cdpoc.graph import Graph
 from cdpoc.model import Observed
 from cdpoc.planner import discover
+from cdpoc.spec import keeps_data
 
 if TYPE_CHECKING:
     from cdpoc.aws.base import Handler
@@ -82,13 +83,13 @@ def is_kept(item: Doomed) -> bool:
 def spare_data(
     graph: Graph, doomed: Mapping[str, Doomed], keep_data: bool
 ) -> tuple[dict[str, Doomed], dict[str, Doomed]]:
-    """(what `down` deletes, what it keeps): with keep_data, the declared data (props "keep_data") and
+    """(what `down` deletes, what it keeps): with keep_data, the declared data (cdpoc.spec.keeps_data) and
     what was kept before stay; without, everything goes."""
     if not keep_data:
         return dict(doomed), {}
 
     def keeps(key: str, item: Doomed) -> bool:
-        return is_kept(item) or (key in graph.resources and bool(graph[key].props.get("keep_data")))
+        return is_kept(item) or (key in graph.resources and keeps_data(graph[key]))
 
     return (
         {key: item for key, item in doomed.items() if not keeps(key, item)},
