@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -58,12 +59,13 @@ def with_spec(ctx: Context, key: str, **fields: object) -> Graph:
     for res in ctx.graph().order():
         if res.key == key:
             assert res.spec is not None
-            res = declare(res.key, res.name, dataclasses.replace(res.spec, **fields), after=())  # type: ignore[type-var]
+            spec: Any = res.spec
+            res = declare(res.key, res.name, dataclasses.replace(spec, **fields))
         resources.append(res)
     return Graph.of(resources)
 
 
-def group_info(ctx: Context) -> dict[str, object]:
+def group_info(ctx: Context) -> dict[str, Any]:
     reply = ctx.run.client("codedeploy").get_deployment_group(applicationName=APPLICATION, deploymentGroupName=GROUP)
     return dict(reply["deploymentGroupInfo"])
 
@@ -85,17 +87,31 @@ def second_auto_scaling_group(ctx: Context) -> str:
     return "t1-stray"
 
 
+def second_target_group(ctx: Context) -> str:
+    """Another target group in the stack's VPC, to add to the deployment group's load balancer info by hand."""
+    elbv2 = ctx.run.client("elbv2")
+    fleet = elbv2.describe_target_groups(Names=["t1-app"])["TargetGroups"][0]
+    elbv2.create_target_group(Name="t1-stray", Protocol="HTTP", Port=80, VpcId=fleet["VpcId"], TargetType="instance")
+    return "t1-stray"
+
+
 def launch_hooks(ctx: Context, group: str) -> list[str]:
     hooks = ctx.run.client("autoscaling").describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
     return [h["LifecycleHookName"] for h in hooks]
 
 
 def test_every_drifted_group_setting_is_named_with_both_values_and_up_puts_each_back(ctx: Context) -> None:
-    topic = group_info(ctx)["triggerConfigurations"][0]["triggerTargetArn"]  # type: ignore[index]
+    info = group_info(ctx)
+    topic = info["triggerConfigurations"][0]["triggerTargetArn"]
+    role = info["serviceRoleArn"]
+    other_role = ctx.run.client("iam").get_role(RoleName="t1-pipeline")["Role"]["Arn"]
     stray = second_auto_scaling_group(ctx)
+    stray_target_group = second_target_group(ctx)
     ctx.run.client("codedeploy").update_deployment_group(
         applicationName=APPLICATION,
         currentDeploymentGroupName=GROUP,
+        serviceRoleArn=other_role,
+        loadBalancerInfo={"targetGroupInfoList": [{"name": "t1-app"}, {"name": stray_target_group}]},
         autoScalingGroups=["t1-app", stray],
         autoRollbackConfiguration={"enabled": False},
         alarmConfiguration={"enabled": True, "alarms": [{"name": "someone-elses-alarm"}]},
@@ -111,6 +127,8 @@ def test_every_drifted_group_setting_is_named_with_both_values_and_up_puts_each_
     assert only_work(plan) == {"deploy.group": Action.UPDATE}
     assert sorted(texts(plan, "deploy.group")) == sorted(
         [
+            f"service_role: {other_role} → {role}",
+            f"target_groups[{stray_target_group}]: {stray_target_group} → (none)",
             "deployment_style: IN_PLACE/WITHOUT_TRAFFIC_CONTROL → IN_PLACE/WITH_TRAFFIC_CONTROL",
             f"autoscaling_groups[{stray}]: {stray} → (none)",
             "auto_rollback: off → on DEPLOYMENT_FAILURE",
@@ -119,14 +137,16 @@ def test_every_drifted_group_setting_is_named_with_both_values_and_up_puts_each_
             f"triggers[by-hand]: {topic} on DeploymentStart → (none)",
         ]
     )
-    sent: list[dict[str, object]] = []
+    sent: list[dict[str, Any]] = []
     ctx.run.client("codedeploy").meta.events.register(
         "provide-client-params.codedeploy.UpdateDeploymentGroup", lambda params, **_: sent.append(dict(params))
     )
     up(ctx)
-    # One call, with exactly the settings that differed (not the deployment config, role or target groups).
+    # One call, with exactly the settings that differed (not the deployment config, for one).
     [request] = sent
     assert set(request) - {"applicationName", "currentDeploymentGroupName"} == {
+        "serviceRoleArn",
+        "loadBalancerInfo",
         "deploymentStyle",
         "autoScalingGroups",
         "autoRollbackConfiguration",
@@ -134,10 +154,12 @@ def test_every_drifted_group_setting_is_named_with_both_values_and_up_puts_each_
         "triggerConfigurations",
     }
     info = group_info(ctx)
-    assert [g["name"] for g in info["autoScalingGroups"]] == ["t1-app"]  # type: ignore[attr-defined]
+    assert info["serviceRoleArn"] == role
+    assert info["loadBalancerInfo"] == {"targetGroupInfoList": [{"name": "t1-app"}]}
+    assert [g["name"] for g in info["autoScalingGroups"]] == ["t1-app"]
     assert launch_hooks(ctx, stray) == []  # removing the group from the deployment group unhooked it
-    assert info["alarmConfiguration"]["enabled"] is False  # type: ignore[index]
-    assert [t["triggerName"] for t in info["triggerConfigurations"]] == ["t1-deployments"]  # type: ignore[attr-defined]
+    assert info["alarmConfiguration"]["enabled"] is False
+    assert [t["triggerName"] for t in info["triggerConfigurations"]] == ["t1-deployments"]
     assert clean(ctx)
 
 
@@ -198,17 +220,20 @@ def test_a_changed_action_and_a_stage_nobody_declares_are_named_and_put_back(ctx
         ],
     }
     pipeline["stages"].insert(1, approval)
+    pipeline["executionMode"] = "QUEUED"
     codepipeline.update_pipeline(pipeline=pipeline)
 
     plan = plan_of(ctx)
     assert only_work(plan) == {"pipeline": Action.UPDATE}
     assert texts(plan, "pipeline") == [
+        "execution_mode: QUEUED → SUPERSEDED",
         "stages[Approve]: Approve → (none)",
         "stages[Deploy].actions[Deploy].configuration[DeploymentGroupName]: by-hand → t1-fleet",
     ]
     up(ctx)
     stages = codepipeline.get_pipeline(name="t1-pipeline")["pipeline"]["stages"]
     assert [s["name"] for s in stages] == ["Source", "Deploy"]
+    assert codepipeline.get_pipeline(name="t1-pipeline")["pipeline"]["executionMode"] == "SUPERSEDED"
     assert stages[1]["actions"][0]["configuration"]["DeploymentGroupName"] == "t1-fleet"
     assert clean(ctx)
 
@@ -222,12 +247,14 @@ def test_a_new_branch_changes_the_pattern_and_the_source_action_and_a_stale_targ
     events = ctx.run.client("events")
     [target] = events.list_targets_by_rule(Rule="t1-source-changes")["Targets"]
     events.put_targets(Rule="t1-source-changes", Targets=[{"Id": "by-hand", "Arn": target["Arn"]}])
+    events.disable_rule(Name="t1-source-changes")
     changed = make_context(pipeline={"branch": "release"})
 
     plan = plan_of(changed)
     assert only_work(plan) == {"pipeline": Action.UPDATE, "rule.pipeline": Action.UPDATE}
     assert texts(plan, "pipeline") == ["stages[Source].actions[Source].configuration[BranchName]: main → release"]
-    [pattern, stale] = step(plan, "rule.pipeline").changes
+    [pattern, state, stale] = step(plan, "rule.pipeline").changes
+    assert state.text == "state: DISABLED → ENABLED"
     assert pattern.field == "pattern"
     assert json.loads(pattern.old)["detail"]["referenceName"] == ["main"]
     assert json.loads(pattern.new)["detail"]["referenceName"] == ["release"]
@@ -236,6 +263,7 @@ def test_a_new_branch_changes_the_pattern_and_the_source_action_and_a_stale_targ
 
     up(changed)
     rule = events.describe_rule(Name="t1-source-changes")
+    assert rule["State"] == "ENABLED"
     assert json.loads(rule["EventPattern"])["detail"]["referenceName"] == ["release"]
     assert [t["Id"] for t in events.list_targets_by_rule(Rule="t1-source-changes")["Targets"]] == ["pipeline"]
     assert clean(changed)
