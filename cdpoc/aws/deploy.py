@@ -13,7 +13,7 @@ instances would wait in Pending:Wait for a deployment that never comes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -319,7 +319,7 @@ def group_parameters(
 ) -> dict[str, Any]:
     """The CreateDeploymentGroup / UpdateDeploymentGroup parameters of these spec fields (each a whole
     setting: UpdateDeploymentGroup replaces what it is given and leaves the rest)."""
-    builders: dict[str, Any] = {
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
         "deployment_config": lambda: {"deploymentConfigName": spec.deployment_config},
         "service_role": lambda: {"serviceRoleArn": spec.service_role.need(deps)},
         "autoscaling_groups": lambda: {"autoScalingGroups": [ref.need(deps) for ref in spec.autoscaling_groups]},

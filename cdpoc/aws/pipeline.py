@@ -12,7 +12,7 @@ Pipelines are V2 (billed per action-minute, with a monthly free allowance, inste
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -161,7 +161,9 @@ def _provider(pipeline: Mapping[str, Any]) -> str:
     return recorded.provider if recorded else ""
 
 
-def _declared_action(action: PipelineAction, deps: Mapping[str, Observed | None], resolve: Any) -> dict[str, Any]:
+def _declared_action(
+    action: PipelineAction, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]
+) -> dict[str, Any]:
     """One action as CreatePipeline takes it; `resolve` turns a Ref into its value (need or shown)."""
     configuration: dict[str, str]
     if action.source is not None:
@@ -191,7 +193,8 @@ def _declared_action(action: PipelineAction, deps: Mapping[str, Observed | None]
     return declared
 
 
-def declaration(res: Resource, deps: Mapping[str, Observed | None], resolve: Any) -> dict[str, Any]:
+def declaration(res: Resource, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]) -> dict[str, Any]:
+    """The pipeline as CreatePipeline takes it; `resolve` turns a Ref into its value (need, or shown to plan)."""
     spec = spec_of(res, PipelineSpec)
     return {
         "name": res.name,
@@ -431,7 +434,9 @@ class RuleHandler(Handler):
         source = deps.get(spec_of(res, EventRuleSpec).source.key)
         return source is None or source.attrs.get("provider") != S3
 
-    def _settings(self, res: Resource, deps: Mapping[str, Observed | None], resolve: Any) -> dict[str, Any]:
+    def _settings(
+        self, res: Resource, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]
+    ) -> dict[str, Any]:
         """The rule's fields in the form _observe reads them; `resolve` turns a Ref into its value."""
         spec = spec_of(res, EventRuleSpec)
         pattern = branch_event_pattern(resolve(spec.pattern.repository), spec.pattern.branch)

@@ -26,8 +26,10 @@ class SourceSpec(Spec):
 
     preferred: str
     repository: str
+    # The branch the pipeline's source action and the rule's pattern follow (a change shows in their plans:
+    # a repository has no setting of its own for it).
     branch: str
-    description: str
+    description: str  # updated in place (UpdateRepositoryDescription)
     bucket: Ref  # the artifact bucket, which holds the S3 source's zip
     s3_key: str
     # Where an earlier fallback to the S3 source is recorded: the pipeline's source action. A name, not a
