@@ -480,6 +480,23 @@ def test_switching_to_the_s3_source_updates_the_pipeline_and_is_remembered(
     assert rule is not None and rule.attrs["not_needed"]
 
 
+def test_a_renamed_artifact_bucket_shows_in_the_store_and_in_the_s3_source_action(
+    ctx: Context, prerequisites: dict[str, Observed], pipeline_deps: dict[str, Observed]
+) -> None:
+    res = declared(ctx)["pipeline"]
+    s3_deps = {**pipeline_deps, "source": s3_source(prerequisites)}
+    PipelineHandler().create(ctx.run, res, s3_deps)
+    ctx.run.forget()
+    found = PipelineHandler().find(ctx.run, res)
+    assert found is not None and PipelineHandler().changes(ctx.run, res, found, s3_deps) == []
+    old = prerequisites["bucket.artifacts"].id
+    renamed = {**s3_deps, "bucket.artifacts": Observed("bucket.artifacts", "bucket", "t1-renamed-artifacts")}
+    assert [c.text for c in PipelineHandler().changes(ctx.run, res, found, renamed)] == [
+        f"artifact_bucket: {old} → t1-renamed-artifacts",
+        f"stages[Source].actions[Source].configuration[S3Bucket]: {old} → t1-renamed-artifacts",
+    ]
+
+
 def test_pipeline_creation_waits_out_iam_propagation(ctx: Context, pipeline_deps: dict[str, Observed]) -> None:
     res = declared(ctx)["pipeline"]
     with Stubber(ctx.run.client("codepipeline")) as stubber:

@@ -58,11 +58,13 @@ def _events(run: AwsRun) -> Any:
     return run.client("events")
 
 
-def source_configuration(source: Observed) -> tuple[str, dict[str, str]]:
-    """(provider, configuration) of the Source action for what the source handler found or made."""
+def source_configuration(source: Observed, artifact_bucket: str) -> tuple[str, dict[str, str]]:
+    """(provider, configuration) of the Source action for what the source handler found or made. The S3
+    source's zip is in the artifact bucket: named from the pipeline's own reference to it, so that a bucket
+    renamed in the config shows in the plan (the source found by its record still names the old one)."""
     if source.attrs["provider"] == S3:
         return S3, {
-            "S3Bucket": source.attrs["bucket"],
+            "S3Bucket": artifact_bucket,
             "S3ObjectKey": source.attrs["key"],
             "PollForSourceChanges": "false",
         }
@@ -162,7 +164,7 @@ def _provider(pipeline: Mapping[str, Any]) -> str:
 
 
 def _declared_action(
-    action: PipelineAction, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]
+    action: PipelineAction, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str], artifact_bucket: str
 ) -> dict[str, Any]:
     """One action as CreatePipeline takes it; `resolve` turns a Ref into its value (need or shown)."""
     configuration: dict[str, str]
@@ -171,7 +173,7 @@ def _declared_action(
         if source is None:  # only while planning: the source is to be created
             provider, configuration = resolve(action.source), {}
         else:
-            provider, configuration = source_configuration(source)
+            provider, configuration = source_configuration(source, artifact_bucket)
     else:
         provider = action.provider
         configuration = {k: resolve(v) if isinstance(v, Ref) else v for k, v in action.configuration.items()}
@@ -196,14 +198,15 @@ def _declared_action(
 def declaration(res: Resource, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]) -> dict[str, Any]:
     """The pipeline as CreatePipeline takes it; `resolve` turns a Ref into its value (need, or shown to plan)."""
     spec = spec_of(res, PipelineSpec)
+    bucket = resolve(spec.artifact_bucket)
     return {
         "name": res.name,
         "roleArn": resolve(spec.role),
-        "artifactStore": {"type": "S3", "location": resolve(spec.artifact_bucket)},
+        "artifactStore": {"type": "S3", "location": bucket},
         "pipelineType": spec.pipeline_type,
         "executionMode": spec.execution_mode,
         "stages": [
-            {"name": stage.name, "actions": [_declared_action(action, deps, resolve) for action in stage.actions]}
+            {"name": stage.name, "actions": [_declared_action(a, deps, resolve, bucket) for a in stage.actions]}
             for stage in spec.stages
         ],
     }
