@@ -47,6 +47,12 @@ def declared(ctx: Context) -> dict[str, Resource]:
     return {r.key: r for r in cicd.declare(stack_names(ctx))}
 
 
+def source_deps(ctx: Context) -> dict[str, Observed]:
+    """What the source references: the artifact bucket (its id is its name), which holds the S3 source."""
+    bucket = stack_names(ctx).bucket("artifacts")
+    return {"bucket.artifacts": Observed("bucket.artifacts", "bucket", bucket)}
+
+
 @pytest.fixture
 def prerequisites(ctx: Context) -> dict[str, Observed]:
     """The IAM roles, buckets and topic (built by their own areas), and stand-ins for the fleet's ASG and TG."""
@@ -134,9 +140,9 @@ def test_codecommit_refusing_the_repository_falls_back_to_the_s3_source(ctx: Con
             "OperationNotAllowedException",
             "CreateRepository request is not allowed because there is no existing repository in this AWS account",
         )
-        made = SourceHandler().create(ctx.run, res, {})
+        made = SourceHandler().create(ctx.run, res, source_deps(ctx))
     assert made.attrs["provider"] == "S3"
-    assert made.attrs["bucket"] == res.props["bucket_name"] and made.attrs["key"] == "source/s3upload.zip"
+    assert made.attrs["bucket"] == stack_names(ctx).bucket("artifacts") and made.attrs["key"] == "source/s3upload.zip"
     assert "CodeCommit refused" in SourceHandler().describe(made)
 
 
@@ -161,7 +167,7 @@ def test_configured_s3_source_needs_no_call(ctx: Context, make_context: Callable
     s3_ctx = make_context(pipeline={"source": "s3"})
     res = declared(s3_ctx)["source"]
     before = len(s3_ctx.clients.calls)
-    made = SourceHandler().create(s3_ctx.run, res, {})
+    made = SourceHandler().create(s3_ctx.run, res, source_deps(s3_ctx))
     assert made.attrs["provider"] == "S3" and made.id.startswith("s3://")
     assert len(s3_ctx.clients.calls) == before
 
@@ -249,19 +255,21 @@ def test_group_names_a_reply_leaves_out_are_not_a_difference(ctx: Context, prere
         "deploy.group",
         "deployment_group",
         "t1-fleet",
-        {**ours(ctx, "deploy.group", "t1-fleet"), "settings": _comparable(reply)},
+        {**ours(ctx, "deploy.group", "t1-fleet"), "application": "t1", "settings": _comparable(reply)},
     )
-    assert found.attrs["settings"]["autoScalingGroups"] is None
+    assert found.attrs["settings"]["autoscaling_groups"] is None
     assert DeploymentGroupHandler().changes(ctx.run, res, found, deps) == []
     named = {**reply, "autoScalingGroups": [{"name": "other-asg", "hook": "h"}]}
     moved = Observed(
         "deploy.group",
         "deployment_group",
         "t1-fleet",
-        {**ours(ctx, "deploy.group", "t1-fleet"), "settings": _comparable(named)},
+        {**ours(ctx, "deploy.group", "t1-fleet"), "application": "t1", "settings": _comparable(named)},
     )
+    # Both ways: the declared group is added, the one no longer declared removed.
     assert [c.text for c in DeploymentGroupHandler().changes(ctx.run, res, moved, deps)] == [
-        "Auto Scaling groups differ(s) from the config"
+        "autoscaling_groups[t1-app]: (none) → t1-app",
+        "autoscaling_groups[other-asg]: other-asg → (none)",
     ]
 
 
@@ -275,14 +283,16 @@ def test_a_config_change_updates_the_group_in_place(
     assert found is not None
     changed = declared(make_context(pipeline={"deployment_config": "CodeDeployDefault.HalfAtATime"}))["deploy.group"]
     [change] = DeploymentGroupHandler().changes(ctx.run, changed, found, deps)
-    assert change.in_place and "deployment config" in change.text
+    assert change.in_place
+    assert change.text == "deployment_config: CodeDeployDefault.OneAtATime → CodeDeployDefault.HalfAtATime"
     sent = recorded(ctx, "codedeploy", "UpdateDeploymentGroup")
-    DeploymentGroupHandler().update(ctx.run, changed, found, deps)
+    DeploymentGroupHandler().update(ctx.run, changed, found, deps, [change])
+    # Only the setting that differs: UpdateDeploymentGroup leaves what it is not given as it is.
     assert sent == [
         {
             "applicationName": "t1",
             "currentDeploymentGroupName": "t1-fleet",
-            **expected_group_settings(prerequisites, "CodeDeployDefault.HalfAtATime"),
+            "deploymentConfigName": "CodeDeployDefault.HalfAtATime",
         }
     ]
     updated = DeploymentGroupHandler().find(ctx.run, changed)
@@ -451,9 +461,10 @@ def test_switching_to_the_s3_source_updates_the_pipeline_and_is_remembered(
     found = PipelineHandler().find(ctx.run, res)
     assert found is not None
     s3_deps = {**pipeline_deps, "source": s3_source(prerequisites)}
-    assert PipelineHandler().changes(ctx.run, res, found, s3_deps)
+    changes = PipelineHandler().changes(ctx.run, res, found, s3_deps)
+    assert "stages[Source].actions[Source].provider: CodeCommit → S3" in [c.text for c in changes]
     sent = recorded(ctx, "codepipeline", "UpdatePipeline")
-    PipelineHandler().update(ctx.run, res, found, s3_deps)
+    PipelineHandler().update(ctx.run, res, found, s3_deps, changes)
     bucket = prerequisites["bucket.artifacts"].id
     s3_action = source_action(
         "S3", {"S3Bucket": bucket, "S3ObjectKey": "source/s3upload.zip", "PollForSourceChanges": "false"}
@@ -467,6 +478,23 @@ def test_switching_to_the_s3_source_updates_the_pipeline_and_is_remembered(
     assert source is not None and source.attrs["provider"] == "S3"
     rule = RuleHandler().find(ctx.run, declared(ctx)["rule.pipeline"])
     assert rule is not None and rule.attrs["not_needed"]
+
+
+def test_a_renamed_artifact_bucket_shows_in_the_store_and_in_the_s3_source_action(
+    ctx: Context, prerequisites: dict[str, Observed], pipeline_deps: dict[str, Observed]
+) -> None:
+    res = declared(ctx)["pipeline"]
+    s3_deps = {**pipeline_deps, "source": s3_source(prerequisites)}
+    PipelineHandler().create(ctx.run, res, s3_deps)
+    ctx.run.forget()
+    found = PipelineHandler().find(ctx.run, res)
+    assert found is not None and PipelineHandler().changes(ctx.run, res, found, s3_deps) == []
+    old = prerequisites["bucket.artifacts"].id
+    renamed = {**s3_deps, "bucket.artifacts": Observed("bucket.artifacts", "bucket", "t1-renamed-artifacts")}
+    assert [c.text for c in PipelineHandler().changes(ctx.run, res, found, renamed)] == [
+        f"artifact_bucket: {old} → t1-renamed-artifacts",
+        f"stages[Source].actions[Source].configuration[S3Bucket]: {old} → t1-renamed-artifacts",
+    ]
 
 
 def test_pipeline_creation_waits_out_iam_propagation(ctx: Context, pipeline_deps: dict[str, Observed]) -> None:

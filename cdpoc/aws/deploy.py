@@ -3,7 +3,8 @@
 The deployment group deploys in place to the Auto Scaling group with CodeDeploy's own traffic control
 on the target group (no register/deregister scripts, no ELB or ASG rights on the instances), rolls back
 on failure, and tells the alerts topic how each deployment ended. A config change updates it in place
-(UpdateDeploymentGroup).
+(UpdateDeploymentGroup, given only the settings the plan found different); the Auto Scaling groups,
+target groups, alarms and triggers are compared entry by entry, so one no longer declared is removed.
 
 Deleting the group returns the Auto Scaling lifecycle hooks CodeDeploy could not remove
 (hooksNotCleanedUp); those, and any hook an interrupted teardown left behind, are deleted, or new
@@ -12,7 +13,7 @@ instances would wait in Pending:Wait for a deployment that never comes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
@@ -37,13 +38,14 @@ from cdpoc.aws.compute import stack_auto_scaling_groups
 from cdpoc.aws.iam import retry_iam_propagation
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, field_change, field_changes, spec_of
+from cdpoc.stack.specs.cicd import ApplicationSpec, AutoRollback, DeploymentGroupSpec, DeploymentStyle
 
 APPLICATION_MISSING = ("ApplicationDoesNotExistException",)
 GROUP_MISSING = ("ApplicationDoesNotExistException", "DeploymentGroupDoesNotExistException")
 # What CodeDeploy names the launch hook it puts on an Auto Scaling group: <prefix><application>-<id>.
 LAUNCH_HOOK_PREFIX = "CodeDeploy-managed-automatic-launch-deployment-hook-"
 TARGETS_PER_BATCH = 25  # BatchGetDeploymentTargets takes at most 25 target ids.
-IN_PLACE_WITH_TRAFFIC_CONTROL = {"deploymentType": "IN_PLACE", "deploymentOption": "WITH_TRAFFIC_CONTROL"}
 
 
 def _codedeploy(run: AwsRun) -> Any:
@@ -104,9 +106,13 @@ def _stack_applications(run: AwsRun) -> dict[str, dict[str, str]]:
 
 
 class ApplicationHandler(Handler):
+    """The CodeDeploy application: nothing of it changes in place but its tags. Its name and compute
+    platform are force_new; this stack's application under another name (found by its tags) is a conflict."""
+
     kind = "codedeploy_application"
     label = "CodeDeploy application"
     arn_types = ("codedeploy:application",)
+    spec_type = ApplicationSpec
 
     def _observe(self, run: AwsRun, key: str, application: Mapping[str, Any]) -> Observed:
         name = application["applicationName"]
@@ -129,7 +135,11 @@ class ApplicationHandler(Handler):
         return None if reply is None else dict(reply["application"])
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        application = self._read(run, res.name)
+        application = self._read(run, spec_of(res, ApplicationSpec).name)
+        if application is None:
+            # Renamed in the config: the stack's application for this component, by its tags.
+            tagged = run.memo(f"scan:{self.kind}", lambda: self.scan(run)).get(res.key)
+            application = None if tagged is None else self._read(run, tagged.id)
         return None if application is None else self._observe(run, res.key, application)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -143,35 +153,35 @@ class ApplicationHandler(Handler):
         return result
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        spec = spec_of(res, ApplicationSpec)
         changes = ownership_changes(run, res, found, "CodeDeploy application")
-        platform = found.attrs.get("compute_platform")
-        if platform and platform != res.props["compute_platform"]:
-            changes.append(Change(f"compute platform is {platform}, not {res.props['compute_platform']}", False))
-        return changes
+        have = {"name": found.id, "compute_platform": found.attrs.get("compute_platform") or spec.compute_platform}
+        return changes + field_changes(spec, have, {"name": spec.name, "compute_platform": spec.compute_platform})
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        spec = spec_of(res, ApplicationSpec)
         try:
-            with aws_errors(f"creating CodeDeploy application {res.name}"):
+            with aws_errors(f"creating CodeDeploy application {spec.name}"):
                 _codedeploy(run).create_application(
-                    applicationName=res.name,
-                    computePlatform=res.props["compute_platform"],
+                    applicationName=spec.name,
+                    computePlatform=spec.compute_platform,
                     tags=tag_list(wanted_tags(run, res)),
                 )
         except AwsError as exc:
             if not caused_by(exc, "ApplicationAlreadyExistsException"):
                 raise
-            application = self._read(run, res.name)
+            application = self._read(run, spec.name)
             if application is None:
                 raise
             found = self._observe(run, res.key, application)
             refuse_not_ours(run, res, "CodeDeploy application", found.attrs["tags"])
-            return self.update(run, res, found, deps)
+            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
         return observed(
             res,
             self.kind,
-            res.name,
-            arn=application_arn(run, res.name),
-            compute_platform=res.props["compute_platform"],
+            spec.name,
+            arn=application_arn(run, spec.name),
+            compute_platform=spec.compute_platform,
             **ownership(wanted_tags(run, res)),
         )
 
@@ -183,6 +193,7 @@ class ApplicationHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
+        # Only the tags change in place (every field is force_new).
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         _tag(run, found.attrs["arn"], missing)
         return observed(res, self.kind, found.id, **{**found.attrs, **ownership({**found.attrs["tags"], **missing})})
@@ -197,53 +208,172 @@ class ApplicationHandler(Handler):
 # --- deployment group -----------------------------------------------------------------------------------
 
 
-def _target_group_name(found: Observed) -> str:
-    """A target group's name: from its attrs, or from its ARN (...:targetgroup/<name>/<id>)."""
-    return str(found.attrs.get("name") or found.id.split(":targetgroup/", 1)[-1].split("/", 1)[0])
+def _trigger(name: str, topic: str, events: Sequence[str]) -> tuple[str, str, tuple[str, ...]]:
+    return (name, topic, tuple(sorted(events)))
 
 
 def _comparable(group: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings cdpoc manages, normalized (order-free lists), from a request or a GetDeploymentGroup reply."""
+    """The settings cdpoc manages, by spec field, normalized (order-free lists), from a GetDeploymentGroup
+    reply (or a request: the same shapes)."""
     rollback = group.get("autoRollbackConfiguration") or {}
+    alarms = group.get("alarmConfiguration") or {}
     asgs = [a if isinstance(a, str) else a.get("name") for a in group.get("autoScalingGroups", [])]
     style = group.get("deploymentStyle") or {}
     return {
-        "deploymentConfigName": group.get("deploymentConfigName", ""),
-        "serviceRoleArn": group.get("serviceRoleArn", ""),
+        "compute_platform": group.get("computePlatform", ""),
+        "deployment_config": group.get("deploymentConfigName", ""),
+        "service_role": group.get("serviceRoleArn", ""),
+        "deployment_style": DeploymentStyle(style.get("deploymentType", ""), style.get("deploymentOption", "")),
         # None: a reply that leaves out the group names (moto does) cannot be compared, only rewritten.
-        "autoScalingGroups": None if None in asgs else tuple(sorted(str(a) for a in asgs)),
-        "deploymentStyle": (style.get("deploymentType", ""), style.get("deploymentOption", "")),
-        "targetGroups": tuple(
+        "autoscaling_groups": None if None in asgs else tuple(sorted(str(a) for a in asgs)),
+        "target_groups": tuple(
             sorted(t.get("name", "") for t in (group.get("loadBalancerInfo") or {}).get("targetGroupInfoList", []))
         ),
-        "autoRollback": (
+        "auto_rollback": AutoRollback(
             bool(rollback.get("enabled")),
             tuple(sorted(rollback.get("events", []))) if rollback.get("enabled") else (),
         ),
+        # Alarms in a configuration that is off stop nothing: they are not there.
+        "alarms": tuple(sorted(a["name"] for a in alarms.get("alarms", []))) if alarms.get("enabled") else (),
         "triggers": tuple(
             sorted(
-                (t.get("triggerName", ""), t.get("triggerTargetArn", ""), tuple(sorted(t.get("triggerEvents", []))))
+                _trigger(t.get("triggerName", ""), t.get("triggerTargetArn", ""), t.get("triggerEvents", []))
                 for t in group.get("triggerConfigurations", [])
             )
         ),
     }
 
 
-LABELS = {
-    "deploymentConfigName": "deployment config",
-    "serviceRoleArn": "service role",
-    "autoScalingGroups": "Auto Scaling groups",
-    "deploymentStyle": "deployment style",
-    "targetGroups": "target groups",
-    "autoRollback": "auto-rollback",
-    "triggers": "notification triggers",
-}
+def _names(refs: Sequence[Ref], deps: Mapping[str, Observed | None]) -> tuple[str, ...]:
+    """The referenced values, sorted; a reference not resolved yet shows what it will be."""
+    return tuple(sorted(ref.shown(deps) for ref in refs))
+
+
+def _desired(spec: DeploymentGroupSpec, deps: Mapping[str, Observed | None]) -> dict[str, Any]:
+    """What the spec wants, in _comparable's form (a reference to be created as its `shown` text)."""
+    return {
+        "compute_platform": spec.compute_platform,
+        "deployment_config": spec.deployment_config,
+        "service_role": spec.service_role.shown(deps),
+        "deployment_style": spec.deployment_style,
+        "autoscaling_groups": _names(spec.autoscaling_groups, deps),
+        "target_groups": _names(spec.target_groups, deps),
+        "auto_rollback": AutoRollback(
+            spec.auto_rollback.enabled, tuple(sorted(spec.auto_rollback.events)) if spec.auto_rollback.enabled else ()
+        ),
+        "alarms": tuple(sorted(spec.alarms)),
+        "triggers": tuple(sorted(_trigger(t.name, t.topic.shown(deps), t.events) for t in spec.triggers)),
+    }
+
+
+# The collection fields, diffed entry by entry both ways: an entry no longer declared is removed.
+COLLECTIONS = ("autoscaling_groups", "target_groups", "alarms")
+
+
+def _entry_changes(spec: DeploymentGroupSpec, field: str, have: Sequence[str], want: Sequence[str]) -> list[Change]:
+    added = [field_change(spec, f"{field}[{name}]", None, name) for name in want if name not in have]
+    removed = [field_change(spec, f"{field}[{name}]", name, None) for name in have if name not in want]
+    return added + removed
+
+
+def _trigger_changes(spec: DeploymentGroupSpec, have: Sequence[Any], want: Sequence[Any]) -> list[Change]:
+    """One change per trigger name whose target or events differ, is new, or is no longer declared."""
+    have_by, want_by = {t[0]: t for t in have}, {t[0]: t for t in want}
+
+    def shown(trigger: Any) -> Any:
+        return None if trigger is None else f"{trigger[1]} on {', '.join(trigger[2])}"
+
+    names = [*want_by, *(n for n in have_by if n not in want_by)]
+    return [
+        field_change(spec, f"triggers[{name}]", shown(have_by.get(name)), shown(want_by.get(name)))
+        for name in names
+        if have_by.get(name) != want_by.get(name)
+    ]
+
+
+def group_changes(spec: DeploymentGroupSpec, settings: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[Change]:
+    """The deployment group's field changes: observed `settings` against `wanted` (both _comparable's form)."""
+    changes: list[Change] = []
+    for field, want in wanted.items():
+        have = settings.get(field)
+        if field == "autoscaling_groups" and have is None:
+            continue  # the reply did not name them: nothing to compare
+        if field == "compute_platform" and not have:
+            continue  # a reply without it (an older API version) says nothing against the spec
+        if field in COLLECTIONS:
+            changes.extend(_entry_changes(spec, field, have or (), want))
+        elif field == "triggers":
+            changes.extend(_trigger_changes(spec, have or (), want))
+        elif have != want:
+            changes.append(field_change(spec, field, have, want))
+    return changes
+
+
+def _base(field: str) -> str:
+    """The spec field a change is about: `autoscaling_groups[t1-app]` -> `autoscaling_groups`."""
+    return field.split("[", 1)[0]
+
+
+def group_parameters(
+    spec: DeploymentGroupSpec, deps: Mapping[str, Observed | None], fields: Sequence[str]
+) -> dict[str, Any]:
+    """The CreateDeploymentGroup / UpdateDeploymentGroup parameters of these spec fields (each a whole
+    setting: UpdateDeploymentGroup replaces what it is given and leaves the rest)."""
+    builders: dict[str, Callable[[], dict[str, Any]]] = {
+        "deployment_config": lambda: {"deploymentConfigName": spec.deployment_config},
+        "service_role": lambda: {"serviceRoleArn": spec.service_role.need(deps)},
+        "autoscaling_groups": lambda: {"autoScalingGroups": [ref.need(deps) for ref in spec.autoscaling_groups]},
+        "deployment_style": lambda: {
+            "deploymentStyle": {
+                "deploymentType": spec.deployment_style.deployment_type,
+                "deploymentOption": spec.deployment_style.deployment_option,
+            }
+        },
+        "target_groups": lambda: {
+            "loadBalancerInfo": {"targetGroupInfoList": [{"name": ref.need(deps)} for ref in spec.target_groups]}
+        },
+        "auto_rollback": lambda: {
+            "autoRollbackConfiguration": {
+                "enabled": spec.auto_rollback.enabled,
+                "events": list(spec.auto_rollback.events),
+            }
+        },
+        "alarms": lambda: {
+            "alarmConfiguration": {"enabled": bool(spec.alarms), "alarms": [{"name": name} for name in spec.alarms]}
+        },
+        "triggers": lambda: {
+            "triggerConfigurations": [
+                {"triggerName": t.name, "triggerTargetArn": t.topic.need(deps), "triggerEvents": list(t.events)}
+                for t in spec.triggers
+            ]
+        },
+    }
+    parameters: dict[str, Any] = {}
+    for field in dict.fromkeys(fields):
+        parameters.update(builders[field]())
+    return parameters
+
+
+# What CreateDeploymentGroup is given (alarms only when some are declared: none is its default).
+CREATE_FIELDS = (
+    "deployment_config",
+    "service_role",
+    "autoscaling_groups",
+    "deployment_style",
+    "target_groups",
+    "auto_rollback",
+    "triggers",
+)
 
 
 class DeploymentGroupHandler(Handler):
+    """The deployment group: every setting but its application and compute platform is updated in place
+    (UpdateDeploymentGroup, given only the settings that differ)."""
+
     kind = "deployment_group"
     label = "CodeDeploy deployment group"
     arn_types = ("codedeploy:deploymentgroup",)
+    spec_type = DeploymentGroupSpec
 
     def _read(self, run: AwsRun, application: str, name: str) -> dict[str, Any] | None:
         reply = call_or_none(
@@ -271,7 +401,7 @@ class DeploymentGroupHandler(Handler):
         )
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        group = self._read(run, res.props["application_name"], res.name)
+        group = self._read(run, spec_of(res, DeploymentGroupSpec).application_name, res.name)
         return None if group is None else self._observe(run, res.key, group)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -291,52 +421,21 @@ class DeploymentGroupHandler(Handler):
                     )
         return result
 
-    def request(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, Any] | None:
-        """The group's settings as CreateDeploymentGroup / UpdateDeploymentGroup take them; None while a
-        dependency does not exist yet."""
-        props = res.props
-        role, asg = deps.get(props["role"]), deps.get(props["autoscaling_group"])
-        target_group, topic = deps.get(props["target_group"]), deps.get(props["topic"])
-        if role is None or asg is None or target_group is None or topic is None:
-            return None
-        return {
-            "deploymentConfigName": props["deployment_config"],
-            "serviceRoleArn": role.attrs["arn"],
-            "autoScalingGroups": [asg.id],
-            "deploymentStyle": dict(IN_PLACE_WITH_TRAFFIC_CONTROL),
-            "loadBalancerInfo": {"targetGroupInfoList": [{"name": _target_group_name(target_group)}]},
-            "autoRollbackConfiguration": {"enabled": True, "events": list(props["rollback_events"])},
-            "triggerConfigurations": [
-                {
-                    "triggerName": props["trigger_name"],
-                    "triggerTargetArn": topic.id,
-                    "triggerEvents": list(props["trigger_events"]),
-                }
-            ],
-        }
-
-    def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
-        request = self.request(res, deps)
-        if request is None:
-            return ["settings (a dependency is to be created)"]
-        wanted, have = _comparable(request), found.attrs.get("settings", {})
-        return [
-            LABELS[field]
-            for field, value in wanted.items()
-            if have.get(field) != value and not (field == "autoScalingGroups" and have.get(field) is None)
-        ]
-
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        spec = spec_of(res, DeploymentGroupSpec)
         changes = ownership_changes(run, res, found, "deployment group")
         if any(not c.in_place for c in changes):
             return changes
-        changes.extend(Change(f"{label} differ(s) from the config") for label in self._differences(res, found, deps))
-        return changes
+        application = spec.application.value(deps)
+        if application is not None and found.attrs["application"] != application:
+            changes.append(field_change(spec, "application", found.attrs["application"], application))
+        return changes + group_changes(spec, found.attrs.get("settings", {}), _desired(spec, deps))
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        application = deps[res.props["application"]].id
-        request = self.request(res, deps)
-        assert request is not None  # the executor creates it only after its dependencies exist
+        spec = spec_of(res, DeploymentGroupSpec)
+        application = spec.application.need(deps)
+        fields = CREATE_FIELDS + (("alarms",) if spec.alarms else ())
+        request = group_parameters(spec, deps, fields)
 
         def call() -> None:
             with aws_errors(f"creating deployment group {application}/{res.name}"):
@@ -358,7 +457,7 @@ class DeploymentGroupHandler(Handler):
                 raise
             found = self._observe(run, res.key, group)
             refuse_not_ours(run, res, "deployment group", found.attrs["tags"])
-            return self.update(run, res, found, deps)
+            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
         arn = deployment_group_arn(run, application, res.name)
         return observed(
             res,
@@ -366,7 +465,7 @@ class DeploymentGroupHandler(Handler):
             res.name,
             application=application,
             arn=arn,
-            settings=_comparable(request),
+            settings=_desired(spec, deps),
             last_successful_deployment="",
             **ownership(wanted_tags(run, res)),
         )
@@ -379,12 +478,14 @@ class DeploymentGroupHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
+        spec = spec_of(res, DeploymentGroupSpec)
         application = found.attrs["application"]
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         _tag(run, found.attrs["arn"], missing)
-        request = self.request(res, deps)
-        assert request is not None
-        if self._differences(res, found, deps):
+        fields = [_base(c.field) for c in changes if c.field and c.in_place]
+        settings = dict(found.attrs.get("settings", {}))
+        if fields:
+            request = group_parameters(spec, deps, fields)
 
             def call() -> None:
                 with aws_errors(f"updating deployment group {application}/{found.id}"):
@@ -393,11 +494,13 @@ class DeploymentGroupHandler(Handler):
                     )
 
             retry_iam_propagation(run, f"updating deployment group {found.id}", call)
+            desired = _desired(spec, deps)
+            settings.update({field: desired[field] for field in fields})
         return observed(
             res,
             self.kind,
             found.id,
-            **{**found.attrs, "settings": _comparable(request), **ownership({**found.attrs["tags"], **missing})},
+            **{**found.attrs, "settings": settings, **ownership({**found.attrs["tags"], **missing})},
         )
 
     def delete(self, run: AwsRun, found: Observed) -> None:

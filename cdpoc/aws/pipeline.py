@@ -12,7 +12,7 @@ Pipelines are V2 (billed per action-minute, with a monthly free allowance, inste
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.base import (
@@ -44,12 +44,10 @@ from cdpoc.aws.source import (
 )
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import Ref, field_change, field_changes, spec_of
+from cdpoc.stack.specs.cicd import EventRuleSpec, PipelineAction, PipelineSpec
 
-PIPELINE_TYPE = "V2"
-EXECUTION_MODE = "SUPERSEDED"
-SOURCE_ARTIFACT = "SourceOutput"
 RULE_MISSING = ("ResourceNotFoundException",)
-TARGET_ID = "pipeline"
 
 
 def _codepipeline(run: AwsRun) -> Any:
@@ -60,21 +58,13 @@ def _events(run: AwsRun) -> Any:
     return run.client("events")
 
 
-def _action(category: str, provider: str, configuration: Mapping[str, str], **artifacts: Any) -> dict[str, Any]:
-    return {
-        "name": category,
-        "actionTypeId": {"category": category, "owner": "AWS", "provider": provider, "version": "1"},
-        "runOrder": 1,
-        "configuration": dict(configuration),
-        **artifacts,
-    }
-
-
-def source_configuration(source: Observed) -> tuple[str, dict[str, str]]:
-    """(provider, configuration) of the Source action for what the source handler found or made."""
+def source_configuration(source: Observed, artifact_bucket: str) -> tuple[str, dict[str, str]]:
+    """(provider, configuration) of the Source action for what the source handler found or made. The S3
+    source's zip is in the artifact bucket: named from the pipeline's own reference to it, so that a bucket
+    renamed in the config shows in the plan (the source found by its record still names the old one)."""
     if source.attrs["provider"] == S3:
         return S3, {
-            "S3Bucket": source.attrs["bucket"],
+            "S3Bucket": artifact_bucket,
             "S3ObjectKey": source.attrs["key"],
             "PollForSourceChanges": "false",
         }
@@ -86,49 +76,86 @@ def source_configuration(source: Observed) -> tuple[str, dict[str, str]]:
     }
 
 
-def _comparable(pipeline: Mapping[str, Any]) -> dict[str, Any]:
-    """What cdpoc sets, in one form for a request and a GetPipeline reply (which adds defaults and empty lists)."""
+# --- the pipeline's structure, compared field by field ---------------------------------------------------
+
+
+def _action_view(action: Mapping[str, Any]) -> dict[str, Any]:
+    """One action of a declaration (request or GetPipeline reply) in one form, by PipelineAction field."""
+    type_id = action.get("actionTypeId", {})
     return {
-        "roleArn": pipeline.get("roleArn", ""),
-        "artifactStore": {k: pipeline.get("artifactStore", {}).get(k) for k in ("type", "location")},
-        "pipelineType": pipeline.get("pipelineType", "V1"),
-        "executionMode": pipeline.get("executionMode", "SUPERSEDED"),
-        "stages": [
-            {
-                "name": stage["name"],
-                "actions": [
-                    {
-                        "name": action["name"],
-                        "actionTypeId": dict(action["actionTypeId"]),
-                        "runOrder": action.get("runOrder", 1),
-                        "configuration": dict(action.get("configuration", {})),
-                        "inputArtifacts": [a["name"] for a in action.get("inputArtifacts", [])],
-                        "outputArtifacts": [a["name"] for a in action.get("outputArtifacts", [])],
-                    }
-                    for action in stage.get("actions", [])
-                ],
-            }
-            for stage in pipeline.get("stages", [])
-        ],
+        "category": type_id.get("category", ""),
+        "owner": type_id.get("owner", ""),
+        "provider": type_id.get("provider", ""),
+        "version": type_id.get("version", ""),
+        "run_order": action.get("runOrder", 1),
+        "configuration": dict(action.get("configuration", {})),
+        "input_artifacts": tuple(a["name"] for a in action.get("inputArtifacts", [])),
+        "output_artifacts": tuple(a["name"] for a in action.get("outputArtifacts", [])),
     }
 
 
-def _same(wanted: Mapping[str, Any], have: Mapping[str, Any]) -> bool:
-    """Equal, except that AWS may add configuration keys of its own: only the keys cdpoc sets must match."""
-    if {k: v for k, v in wanted.items() if k != "stages"} != {k: v for k, v in have.items() if k != "stages"}:
-        return False
-    if [s["name"] for s in wanted["stages"]] != [s["name"] for s in have["stages"]]:
-        return False
-    for want_stage, have_stage in zip(wanted["stages"], have["stages"], strict=True):
-        if len(want_stage["actions"]) != len(have_stage["actions"]):
-            return False
-        for want, got in zip(want_stage["actions"], have_stage["actions"], strict=True):
-            config = got["configuration"]
-            if {k: v for k, v in want.items() if k != "configuration"} != {
-                k: v for k, v in got.items() if k != "configuration"
-            } or any(config.get(k) != v for k, v in want["configuration"].items()):
-                return False
-    return True
+def _view(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """A declaration in one form, by PipelineSpec field: GetPipeline adds defaults and empty lists."""
+    return {
+        "role": pipeline.get("roleArn", ""),
+        "artifact_bucket": pipeline.get("artifactStore", {}).get("location", ""),
+        "pipeline_type": pipeline.get("pipelineType", "V1"),
+        "execution_mode": pipeline.get("executionMode", "SUPERSEDED"),
+        "stages": tuple(
+            (stage["name"], tuple((action["name"], _action_view(action)) for action in stage.get("actions", [])))
+            for stage in pipeline.get("stages", [])
+        ),
+    }
+
+
+def _entries_changes(spec: PipelineSpec, field: str, have: Sequence[Any], want: Sequence[Any]) -> list[Change]:
+    """Named entries (stages, or a stage's actions) that are new, gone, or in another order."""
+    have_names, want_names = [name for name, _ in have], [name for name, _ in want]
+    changes = [field_change(spec, f"{field}[{name}]", None, name) for name in want_names if name not in have_names]
+    changes += [field_change(spec, f"{field}[{name}]", name, None) for name in have_names if name not in want_names]
+    common_have = [name for name in have_names if name in want_names]
+    common_want = [name for name in want_names if name in have_names]
+    if not changes and common_have != common_want:
+        changes.append(field_change(spec, field, tuple(have_names), tuple(want_names)))
+    return changes
+
+
+def _action_changes(spec: PipelineSpec, path: str, have: Mapping[str, Any], want: Mapping[str, Any]) -> list[Change]:
+    changes = []
+    for name, value in want.items():
+        if name == "configuration":
+            # AWS may add configuration keys of its own: only the keys cdpoc sets must match.
+            config = have.get("configuration", {})
+            changes += [
+                field_change(spec, f"{path}.configuration[{key}]", config.get(key), wanted)
+                for key, wanted in value.items()
+                if config.get(key) != wanted
+            ]
+        elif have.get(name) != value:
+            changes.append(field_change(spec, f"{path}.{name}", have.get(name), value))
+    return changes
+
+
+def pipeline_changes(spec: PipelineSpec, have: Mapping[str, Any], want: Mapping[str, Any]) -> list[Change]:
+    """What differs between two _view()s, by field path (`stages[Deploy].actions[Deploy].configuration[...]`),
+    each with both values."""
+    changes = [
+        field_change(spec, name, have.get(name), value)
+        for name, value in want.items()
+        if name != "stages" and have.get(name) != value
+    ]
+    have_stages = dict(have.get("stages", ()))
+    changes += _entries_changes(spec, "stages", have.get("stages", ()), want["stages"])
+    for stage, actions in want["stages"]:
+        if stage not in have_stages:
+            continue
+        path = f"stages[{stage}].actions"
+        changes += _entries_changes(spec, path, have_stages[stage], actions)
+        have_actions = dict(have_stages[stage])
+        for action, wanted in actions:
+            if action in have_actions:
+                changes += _action_changes(spec, f"{path}[{action}]", have_actions[action], wanted)
+    return changes
 
 
 def _provider(pipeline: Mapping[str, Any]) -> str:
@@ -136,36 +163,66 @@ def _provider(pipeline: Mapping[str, Any]) -> str:
     return recorded.provider if recorded else ""
 
 
+def _declared_action(
+    action: PipelineAction, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str], artifact_bucket: str
+) -> dict[str, Any]:
+    """One action as CreatePipeline takes it; `resolve` turns a Ref into its value (need or shown)."""
+    configuration: dict[str, str]
+    if action.source is not None:
+        source = deps.get(action.source.key)
+        if source is None:  # only while planning: the source is to be created
+            provider, configuration = resolve(action.source), {}
+        else:
+            provider, configuration = source_configuration(source, artifact_bucket)
+    else:
+        provider = action.provider
+        configuration = {k: resolve(v) if isinstance(v, Ref) else v for k, v in action.configuration.items()}
+    declared: dict[str, Any] = {
+        "name": action.name,
+        "actionTypeId": {
+            "category": action.category,
+            "owner": action.owner,
+            "provider": provider,
+            "version": action.version,
+        },
+        "runOrder": action.run_order,
+        "configuration": configuration,
+    }
+    if action.output_artifacts:
+        declared["outputArtifacts"] = [{"name": name} for name in action.output_artifacts]
+    if action.input_artifacts:
+        declared["inputArtifacts"] = [{"name": name} for name in action.input_artifacts]
+    return declared
+
+
+def declaration(res: Resource, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]) -> dict[str, Any]:
+    """The pipeline as CreatePipeline takes it; `resolve` turns a Ref into its value (need, or shown to plan)."""
+    spec = spec_of(res, PipelineSpec)
+    bucket = resolve(spec.artifact_bucket)
+    return {
+        "name": res.name,
+        "roleArn": resolve(spec.role),
+        "artifactStore": {"type": "S3", "location": bucket},
+        "pipelineType": spec.pipeline_type,
+        "executionMode": spec.execution_mode,
+        "stages": [
+            {"name": stage.name, "actions": [_declared_action(a, deps, resolve, bucket) for a in stage.actions]}
+            for stage in spec.stages
+        ],
+    }
+
+
 class PipelineHandler(Handler):
+    """The pipeline. UpdatePipeline takes the whole declaration: any field that differs sends it all."""
+
     kind = "pipeline"
     label = "CodePipeline pipeline"
     arn_types = ("codepipeline:pipeline",)
+    spec_type = PipelineSpec
 
-    def declaration(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, Any] | None:
-        """The pipeline as CreatePipeline / UpdatePipeline take it; None while a dependency is still missing."""
-        props = res.props
-        role, bucket = deps.get(props["role"]), deps.get(props["artifact_bucket"])
-        source, application = deps.get(props["source"]), deps.get(props["application"])
-        group = deps.get(props["deployment_group"])
-        if role is None or bucket is None or source is None or application is None or group is None:
-            return None
-        provider, configuration = source_configuration(source)
-        output = {"outputArtifacts": [{"name": SOURCE_ARTIFACT}]}
-        deploy = {"ApplicationName": application.id, "DeploymentGroupName": group.id}
-        return {
-            "name": res.name,
-            "roleArn": role.attrs["arn"],
-            "artifactStore": {"type": "S3", "location": bucket.id},
-            "pipelineType": PIPELINE_TYPE,
-            "executionMode": EXECUTION_MODE,
-            "stages": [
-                {"name": "Source", "actions": [_action("Source", provider, configuration, **output)]},
-                {
-                    "name": "Deploy",
-                    "actions": [_action("Deploy", "CodeDeploy", deploy, inputArtifacts=[{"name": SOURCE_ARTIFACT}])],
-                },
-            ],
-        }
+    def declaration(self, res: Resource, deps: Mapping[str, Observed]) -> dict[str, Any]:
+        """The pipeline as CreatePipeline / UpdatePipeline take it (every dependency exists)."""
+        return declaration(res, deps, lambda ref: ref.need(deps))
 
     def _tags(self, run: AwsRun, arn: str) -> dict[str, str]:
         return pipeline_tags(run, arn)
@@ -178,7 +235,7 @@ class PipelineHandler(Handler):
             self.kind,
             pipeline["name"],
             arn=arn,
-            declaration=_comparable(pipeline),
+            declaration=_view(pipeline),
             source_provider=_provider(pipeline),
             **ownership(self._tags(run, arn)),
         )
@@ -204,22 +261,17 @@ class PipelineHandler(Handler):
         changes = ownership_changes(run, res, found, "pipeline")
         if any(not c.in_place for c in changes):
             return changes
-        wanted = self.declaration(res, deps)
-        if wanted is None:
-            changes.append(Change("stages (a dependency is to be created)"))
-        elif not _same(_comparable(wanted), found.attrs["declaration"]):
-            changes.append(Change(f"declaration differs (source: {found.attrs['source_provider'] or 'none'})"))
-        return changes
+        wanted = _view(declaration(res, deps, lambda ref: ref.shown(deps)))
+        return changes + pipeline_changes(spec_of(res, PipelineSpec), found.attrs["declaration"], wanted)
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        declaration = self.declaration(res, deps)
-        assert declaration is not None  # created only after every dependency exists
+        declared = self.declaration(res, deps)
 
         def call() -> dict[str, Any]:
             with aws_errors(f"creating pipeline {res.name}"):
                 return dict(
                     _codepipeline(run).create_pipeline(
-                        pipeline=declaration,
+                        pipeline=declared,
                         tags=[{"key": k, "value": v} for k, v in wanted_tags(run, res).items()],
                     )
                 )
@@ -235,14 +287,14 @@ class PipelineHandler(Handler):
                 raise
             found = self._observe(run, res.key, reply)
             refuse_not_ours(run, res, "pipeline", found.attrs["tags"])
-            return self.update(run, res, found, deps)
+            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
         return observed(
             res,
             self.kind,
             res.name,
             arn=pipeline_arn(run, res.name),
-            declaration=_comparable(declaration),
-            source_provider=_provider(declaration),
+            declaration=_view(declared),
+            source_provider=_provider(declared),
             **ownership(wanted_tags(run, res)),
         )
 
@@ -260,26 +312,17 @@ class PipelineHandler(Handler):
                 _codepipeline(run).tag_resource(
                     resourceArn=found.attrs["arn"], tags=[{"key": k, "value": v} for k, v in missing.items()]
                 )
-        declaration = self.declaration(res, deps)
-        assert declaration is not None
-        if not _same(_comparable(declaration), found.attrs["declaration"]):
+        attrs = {**found.attrs, **ownership({**found.attrs["tags"], **missing})}
+        if any(c.field for c in changes):
+            declared = self.declaration(res, deps)
 
             def call() -> None:
                 with aws_errors(f"updating pipeline {found.id}"):
-                    _codepipeline(run).update_pipeline(pipeline=declaration)
+                    _codepipeline(run).update_pipeline(pipeline=declared)
 
             retry_iam_propagation(run, f"updating pipeline {found.id}", call)
-        return observed(
-            res,
-            self.kind,
-            found.id,
-            **{
-                **found.attrs,
-                "declaration": _comparable(declaration),
-                "source_provider": _provider(declaration),
-                **ownership({**found.attrs["tags"], **missing}),
-            },
-        )
+            attrs.update(declaration=_view(declared), source_provider=_provider(declared))
+        return observed(res, self.kind, found.id, **attrs)
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         # DeletePipeline of a pipeline that is not there succeeds.
@@ -315,16 +358,22 @@ def _canonical(pattern: str | Mapping[str, Any] | None) -> str:
     return json.dumps(json.loads(pattern) if isinstance(pattern, str) else pattern, sort_keys=True)
 
 
-class RuleHandler(Handler):
-    """The EventBridge rule and its one target (the pipeline, through the events role).
+def _target_text(target: tuple[str, str, str] | None) -> str | None:
+    return None if target is None else f"{target[1]} as {target[2] or '(no role)'}"
 
-    With the S3 source no rule is wanted: found.id is "" for "nothing to have", and an existing rule
-    (from an earlier CodeCommit source) is removed.
+
+class RuleHandler(Handler):
+    """The EventBridge rule and its targets (the pipeline, through the events role).
+
+    Pattern, state and description are put with PutRule; a target that differs is put again (PutTargets)
+    and one the spec no longer has is removed (RemoveTargets). With the S3 source no rule is wanted:
+    found.id is "" for "nothing to have", and an existing rule (from an earlier CodeCommit source) is removed.
     """
 
     kind = "event_rule"
     label = "EventBridge rule"
     arn_types = ("events:rule",)
+    spec_type = EventRuleSpec
 
     def _targets(self, run: AwsRun, name: str) -> tuple[tuple[str, str, str], ...]:
         targets: list[tuple[str, str, str]] = []
@@ -351,6 +400,7 @@ class RuleHandler(Handler):
             arn=rule["Arn"],
             pattern=_canonical(rule.get("EventPattern")),
             state=rule.get("State", ""),
+            description=rule.get("Description", ""),
             targets=self._targets(run, rule["Name"]),
             **ownership(tag_map(tags)),
         )
@@ -363,7 +413,7 @@ class RuleHandler(Handler):
         rule = call_or_none(f"reading rule {res.name}", _events(run).describe_rule, RULE_MISSING, Name=res.name)
         if rule is not None:
             return self._observe(run, res.key, rule)
-        recorded, owner = recorded_source(run, res.props["pipeline_name"])
+        recorded, owner = recorded_source(run, spec_of(res, EventRuleSpec).pipeline_name)
         return self._not_needed(res, owner) if recorded is not None and recorded.provider == S3 else None
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
@@ -382,101 +432,85 @@ class RuleHandler(Handler):
                 )
         return result
 
-    def wanted(self, res: Resource, deps: Mapping[str, Observed | None]) -> dict[str, Any] | None:
-        """{pattern, target} for a CodeCommit source; {} when no rule is wanted (S3); None while unknown."""
-        source, pipeline, role = (
-            deps.get(res.props["source"]),
-            deps.get(res.props["pipeline"]),
-            deps.get(res.props["role"]),
-        )
-        if source is not None and source.attrs.get("provider") == S3:
-            return {}
-        if source is None or pipeline is None or role is None:
-            return None
+    def _wanted(self, res: Resource, deps: Mapping[str, Observed | None]) -> bool:
+        """Whether the rule is wanted: not with an S3 source (push-app starts that pipeline itself)."""
+        source = deps.get(spec_of(res, EventRuleSpec).source.key)
+        return source is None or source.attrs.get("provider") != S3
+
+    def _settings(
+        self, res: Resource, deps: Mapping[str, Observed | None], resolve: Callable[[Ref], str]
+    ) -> dict[str, Any]:
+        """The rule's fields in the form _observe reads them; `resolve` turns a Ref into its value."""
+        spec = spec_of(res, EventRuleSpec)
+        pattern = branch_event_pattern(resolve(spec.pattern.repository), spec.pattern.branch)
         return {
-            "pattern": branch_event_pattern(source.attrs["arn"], source.attrs["branch"]),
-            "target": {"Id": TARGET_ID, "Arn": pipeline.attrs["arn"], "RoleArn": role.attrs["arn"]},
+            "pattern": _canonical(pattern),
+            "state": spec.state,
+            "description": spec.description,
+            "targets": tuple(sorted((t.id, resolve(t.arn), resolve(t.role)) for t in spec.targets)),
         }
 
-    def _differences(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[str]:
-        wanted = self.wanted(res, deps)
-        if wanted is None:
-            return ["event pattern and target (a dependency is to be created)"]
-        if not wanted:
-            return [] if found.attrs.get("not_needed") else ["remove it: the S3 source is started by push-app"]
-        if found.attrs.get("not_needed"):
-            return ["create it: the source is CodeCommit now"]
-        differences = []
-        if found.attrs["pattern"] != _canonical(wanted["pattern"]):
-            differences.append("event pattern")
-        if found.attrs["state"] != "ENABLED":
-            differences.append(f"state {found.attrs['state']} -> ENABLED")
-        target = wanted["target"]
-        if found.attrs["targets"] != ((target["Id"], target["Arn"], target["RoleArn"]),):
-            differences.append("target")
-        return differences
+    def _field_changes(self, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
+        spec = spec_of(res, EventRuleSpec)
+        want = self._settings(res, deps, lambda ref: ref.shown(deps))
+        have = {name: found.attrs.get(name) for name in want}
+        changes = field_changes(spec, have, {k: v for k, v in want.items() if k != "targets"})
+        have_targets = {t[0]: t for t in have["targets"] or ()}
+        want_targets = {t[0]: t for t in want["targets"]}
+        for target_id in [*want_targets, *(i for i in have_targets if i not in want_targets)]:
+            old, new = have_targets.get(target_id), want_targets.get(target_id)
+            if old != new:
+                changes.append(field_change(spec, f"targets[{target_id}]", _target_text(old), _target_text(new)))
+        return changes
 
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
-        if not found.attrs.get("not_needed"):
-            changes = ownership_changes(run, res, found, "EventBridge rule")
-            if any(not c.in_place for c in changes):
-                return changes
-        else:
-            changes = []
-        return changes + [Change(text) for text in self._differences(res, found, deps)]
+        if not self._wanted(res, deps):
+            return [] if found.attrs.get("not_needed") else [Change("remove it: the S3 source is started by push-app")]
+        if found.attrs.get("not_needed"):
+            return [Change("create it: the source is CodeCommit now")]
+        changes = ownership_changes(run, res, found, "EventBridge rule")
+        if any(not c.in_place for c in changes):
+            return changes
+        return changes + self._field_changes(res, found, deps)
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        wanted = self.wanted(res, deps)
-        assert wanted is not None
-        if not wanted:
+        if not self._wanted(res, deps):
             return self._not_needed(res, run.stack)
         # PutRule creates or updates; a rule of that name that is not ours must not be overwritten.
         existing = call_or_none(f"reading rule {res.name}", _events(run).describe_rule, RULE_MISSING, Name=res.name)
         if existing is not None:
             found = self._observe(run, res.key, existing)
             refuse_not_ours(run, res, "EventBridge rule", found.attrs["tags"])
-            return self.update(run, res, found, deps)
-        return self._put(run, res, wanted, tags=wanted_tags(run, res), targets=())
+            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        wanted = self._settings(res, deps, lambda ref: ref.need(deps))
+        arn = self._put_rule(run, res, wanted, tags=wanted_tags(run, res))
+        self._put_targets(run, res, wanted["targets"])
+        return observed(res, self.kind, res.name, arn=arn, **wanted, **ownership(wanted_tags(run, res)))
 
-    def _put(
-        self,
-        run: AwsRun,
-        res: Resource,
-        wanted: Mapping[str, Any],
-        tags: Mapping[str, str],
-        targets: tuple[tuple[str, str, str], ...],
-    ) -> Observed:
-        events = _events(run)
-        params: dict[str, Any] = {
-            "Name": res.name,
-            "EventPattern": json.dumps(wanted["pattern"]),
-            "State": "ENABLED",
-            "Description": res.props["description"],
-        }
+    def _put_rule(self, run: AwsRun, res: Resource, wanted: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """PutRule with the whole rule (it replaces pattern, state and description together)."""
         with aws_errors(f"putting rule {res.name}"):
-            arn = events.put_rule(**params, Tags=tag_list(tags))["RuleArn"]
-        target = wanted["target"]
-        stale = [t[0] for t in targets if t[0] != target["Id"]]
-        if stale:
-            with aws_errors(f"removing other targets from rule {res.name}"):
-                events.remove_targets(Rule=res.name, Ids=stale)
+            return str(
+                _events(run).put_rule(
+                    Name=res.name,
+                    EventPattern=wanted["pattern"],
+                    State=wanted["state"],
+                    Description=wanted["description"],
+                    Tags=tag_list(tags),
+                )["RuleArn"]
+            )
+
+    def _put_targets(self, run: AwsRun, res: Resource, targets: Sequence[tuple[str, str, str]]) -> None:
         with aws_errors(f"pointing rule {res.name} at the pipeline"):
-            reply = events.put_targets(Rule=res.name, Targets=[dict(target)])
+            reply = _events(run).put_targets(
+                Rule=res.name,
+                Targets=[{"Id": i, "Arn": arn, **({"RoleArn": role} if role else {})} for i, arn, role in targets],
+            )
         if reply.get("FailedEntryCount"):
             failures = "; ".join(
                 f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in reply.get("FailedEntries", [])
             )
             raise AwsError(f"EventBridge refused the pipeline as the target of rule {res.name}: {failures}")
-        return observed(
-            res,
-            self.kind,
-            res.name,
-            arn=arn,
-            pattern=_canonical(wanted["pattern"]),
-            state="ENABLED",
-            targets=((target["Id"], target["Arn"], target["RoleArn"]),),
-            **ownership(dict(tags)),
-        )
 
     def update(
         self,
@@ -486,9 +520,7 @@ class RuleHandler(Handler):
         deps: Mapping[str, Observed],
         changes: Sequence[Change] = (),
     ) -> Observed:
-        wanted = self.wanted(res, deps)
-        assert wanted is not None
-        if not wanted:
+        if not self._wanted(res, deps):
             if not found.attrs.get("not_needed"):
                 self.delete(run, found)
             return self._not_needed(res, run.stack)
@@ -499,9 +531,34 @@ class RuleHandler(Handler):
             with aws_errors(f"tagging rule {found.id}"):
                 _events(run).tag_resource(ResourceARN=found.attrs["arn"], Tags=tag_list(missing))
         tags = {**found.attrs.get("tags", {}), **missing}
-        if not self._differences(res, found, deps):
-            return observed(res, self.kind, found.id, **{**found.attrs, **ownership(tags)})
-        return self._put(run, res, wanted, tags=tags, targets=found.attrs["targets"])
+        attrs = {**found.attrs, **ownership(tags)}
+        fields = {c.field.split("[", 1)[0] for c in changes if c.field}
+        wanted = self._settings(res, deps, lambda ref: ref.need(deps))
+        if fields & {"pattern", "state", "description"}:
+            attrs["arn"] = self._put_rule(run, res, wanted, tags)
+            attrs.update(pattern=wanted["pattern"], state=wanted["state"], description=wanted["description"])
+        if "targets" in fields:
+            self._retarget(run, res, changes, wanted["targets"])
+            attrs["targets"] = wanted["targets"]
+        return observed(res, self.kind, found.id, **attrs)
+
+    def _retarget(
+        self, run: AwsRun, res: Resource, changes: Sequence[Change], wanted: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Remove the targets the changes say are no longer declared; put those that are new or differ."""
+        ids = [c.field[len("targets[") : -1] for c in changes if c.field.startswith("targets[")]
+        stale = [i for i in ids if i not in {t[0] for t in wanted}]
+        if stale:
+            call_or_none(
+                f"removing stale targets from rule {res.name}",
+                _events(run).remove_targets,
+                RULE_MISSING,
+                Rule=res.name,
+                Ids=stale,
+            )
+        put = [t for t in wanted if t[0] in ids]
+        if put:
+            self._put_targets(run, res, put)
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         if not found.id:

@@ -158,6 +158,8 @@ class SnapshotHandler(Handler):
     kind = "snapshot"
     label = "EBS snapshot"
     arn_types = ("ec2:snapshot",)
+    # No stack declares a snapshot: they are found (scan) and deleted, never planned from a spec.
+    spec_type = None
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         result = {}

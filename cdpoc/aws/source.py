@@ -35,6 +35,8 @@ from cdpoc.aws.base import (
 )
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
+from cdpoc.spec import field_changes, spec_of
+from cdpoc.stack.specs.cicd import SourceSpec
 
 CODECOMMIT = "CodeCommit"
 S3 = "S3"
@@ -144,9 +146,10 @@ def source_action(pipeline: Mapping[str, Any] | None) -> SourceAction | None:
 # --- the handler ----------------------------------------------------------------------------------------
 
 
-def _s3_source(res: Resource, owner: str, fallback_reason: str = "") -> Observed:
-    """The S3 source: an object in the artifact bucket, as the pipeline of stack `owner` records it."""
-    bucket, key = res.props["bucket_name"], res.props["s3_key"]
+def _s3_source(res: Resource, bucket: str, owner: str, fallback_reason: str = "") -> Observed:
+    """The S3 source: the spec's key in `bucket` (the artifact bucket), as the pipeline of stack `owner`
+    records it."""
+    key = spec_of(res, SourceSpec).s3_key
     return observed(
         res,
         "pipeline_source",
@@ -161,11 +164,16 @@ def _s3_source(res: Resource, owner: str, fallback_reason: str = "") -> Observed
 
 class SourceHandler(Handler):
     """The CodeCommit repository (tagged, adopted only when ours), or the S3 source (nothing to create:
-    the versioned artifact bucket holds the zip, and goes with the bucket)."""
+    the versioned artifact bucket holds the zip, and goes with the bucket).
+
+    The repository's description is updated in place (UpdateRepositoryDescription). Its name is not: a
+    repository of this stack's source under another name (found by its tags) is a conflict.
+    """
 
     kind = "pipeline_source"
     label = "pipeline source"
     arn_types = ("codecommit:repository",)
+    spec_type = SourceSpec
 
     def _repository(self, run: AwsRun, name: str) -> dict[str, Any] | None:
         reply = call_or_none(
@@ -192,20 +200,30 @@ class SourceHandler(Handler):
             provider=CODECOMMIT,
             arn=arn,
             branch=branch,
+            description=repository.get("repositoryDescription", ""),
             clone_url=repository.get("cloneUrlHttp", ""),
             **ownership(self._tags(run, arn)),
         )
 
     def find(self, run: AwsRun, res: Resource) -> Observed | None:
-        if res.props["preferred"] == "codecommit":
-            repository = self._repository(run, res.props["repository"])
+        spec = spec_of(res, SourceSpec)
+        if spec.preferred == "codecommit":
+            repository = self._repository(run, spec.repository)
             if repository is not None:
-                return self._observe_repository(run, res.key, repository, res.props["branch"])
-        recorded, owner = recorded_source(run, res.props["pipeline_name"])
+                return self._observe_repository(run, res.key, repository, spec.branch)
+        recorded, owner = recorded_source(run, spec.pipeline_name)
         if recorded is not None and recorded.provider == S3:
-            reason = "" if res.props["preferred"] == "s3" else "CodeCommit refused to create the repository earlier"
-            return _s3_source(res, owner, reason)
+            reason = "" if spec.preferred == "s3" else "CodeCommit refused to create the repository earlier"
+            return _s3_source(res, recorded.bucket, owner, reason)
+        if spec.preferred == "codecommit":
+            return self._renamed(run, res, spec)
         return None
+
+    def _renamed(self, run: AwsRun, res: Resource, spec: SourceSpec) -> Observed | None:
+        """This stack's repository for the source under another name (the config's name changed), by its tags."""
+        tagged = run.memo(f"scan:{self.kind}", lambda: self.scan(run)).get(res.key)
+        repository = None if tagged is None else self._repository(run, tagged.id)
+        return None if repository is None else self._observe_repository(run, res.key, repository, spec.branch)
 
     def scan(self, run: AwsRun) -> dict[str, Observed]:
         """The stack's repositories (ListRepositories, then each one's tags); the S3 source has nothing to list."""
@@ -225,46 +243,60 @@ class SourceHandler(Handler):
     def changes(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed | None]) -> list[Change]:
         if found.attrs["provider"] == S3:
             return []
-        return ownership_changes(run, res, found, "CodeCommit repository")
+        spec = spec_of(res, SourceSpec)
+        changes = ownership_changes(run, res, found, "CodeCommit repository")
+        if any(not c.in_place for c in changes):
+            return changes
+        return changes + field_changes(
+            spec,
+            {"repository": found.id, "description": found.attrs.get("description", "")},
+            {"repository": spec.repository, "description": spec.description},
+        )
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
-        if res.props["preferred"] == "s3":
-            return _s3_source(res, run.stack)
-        name = res.props["repository"]
+        spec = spec_of(res, SourceSpec)
+        if spec.preferred == "s3":
+            return _s3_source(res, spec.bucket.need(deps), run.stack)
+        name = spec.repository
         try:
             with aws_errors(f"creating CodeCommit repository {name}"):
                 repository = _codecommit(run).create_repository(
-                    repositoryName=name, repositoryDescription=res.props["description"], tags=wanted_tags(run, res)
+                    repositoryName=name, repositoryDescription=spec.description, tags=wanted_tags(run, res)
                 )["repositoryMetadata"]
         except AwsError as exc:
             if caused_by(exc, *CODECOMMIT_REFUSED):
                 return _s3_source(
-                    res, run.stack, f"CodeCommit refused to create a repository ({exc.message.split(': ', 1)[-1]})"
+                    res,
+                    spec.bucket.need(deps),
+                    run.stack,
+                    f"CodeCommit refused to create a repository ({exc.message.split(': ', 1)[-1]})",
                 )
             if not caused_by(exc, "RepositoryNameExistsException"):
                 raise
-            return self._adopt(run, res)
+            return self._adopt(run, res, deps)
         return observed(
             res,
             self.kind,
             name,
             provider=CODECOMMIT,
             arn=repository.get("Arn") or repository_arn(run, name),
-            branch=res.props["branch"],
+            branch=spec.branch,
+            description=repository.get("repositoryDescription", spec.description),
             clone_url=repository.get("cloneUrlHttp", ""),
             **ownership(wanted_tags(run, res)),
         )
 
-    def _adopt(self, run: AwsRun, res: Resource) -> Observed:
-        repository = self._repository(run, res.props["repository"])
+    def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
+        spec = spec_of(res, SourceSpec)
+        repository = self._repository(run, spec.repository)
         if repository is None:
             raise ConflictError(
-                f"CodeCommit says repository {res.props['repository']} exists, yet it cannot be read",
+                f"CodeCommit says repository {spec.repository} exists, yet it cannot be read",
                 "Re-run `cdpoc up`; if it persists, check the repository in the CodeCommit console.",
             )
-        found = self._observe_repository(run, res.key, repository, res.props["branch"])
+        found = self._observe_repository(run, res.key, repository, spec.branch)
         refuse_not_ours(run, res, "CodeCommit repository", found.attrs["tags"])
-        return self.update(run, res, found, {})
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
 
     def update(
         self,
@@ -276,11 +308,19 @@ class SourceHandler(Handler):
     ) -> Observed:
         if found.attrs["provider"] == S3:
             return found
+        spec = spec_of(res, SourceSpec)
         missing = missing_tags(run, res, found.attrs.get("tags", {}))
         if missing:
             with aws_errors(f"tagging repository {found.id}"):
                 _codecommit(run).tag_resource(resourceArn=found.attrs["arn"], tags=missing)
-        return observed(res, self.kind, found.id, **{**found.attrs, **ownership({**found.attrs["tags"], **missing})})
+        attrs = {**found.attrs, **ownership({**found.attrs["tags"], **missing})}
+        if any(c.field == "description" for c in changes):
+            with aws_errors(f"updating the description of repository {found.id}"):
+                _codecommit(run).update_repository_description(
+                    repositoryName=found.id, repositoryDescription=spec.description
+                )
+            attrs["description"] = spec.description
+        return observed(res, self.kind, found.id, **attrs)
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         if found.attrs.get("provider") == S3:

@@ -1,11 +1,11 @@
 """CodeCommit operations moto 5.2.5 lacks, on moto's CodeCommitResponse, backed by cdpoc/sandbox/gitstore.
 
 Added: CreateCommit, CreateBranch, GetBranch, ListBranches, GetCommit, GetFile, GetFolder, GetDifferences,
-ListRepositories, ListTagsForResource, TagResource, UntagResource. Replaced: CreateRepository (moto drops
-the `tags` parameter). Request and response shapes follow botocore's codecommit service model; errors use
-CodeCommit's codes. Each repository's git objects live on moto's repository object, so deleting the
-repository or resetting moto forgets them. A branch that moves is announced to REFERENCE_LISTENERS, as
-CodeCommit announces it to EventBridge ("CodeCommit Repository State Change").
+ListRepositories, ListTagsForResource, TagResource, UntagResource, UpdateRepositoryDescription. Replaced:
+CreateRepository (moto drops the `tags` parameter). Request and response shapes follow botocore's codecommit
+service model; errors use CodeCommit's codes. Each repository's git objects live on moto's repository object,
+so deleting the repository or resetting moto forgets them. A branch that moves is announced to
+REFERENCE_LISTENERS, as CodeCommit announces it to EventBridge ("CodeCommit Repository State Change").
 """
 
 from __future__ import annotations
@@ -416,6 +416,27 @@ def untag_resource(self: CodeCommitResponse) -> str:
     return ""
 
 
+# ---- repository settings (UpdateRepositoryDescription)
+
+# RepositoryDescription's length limit in botocore's codecommit model.
+DESCRIPTION_LIMIT = 1000
+
+
+def update_repository_description(self: CodeCommitResponse) -> str:
+    """The description replaces the old one; an absent one clears it. No output (botocore's model)."""
+    body = _body(self)
+    repository = _repository(self, body)
+    description = body.get("repositoryDescription") or ""
+    if len(description) > DESCRIPTION_LIMIT:
+        raise JsonRESTError(
+            "InvalidRepositoryDescriptionException",
+            f"The description is not valid: it must be at most {DESCRIPTION_LIMIT} characters.",
+        )
+    repository.repository_metadata["repositoryDescription"] = description
+    repository.repository_metadata["lastModifiedDate"] = iso_8601_datetime_with_milliseconds()
+    return ""
+
+
 def install() -> None:
     replace_operations(CodeCommitResponse, create_repository)
     add_operations(
@@ -432,4 +453,5 @@ def install() -> None:
         list_tags_for_resource,
         tag_resource,
         untag_resource,
+        update_repository_description,
     )

@@ -9,14 +9,41 @@ turned out to be. The pipeline is created last because CreatePipeline starts a r
 from __future__ import annotations
 
 from cdpoc.model import Resource
+from cdpoc.spec import Ref
+from cdpoc.spec import declare as declare_resource
 from cdpoc.stack import parts
 from cdpoc.stack.names import StackNames
+from cdpoc.stack.specs.cicd import (
+    ApplicationSpec,
+    AutoRollback,
+    BranchPushPattern,
+    DeploymentGroupSpec,
+    DeploymentStyle,
+    EventRuleSpec,
+    PipelineAction,
+    PipelineSpec,
+    PipelineStage,
+    RuleTarget,
+    SourceSpec,
+    Trigger,
+)
 
 SOURCE = "source"
 APPLICATION = parts.DEPLOYMENT_APPLICATION.key
 DEPLOYMENT_GROUP = parts.DEPLOYMENT_GROUP.key
 PIPELINE = parts.PIPELINE.key
 RULE = "rule.pipeline"
+ARTIFACT_BUCKET = "bucket.artifacts"
+
+COMPUTE_PLATFORM = "Server"  # EC2 instances (not Lambda or ECS)
+# In place on the fleet, with CodeDeploy taking each instance out of the target group while it deploys.
+IN_PLACE_WITH_TRAFFIC_CONTROL = DeploymentStyle("IN_PLACE", "WITH_TRAFFIC_CONTROL")
+# V2 pipelines are billed per action-minute (with a monthly free allowance) instead of $1 a month each.
+PIPELINE_TYPE = "V2"
+# A newer run supersedes one still waiting: only the latest push is deployed.
+EXECUTION_MODE = "SUPERSEDED"
+SOURCE_ARTIFACT = "SourceOutput"
+RULE_TARGET_ID = "pipeline"
 
 # CodeDeploy triggers: tell the alerts topic how each deployment ended.
 DEPLOYMENT_TRIGGER_EVENTS = ("DeploymentFailure", "DeploymentSuccess")
@@ -26,82 +53,94 @@ AUTO_ROLLBACK_EVENTS = ("DEPLOYMENT_FAILURE",)
 
 def source(names: StackNames) -> Resource:
     pipeline = names.settings.pipeline
-    return Resource(
+    return declare_resource(
         SOURCE,
-        "pipeline_source",
         names.repository,
-        {
-            "preferred": pipeline.source,
-            "repository": names.repository,
-            "branch": pipeline.branch,
-            "description": f"cdpoc stack {names.name}: the application bundle the pipeline deploys",
-            "bucket": "bucket.artifacts",
-            "bucket_name": names.bucket("artifacts"),
-            "s3_key": pipeline.s3_source_key,
-            # Where an earlier fallback to the S3 source is recorded: the pipeline's source action.
-            "pipeline_name": names.pipeline,
-        },
-        ("bucket.artifacts",),
+        SourceSpec(
+            preferred=pipeline.source,
+            repository=names.repository,
+            branch=pipeline.branch,
+            description=f"cdpoc stack {names.name}: the application bundle the pipeline deploys",
+            bucket=Ref(ARTIFACT_BUCKET),
+            s3_key=pipeline.s3_source_key,
+            pipeline_name=names.pipeline,
+        ),
     )
 
 
 def application(names: StackNames) -> Resource:
-    return Resource(
-        APPLICATION, parts.DEPLOYMENT_APPLICATION.kind, names.codedeploy_application, {"compute_platform": "Server"}
+    return declare_resource(
+        APPLICATION,
+        names.codedeploy_application,
+        ApplicationSpec(name=names.codedeploy_application, compute_platform=COMPUTE_PLATFORM),
     )
 
 
 def deployment_group(names: StackNames) -> Resource:
-    return Resource(
+    return declare_resource(
         DEPLOYMENT_GROUP,
-        parts.DEPLOYMENT_GROUP.kind,
         names.deployment_group,
-        {
-            "application": APPLICATION,
-            "application_name": names.codedeploy_application,
-            "role": "role.codedeploy",
-            "autoscaling_group": parts.FLEET.key,
-            "target_group": parts.TARGET_GROUP.key,
-            "topic": "topic.alerts",
-            "deployment_config": names.settings.pipeline.deployment_config,
-            "trigger_name": f"{names.name}-deployments",
-            "trigger_events": DEPLOYMENT_TRIGGER_EVENTS,
-            "rollback_events": AUTO_ROLLBACK_EVENTS,
-        },
-        (APPLICATION, "role.codedeploy", parts.FLEET.key, parts.TARGET_GROUP.key, "topic.alerts"),
+        DeploymentGroupSpec(
+            application=Ref(APPLICATION),
+            application_name=names.codedeploy_application,
+            compute_platform=COMPUTE_PLATFORM,
+            service_role=Ref("role.codedeploy", "arn"),
+            deployment_config=names.settings.pipeline.deployment_config,
+            deployment_style=IN_PLACE_WITH_TRAFFIC_CONTROL,
+            autoscaling_groups=(Ref(parts.FLEET.key),),
+            target_groups=(Ref(parts.TARGET_GROUP.key, "name"),),
+            auto_rollback=AutoRollback(enabled=True, events=AUTO_ROLLBACK_EVENTS),
+            triggers=(Trigger(f"{names.name}-deployments", Ref("topic.alerts"), DEPLOYMENT_TRIGGER_EVENTS),),
+        ),
     )
 
 
 def pipeline(names: StackNames) -> Resource:
-    return Resource(
+    # Its references are everything the first run touches, so creating it (which starts a run) comes last.
+    return declare_resource(
         PIPELINE,
-        parts.PIPELINE.kind,
         names.pipeline,
-        {
-            "role": "role.pipeline",
-            "artifact_bucket": "bucket.artifacts",
-            "source": SOURCE,
-            "application": APPLICATION,
-            "deployment_group": DEPLOYMENT_GROUP,
-        },
-        # Everything the first run touches, so that creating it (which starts a run) comes last.
-        (SOURCE, APPLICATION, DEPLOYMENT_GROUP, "role.pipeline", "bucket.artifacts"),
+        PipelineSpec(
+            role=Ref("role.pipeline", "arn"),
+            artifact_bucket=Ref(ARTIFACT_BUCKET),
+            pipeline_type=PIPELINE_TYPE,
+            execution_mode=EXECUTION_MODE,
+            stages=(
+                PipelineStage(
+                    "Source",
+                    (PipelineAction("Source", "Source", source=Ref(SOURCE), output_artifacts=(SOURCE_ARTIFACT,)),),
+                ),
+                PipelineStage(
+                    "Deploy",
+                    (
+                        PipelineAction(
+                            "Deploy",
+                            "Deploy",
+                            provider="CodeDeploy",
+                            configuration={
+                                "ApplicationName": Ref(APPLICATION),
+                                "DeploymentGroupName": Ref(DEPLOYMENT_GROUP),
+                            },
+                            input_artifacts=(SOURCE_ARTIFACT,),
+                        ),
+                    ),
+                ),
+            ),
+        ),
     )
 
 
 def rule(names: StackNames) -> Resource:
-    return Resource(
+    return declare_resource(
         RULE,
-        "event_rule",
         f"{names.name}-source-changes",
-        {
-            "pipeline": PIPELINE,
-            "pipeline_name": names.pipeline,
-            "source": SOURCE,
-            "role": "role.events",
-            "description": f"cdpoc stack {names.name}: start {names.pipeline} on a push to the source branch",
-        },
-        (PIPELINE, SOURCE, "role.events"),
+        EventRuleSpec(
+            source=Ref(SOURCE),
+            pattern=BranchPushPattern(repository=Ref(SOURCE, "arn"), branch=names.settings.pipeline.branch),
+            targets=(RuleTarget(RULE_TARGET_ID, Ref(PIPELINE, "arn"), Ref("role.events", "arn")),),
+            description=f"cdpoc stack {names.name}: start {names.pipeline} on a push to the source branch",
+            pipeline_name=names.pipeline,
+        ),
     )
 
 
