@@ -13,14 +13,12 @@ class Resource:
     """One resource the stack wants: a logical key, its kind, its AWS name and its typed spec.
 
     The spec references other resources with Refs; depends_on is derived from them (cdpoc.spec.declare)
-    plus the ordering-only edges AWS needs. `props` is the spec's fields as a plain mapping (references
-    as their keys), for the few readers outside the kind's own handler.
+    plus the ordering-only edges AWS needs.
     """
 
     key: str
     kind: str
     name: str
-    props: Mapping[str, Any] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     # A cdpoc.spec.Spec (typed as object: the spec module builds on this one); handlers read it through
     # cdpoc.spec.spec_of(), which checks its type.

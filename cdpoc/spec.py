@@ -105,26 +105,12 @@ def field_changes(spec: Spec | type[Spec], have: Mapping[str, Any], want: Mappin
     return [field_change(spec, name, have.get(name), value) for name, value in want.items() if have.get(name) != value]
 
 
-def plain(value: Any) -> Any:
-    """A spec value as the untyped props mapping shows it: a Ref as its key (or {resource, attr}), nested
-    dataclasses as dicts."""
-    if isinstance(value, Ref):
-        return {"resource": value.key, "attr": value.attr} if value.attr else value.key
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {item.name: plain(getattr(value, item.name)) for item in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return tuple(plain(item) for item in value)
-    return value
-
-
 def declare(key: str, name: str, spec: Spec, after: tuple[str, ...] = ()) -> Resource:
     """The Resource for a spec: its kind from the spec's type, its edges from the spec's Refs plus `after`
     (ordering-only edges AWS needs; say why where you declare them)."""
     if not spec.kind:
         raise TypeError(f"{type(spec).__name__} declares no kind")
-    return Resource(key, spec.kind, name, plain(spec), edges(spec, after), spec)
+    return Resource(key, spec.kind, name, edges(spec, after), spec)
 
 
 S = TypeVar("S", bound=Spec)

@@ -105,8 +105,8 @@ def test_the_pipeline_is_created_after_everything_it_uses(ctx: Context) -> None:
     }
     assert set(resources["deploy.group"].depends_on) >= {"asg.app", "tg.app", "role.codedeploy", "topic.alerts"}
     assert "pipeline" in resources["rule.pipeline"].depends_on
-    assert resources["source"].name == "t1-s3upload" and resources["source"].props["branch"] == "main"
-    assert resources["deploy.group"].props["deployment_config"] == "CodeDeployDefault.OneAtATime"
+    assert resources["source"].name == "t1-s3upload" and resources["source"].spec.branch == "main"
+    assert resources["deploy.group"].spec.deployment_config == "CodeDeployDefault.OneAtATime"
 
 
 # --- source -------------------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_the_repository_is_created_with_its_tags_and_found_again(ctx: Context) -
     assert sent == [
         {
             "repositoryName": "t1-s3upload",
-            "repositoryDescription": res.props["description"],
+            "repositoryDescription": res.spec.description,
             "tags": {t["Key"]: t["Value"] for t in ctx.run.tags("source", "t1-s3upload")},
         }
     ]
@@ -541,7 +541,7 @@ def test_rule_starts_the_pipeline_on_a_push_to_the_branch(ctx: Context, rule_dep
     assert rule == {
         "Name": "t1-source-changes",
         "State": "ENABLED",
-        "Description": res.props["description"],
+        "Description": res.spec.description,
         "Tags": tag_list(ctx, "rule.pipeline", "t1-source-changes"),
     }
     assert put_targets == [

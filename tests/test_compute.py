@@ -33,7 +33,7 @@ from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Resource
 from cdpoc.planner import make_plan
 from cdpoc.sandbox.simulation import SIMULATION, Timing
-from cdpoc.spec import Ref, plain
+from cdpoc.spec import Ref
 from cdpoc.stack import compute, loadbalancing
 from cdpoc.stack.names import StackNames
 from cdpoc.stack.specs.compute import InstanceSpec, LaunchTemplateSpec
@@ -70,7 +70,7 @@ class Stack:
         res = self.graph[key]
         assert res.spec is not None
         spec = dataclasses.replace(res.spec, **fields)  # type: ignore[type-var]
-        changed = dataclasses.replace(res, spec=spec, props=plain(spec))
+        changed = dataclasses.replace(res, spec=spec)
         self.graph = Graph.of(changed if r.key == key else r for r in self.graph.resources.values())
 
     def up(self) -> dict[str, Observed]:

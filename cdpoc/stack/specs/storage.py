@@ -55,7 +55,7 @@ class CorsRule:
 class BucketSpec(Spec):
     """An S3 bucket. versioning False means never Enabled (S3 can only suspend it, not undo it). policy:
     canonical JSON ("" for none); website, policy and cors the spec leaves out are removed.
-    keep_data: `down --keep-data` keeps the bucket (read by keep.py and sweeper.py through props)."""
+    keep_data: `down --keep-data` keeps the bucket (cdpoc.spec.keeps_data)."""
 
     kind: ClassVar[str] = "bucket"
     encryption: str
