@@ -11,7 +11,7 @@ from cdpoc.executor import Event, NoChange, Outcome, run_graph
 from cdpoc.model import Action, Observed, Plan
 
 if TYPE_CHECKING:
-    from cdpoc.aws.base import Handler
+    from cdpoc.aws.handler import Handler
 
 
 class ApplyFailed(CdpocError):

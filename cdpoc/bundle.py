@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdpoc.appspec import validate_bundle
-from cdpoc.aws.base import AwsRun
 from cdpoc.aws.pipeline import start_execution
+from cdpoc.aws.run import AwsRun
 from cdpoc.aws.source import (
     CODECOMMIT,
     S3,

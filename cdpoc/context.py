@@ -12,9 +12,10 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from cdpoc.aws import registry
 from cdpoc.aws.account import account_id, resolve_zones
-from cdpoc.aws.base import AwsRun, Handler, Waits
 from cdpoc.aws.clients import ClientFactory, ambient_region
+from cdpoc.aws.handler import Handler
 from cdpoc.aws.registry import HANDLERS
+from cdpoc.aws.run import AwsRun, Waits
 from cdpoc.config import Settings, describe_region, load_settings
 from cdpoc.graph import Graph
 from cdpoc.lock import StackLock

@@ -23,7 +23,7 @@ from types import TracebackType
 
 from cdpoc.aws import lock as stored_lock
 from cdpoc.aws.account import caller_identity
-from cdpoc.aws.base import AwsRun
+from cdpoc.aws.run import AwsRun
 from cdpoc.errors import CdpocError, ConflictError, Declined, Locked
 from cdpoc.ui import Ui
 

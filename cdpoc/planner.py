@@ -9,7 +9,7 @@ from cdpoc.graph import Graph
 from cdpoc.model import Action, Observed, Plan, Step, not_ours_change
 
 if TYPE_CHECKING:
-    from cdpoc.aws.base import Handler
+    from cdpoc.aws.handler import Handler
 
 
 def discover(run: Any, graph: Graph, handlers: Mapping[str, Handler]) -> dict[str, Observed | None]:

@@ -24,9 +24,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from cdpoc.aws.base import AwsRun
 from cdpoc.aws.deploy import deployment_targets, get_deployment, target_health, use_elb_health_checks
 from cdpoc.aws.pipeline import action_executions, find_execution, get_execution, newest_execution_id
+from cdpoc.aws.run import AwsRun
 from cdpoc.bundle import PushResult, check_bundle, choose_bundle, push
 from cdpoc.context import Context, holding_lock
 from cdpoc.errors import Cancelled, CdpocError, WaitTimeout

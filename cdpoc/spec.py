@@ -133,3 +133,24 @@ class HoldsData(Protocol):
 def keeps_data(res: Resource) -> bool:
     """Whether `down --keep-data` keeps this declared resource."""
     return isinstance(res.spec, HoldsData) and res.spec.keep_data
+
+
+def entry_field(name: str, entry: str) -> str:
+    """The Change.field of one entry of a collection or mapping field: `routes[0.0.0.0/0]`."""
+    return f"{name}[{entry}]"
+
+
+def entry_of(change: Change | str, name: str) -> str | None:
+    """The entry a change of `name[entry]` is about (a Change or its field); None for another field."""
+    field = change if isinstance(change, str) else change.field
+    prefix = f"{name}["
+    return field[len(prefix) : -1] if field.startswith(prefix) and field.endswith("]") else None
+
+
+def ref_change(
+    spec: Spec | type[Spec], field: str, old: Any, want: Ref | None, deps: Mapping[str, Observed | None]
+) -> Change:
+    """A field whose desired value is a reference: `new` is the Ref (update resolves it once the resource
+    exists); the plan shows its id, or that it is to be created."""
+    wanted = want.shown(deps) if want is not None else shown(None)
+    return field_change(spec, field, old, want, f"{field}: {shown(old)} → {wanted}")

@@ -25,7 +25,7 @@ from cdpoc.planner import discover
 from cdpoc.spec import keeps_data
 
 if TYPE_CHECKING:
-    from cdpoc.aws.base import Handler
+    from cdpoc.aws.handler import Handler
 
 DEPENDENCY_BUDGET = 600.0
 
@@ -126,7 +126,7 @@ def sweep(
     budget: float = DEPENDENCY_BUDGET,
 ) -> dict[str, str]:
     """Delete everything in `doomed`; returns {key: what was deleted} for the report."""
-    from cdpoc.aws.base import DependencyViolation
+    from cdpoc.aws.errors import DependencyViolation
 
     def work(key: str) -> str:
         found = doomed[key].found

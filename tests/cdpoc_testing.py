@@ -10,7 +10,8 @@ from typing import Any
 
 from rich.console import Console
 
-from cdpoc.aws.base import Handler, Waits
+from cdpoc.aws.handler import Handler
+from cdpoc.aws.run import Waits
 from cdpoc.context import Context, Options
 from cdpoc.model import Observed, Resource
 from cdpoc.ui import Ui

@@ -17,8 +17,8 @@ from botocore.stub import Stubber
 
 from cdpoc.apply import apply_plan
 from cdpoc.aws.account import account_id, arn_type, resolve_zones
-from cdpoc.aws.base import ownership
 from cdpoc.aws.deploy import LAUNCH_HOOK_PREFIX, ApplicationHandler, DeploymentGroupHandler, _comparable
+from cdpoc.aws.ownership import ownership
 from cdpoc.aws.pipeline import PipelineHandler, RuleHandler, branch_event_pattern
 from cdpoc.aws.source import SourceHandler
 from cdpoc.context import Context

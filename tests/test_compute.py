@@ -24,7 +24,7 @@ from cdpoc_testing import Existing, numbered_context
 from cdpoc.apply import apply_plan
 from cdpoc.aws import compute as compute_handlers
 from cdpoc.aws import loadbalancing as lb_handlers
-from cdpoc.aws.base import Handler
+from cdpoc.aws.handler import Handler
 from cdpoc.aws.network import ElasticIpHandler
 from cdpoc.context import Context
 from cdpoc.cost import hourly_cost

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 import pytest
 
 from cdpoc.apply import ApplyFailed, apply_plan
-from cdpoc.aws.base import DependencyViolation, Handler
+from cdpoc.aws.errors import DependencyViolation
+from cdpoc.aws.handler import Handler
 from cdpoc.errors import Cancelled, ConflictError, WaitTimeout
 from cdpoc.executor import Event, NoChange, State, run_graph
 from cdpoc.graph import Graph, GraphError, topological
@@ -406,7 +407,7 @@ def test_deletion_needs_for_resources_outside_the_graph_follow_their_kind() -> N
 
 
 def test_wait_until_times_out_with_what_it_waited_for() -> None:
-    from cdpoc.aws.base import AwsRun, Waits
+    from cdpoc.aws.run import AwsRun, Waits
 
     run = AwsRun(clients=None, stack="s", waits=Waits(poll_initial=0.001, poll_max=0.001))  # type: ignore[arg-type]
     with pytest.raises(WaitTimeout, match="waiting for the moon"):

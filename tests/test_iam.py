@@ -12,8 +12,9 @@ import pytest
 
 from cdpoc.apply import apply_plan
 from cdpoc.aws.account import account_id, resolve_zones
-from cdpoc.aws.base import AwsRun, Waits, aws_errors
+from cdpoc.aws.errors import aws_errors
 from cdpoc.aws.iam import normalize_policy, retry_iam_propagation, same_policy
+from cdpoc.aws.run import AwsRun, Waits
 from cdpoc.context import Context
 from cdpoc.errors import ConflictError, WaitTimeout
 from cdpoc.graph import Graph

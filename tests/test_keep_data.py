@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from cdpoc import lifecycle
 from cdpoc.aws.account import tagged_arns
-from cdpoc.aws.base import AwsRun
+from cdpoc.aws.run import AwsRun
 from cdpoc.aws.snapshots import KEPT_TAG, kept_snapshots, snapshot_volume
 from cdpoc.aws.source import branch_history
 from cdpoc.cli import app

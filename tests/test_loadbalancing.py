@@ -18,7 +18,8 @@ import pytest
 from cdpoc_testing import Existing, numbered_context
 
 from cdpoc.apply import apply_plan, refuse_conflicts
-from cdpoc.aws.base import DependencyViolation, Handler
+from cdpoc.aws.errors import DependencyViolation
+from cdpoc.aws.handler import Handler
 from cdpoc.aws.loadbalancing import HANDLERS as LB_HANDLERS
 from cdpoc.context import Context
 from cdpoc.cost import hourly_cost

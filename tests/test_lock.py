@@ -19,10 +19,9 @@ from typer.testing import CliRunner
 
 from cdpoc import lifecycle, rollout
 from cdpoc.aws.account import tagged_arns
-from cdpoc.aws.base import AwsError
 from cdpoc.cli import app
 from cdpoc.context import Context
-from cdpoc.errors import EXIT_LOCKED, Cancelled, Locked
+from cdpoc.errors import EXIT_LOCKED, AwsError, Cancelled, Locked
 from cdpoc.lock import Holder, StackLock, pid_alive
 from cdpoc.sweeper import find_everything, leftovers
 

@@ -339,7 +339,7 @@ def test_releasing_an_address_its_nat_gateway_still_holds_is_retried_not_a_crede
     """AWS answers ReleaseAddress with AuthFailure while a deleted NAT gateway still holds the address."""
     from botocore.stub import Stubber
 
-    from cdpoc.aws.base import DependencyViolation
+    from cdpoc.aws.errors import DependencyViolation
     from cdpoc.aws.network import ElasticIpHandler
 
     stub = Stubber(ctx.clients.client("ec2"))

@@ -27,7 +27,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from cdpoc import rollout
-from cdpoc.aws.base import AwsRun, Waits
+from cdpoc.aws.run import AwsRun, Waits
 from cdpoc.aws.source import branch_tip
 from cdpoc.bundle import BundleInvalid
 from cdpoc.cli import app

@@ -21,8 +21,8 @@ from sandbox_world import ACCOUNT, FakeClock, without_managed_policies
 from typer.testing import CliRunner
 
 from cdpoc import rollout
-from cdpoc.aws.base import AwsRun, Waits
 from cdpoc.aws.clients import ClientFactory
+from cdpoc.aws.run import AwsRun, Waits
 from cdpoc.cli import app
 from cdpoc.errors import WaitTimeout
 from cdpoc.sandbox import health

@@ -19,7 +19,9 @@ from cdpoc.apply import apply_plan
 from cdpoc.aws import network as network_handlers
 from cdpoc.aws import security as security_handlers
 from cdpoc.aws.account import resolve_zones
-from cdpoc.aws.base import COMPONENT_TAG, STACK_TAG, DependencyViolation, Handler, tag_map
+from cdpoc.aws.errors import DependencyViolation
+from cdpoc.aws.handler import Handler
+from cdpoc.aws.run import COMPONENT_TAG, STACK_TAG, tag_map
 from cdpoc.context import Context
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.graph import Graph

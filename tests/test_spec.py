@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from cdpoc.aws.base import Handler
+from cdpoc.aws.handler import Handler
 from cdpoc.aws.registry import HANDLERS, by_kind, check
 from cdpoc.graph import Graph, GraphError
 from cdpoc.model import Observed

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from botocore.stub import Stubber
 
-from cdpoc.aws.base import AwsRun, Waits
 from cdpoc.aws.clients import ClientFactory
+from cdpoc.aws.run import AwsRun, Waits
 from cdpoc.errors import AwsError
 
 VPC = {"VpcId": "vpc-1", "State": "available", "CidrBlock": "10.0.0.0/16"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, call_or_none
+from cdpoc.aws.errors import aws_errors, call_or_none
+from cdpoc.aws.run import STACK_TAG, AwsRun
 from cdpoc.errors import ConfigError
 
 

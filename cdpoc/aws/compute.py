@@ -23,31 +23,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdpoc.aws.base import (
-    COMPONENT_TAG,
-    NOT_MANAGED,
-    STACK_TAG,
-    AwsRun,
-    DependencyViolation,
-    Handler,
-    aws_errors,
-    by_component,
-    call_or_none,
-    caused_by,
-    extra_key,
-    ignore_missing,
-    observed,
-    owner_attrs,
-    paginate,
-    refuse_not_ours,
-    tag_map,
-    unless_listed,
-    with_owner,
-)
+from cdpoc.aws.errors import DependencyViolation, aws_errors, call_or_none, caused_by, ignore_missing, unless_listed
+from cdpoc.aws.handler import Handler, observed
 from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.ownership import NOT_MANAGED, by_component, owner_attrs, refuse_not_ours, with_owner
+from cdpoc.aws.run import COMPONENT_TAG, STACK_TAG, AwsRun, paginate, tag_map
 from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
 from cdpoc.errors import AwsError
-from cdpoc.model import ORPHAN_PREFIX, Change, Observed, Resource
+from cdpoc.model import ORPHAN_PREFIX, Change, Observed, Resource, extra_key
 from cdpoc.spec import Ref, Spec, field_change, shown, spec_of
 from cdpoc.stack.specs.compute import AutoScalingGroupSpec, DataVolume, InstanceSpec, LaunchTemplateSpec
 from cdpoc.userdata import Script, pending, render, summary

@@ -17,25 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import (
-    STACK_TAG,
-    AwsRun,
-    Handler,
-    aws_errors,
-    call_or_none,
-    caused_by,
-    chunks,
-    missing_tags,
-    observed,
-    ownership,
-    ownership_changes,
-    refuse_not_ours,
-    tag_list,
-    tag_map,
-    wanted_tags,
-)
 from cdpoc.aws.compute import stack_auto_scaling_groups
+from cdpoc.aws.errors import aws_errors, call_or_none, caused_by
+from cdpoc.aws.handler import Handler, observed
 from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.ownership import missing_tags, ownership, ownership_changes, refuse_not_ours, wanted_tags
+from cdpoc.aws.run import STACK_TAG, AwsRun, chunks, tag_list, tag_map
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import Ref, field_change, field_changes, spec_of

@@ -17,31 +17,21 @@ from typing import Any, TypeVar
 
 import botocore.exceptions
 
-from cdpoc.aws.base import (
-    COMPONENT_TAG,
-    NOT_MANAGED,
-    STACK_TAG,
-    AwsRun,
+from cdpoc.aws.errors import (
     DependencyViolation,
-    Handler,
     aws_errors,
     call_or_none,
     caused_by,
     error_code,
     ignore_missing,
-    observed,
-    ownership,
-    ownership_changes,
-    paginate,
-    refuse_not_ours,
     repeat_safe,
-    tag_list,
-    tag_map,
-    wanted_tags,
 )
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.ownership import NOT_MANAGED, ownership, ownership_changes, refuse_not_ours, tags_change, wanted_tags
+from cdpoc.aws.run import COMPONENT_TAG, STACK_TAG, AwsRun, paginate, tag_list, tag_map
 from cdpoc.errors import AwsError, ConflictError, WaitTimeout
 from cdpoc.model import Change, Observed, Resource
-from cdpoc.spec import Ref, Spec, field_change, shown, spec_of
+from cdpoc.spec import Ref, Spec, entry_of, field_change, shown, spec_of
 from cdpoc.stack.names import iam_path
 from cdpoc.stack.specs.iam import InstanceProfileSpec, RoleSpec
 
@@ -122,23 +112,6 @@ def policy_change(spec: type[Spec], field: str, have: Mapping[str, Any] | None, 
     else:
         text = f"{field}: {_compact(have) if have else '(none)'} → {_compact(wanted) if wanted else '(none)'}"
     return field_change(spec, field, have, want, text=text)
-
-
-def item_of(change: Change, collection: str) -> str | None:
-    """The item a change of one entry of a collection field names ("inline_policies[x]" -> "x"), or None
-    when the change is of another field."""
-    prefix = f"{collection}["
-    if change.field.startswith(prefix) and change.field.endswith("]"):
-        return change.field[len(prefix) : -1]
-    return None
-
-
-def tags_change(spec: type[Spec], have: Mapping[str, str], missing: Mapping[str, str]) -> list[Change]:
-    """The `tags` change for the wanted tags a resource lacks (or has with another value); [] for none.
-    (Shared by the storage and notify handlers too; it would sit in aws/base.py next to missing_tags.)"""
-    if not missing:
-        return []
-    return [field_change(spec, "tags", {k: have.get(k) for k in missing}, dict(missing))]
 
 
 # --- eventual consistency -----------------------------------------------------------------------
@@ -428,8 +401,8 @@ class RoleHandler(Handler):
         inline = dict(found.attrs["inline"])
         managed = set(found.attrs["managed"])
         for change in changes:
-            policy_name = item_of(change, "inline_policies")
-            arn = item_of(change, "managed_policies")
+            policy_name = entry_of(change, "inline_policies")
+            arn = entry_of(change, "managed_policies")
             if change.field == "tags":
                 with aws_errors(f"tagging role {name}"):
                     iam.tag_role(RoleName=name, Tags=tag_list(change.new))

@@ -12,25 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from cdpoc.aws.base import (
-    NOT_MANAGED,
-    AwsRun,
-    Handler,
-    aws_errors,
-    by_component,
-    caused_by,
-    ignore_missing,
-    observed,
-    paginate,
-    refuse_not_ours,
-    tag_list,
-    tag_map,
-    vpc_changes,
-    with_owner,
-)
+from cdpoc.aws.errors import aws_errors, caused_by, ignore_missing
+from cdpoc.aws.handler import Handler, observed, vpc_changes
+from cdpoc.aws.ownership import NOT_MANAGED, by_component, refuse_not_ours, with_owner
+from cdpoc.aws.run import AwsRun, paginate, tag_list, tag_map
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
-from cdpoc.spec import Ref, Spec, field_change, field_changes, shown, spec_of
+from cdpoc.spec import Ref, Spec, entry_field, entry_of, field_change, field_changes, shown, spec_of
 from cdpoc.stack.specs.loadbalancing import ListenerAction, ListenerSpec, LoadBalancerSpec, TargetGroupSpec
 
 NOT_FOUND = ("LoadBalancerNotFound", "TargetGroupNotFound", "ListenerNotFound")
@@ -91,30 +79,19 @@ def _attribute_map(attributes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {str(a["Key"]): str(a.get("Value", "")) for a in attributes}
 
 
-def _item(name: str, item: str) -> str:
-    """The change field of one entry of a collection or mapping field: `subnets[subnet-0abc]`."""
-    return f"{name}[{item}]"
-
-
-def _item_of(change: Change, name: str) -> str | None:
-    """The entry a change of `name[entry]` is about; None for a change of another field."""
-    prefix = f"{name}["
-    return change.field[len(prefix) : -1] if change.field.startswith(prefix) else None
-
-
 def _attribute_changes(spec_type: type[Spec], have: Mapping[str, str], want: Mapping[str, str]) -> list[Change]:
     """One change per declared attribute whose value differs. ELBv2 has no call to remove an attribute
     (every key always has a value, AWS's default until set): the keys the spec does not declare are not
     cdpoc's, whatever their value."""
     return [
-        field_change(spec_type, _item(ATTRIBUTES, key), have.get(key), value)
+        field_change(spec_type, entry_field(ATTRIBUTES, key), have.get(key), value)
         for key, value in want.items()
         if have.get(key) != value
     ]
 
 
 def _attributes_to_set(changes: Sequence[Change]) -> dict[str, str]:
-    return {key: str(c.new) for c in changes if (key := _item_of(c, ATTRIBUTES)) is not None}
+    return {key: str(c.new) for c in changes if (key := entry_of(c, ATTRIBUTES)) is not None}
 
 
 def _member_changes(
@@ -134,11 +111,13 @@ def _member_changes(
         if value is not None:
             wanted.add(value)
         if value is None or value not in have:
-            field = _item(name, ref.key)
+            field = entry_field(name, ref.key)
             changes.append(
                 field_change(spec_type, field, None, ref, text=f"{field}: {shown(None)} → {ref.shown(deps)}")
             )
-    changes.extend(field_change(spec_type, _item(name, value), value, None) for value in have if value not in wanted)
+    changes.extend(
+        field_change(spec_type, entry_field(name, value), value, None) for value in have if value not in wanted
+    )
     return changes
 
 
@@ -146,13 +125,13 @@ def _members_after(
     name: str, have: Sequence[str], changes: Sequence[Change], deps: Mapping[str, Observed]
 ) -> list[str]:
     """The members `changes` leave: those there, less the ones removed, plus the ones added."""
-    removed = {str(c.old) for c in changes if _item_of(c, name) is not None and c.old is not None}
-    added = [c.new.need(deps) for c in changes if _item_of(c, name) is not None and isinstance(c.new, Ref)]
+    removed = {str(c.old) for c in changes if entry_of(c, name) is not None and c.old is not None}
+    added = [c.new.need(deps) for c in changes if entry_of(c, name) is not None and isinstance(c.new, Ref)]
     return [*(member for member in have if member not in removed), *(a for a in added if a not in have)]
 
 
 def _touches(changes: Sequence[Change], name: str) -> bool:
-    return any(c.field == name or _item_of(c, name) is not None for c in changes)
+    return any(c.field == name or entry_of(c, name) is not None for c in changes)
 
 
 # --- target group ---------------------------------------------------------------------------------

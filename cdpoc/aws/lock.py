@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cdpoc.aws.base import AwsError, AwsRun, aws_errors, call_or_none, caused_by, ignore_missing
+from cdpoc.aws.errors import aws_errors, call_or_none, caused_by, ignore_missing
+from cdpoc.aws.run import AwsRun
+from cdpoc.errors import AwsError
 
 LOCK_PREFIX = "/cdpoc-locks/"
 LOCK_TAG = "cdpoc:lock"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from cdpoc.aws.base import AwsRun, caused_by
+from cdpoc.aws.errors import caused_by
 from cdpoc.aws.observe import reading
+from cdpoc.aws.run import AwsRun
 from cdpoc.errors import EXIT_LEFTOVERS, AwsError, CdpocError
 
 # FilterLogEvents accepts at most 100 names in logStreamNames.

@@ -6,27 +6,21 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from cdpoc.aws.base import (
-    AwsRun,
+from cdpoc.aws.errors import (
     DependencyViolation,
-    Handler,
     aws_errors,
-    by_component,
     caused_by,
-    delete_twins,
-    dep_id,
     describe_one,
     ignore_missing,
-    observed,
-    owner_attrs,
-    paginate,
     repeat_safe,
     unless_listed,
-    vpc_changes,
 )
+from cdpoc.aws.handler import Handler, dep_id, observed, vpc_changes
+from cdpoc.aws.ownership import by_component, delete_twins, owner_attrs
+from cdpoc.aws.run import AwsRun, paginate
 from cdpoc.errors import AccessError, AwsError
 from cdpoc.model import Change, Observed, Resource
-from cdpoc.spec import Ref, Spec, field_change, field_changes, shown, spec_of
+from cdpoc.spec import Ref, entry_of, field_change, field_changes, ref_change, spec_of
 from cdpoc.stack.specs.network import (
     ElasticIpSpec,
     InternetGatewaySpec,
@@ -65,19 +59,6 @@ def association_changes(
         if subnet_id is None or subnet_id not in associations:
             changes.append(Change(f"associate {subnet_id or key + ' (to be created)'}"))
     return changes
-
-
-def ref_change(spec: Spec, field: str, old: Any, want: Ref | None, deps: Mapping[str, Observed | None]) -> Change:
-    """A field whose desired value is a reference: `new` is the Ref (update resolves it once the resource
-    exists), the plan shows its id, or that it is to be created."""
-    wanted = want.shown(deps) if want is not None else shown(None)
-    return field_change(spec, field, old, want, f"{field}: {shown(old)} → {wanted}")
-
-
-def item_of(field: str, name: str) -> str | None:
-    """The entry a change of one item of a collection field is about: "0.0.0.0/0" for "routes[0.0.0.0/0]"."""
-    prefix = f"{name}["
-    return field[len(prefix) : -1] if field.startswith(prefix) and field.endswith("]") else None
 
 
 def _route_destination(route: Mapping[str, Any]) -> str:
@@ -726,7 +707,7 @@ class RouteTableHandler(Handler):
         routes = dict(found.attrs["routes"])
         associations = dict(found.attrs["associations"])
         for change in changes:
-            dest = item_of(change.field, "routes")
+            dest = entry_of(change.field, "routes")
             if dest is not None:
                 target_id = change.new.need(deps) if isinstance(change.new, Ref) else None
                 self._route(run, found.id, dest, change.old, target_id)
@@ -734,7 +715,7 @@ class RouteTableHandler(Handler):
                     routes.pop(dest, None)
                 else:
                     routes[dest] = target_id
-            elif item_of(change.field, "subnets") is not None:
+            elif entry_of(change.field, "subnets") is not None:
                 if isinstance(change.new, Ref):
                     subnet_id = change.new.need(deps)
                     associations[subnet_id] = self._associate(run, found.id, subnet_id)

@@ -10,26 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdpoc.aws.base import (
-    AwsRun,
-    Handler,
-    aws_errors,
-    caused_by,
-    ignore_missing,
+from cdpoc.aws.errors import aws_errors, caused_by, ignore_missing
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.ownership import (
     missing_tags,
     not_ours,
-    observed,
     ownership,
     ownership_changes,
-    tag_list,
-    tag_map,
     tagged_resources,
+    tags_change,
     wanted_tags,
 )
-from cdpoc.aws.iam import item_of, tags_change
+from cdpoc.aws.run import AwsRun, tag_list, tag_map
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
-from cdpoc.spec import field_change, spec_of
+from cdpoc.spec import entry_of, field_change, spec_of
 from cdpoc.stack.specs.notify import LogGroupSpec, TopicSpec
 
 PENDING = "PendingConfirmation"
@@ -138,7 +133,7 @@ class TopicHandler(Handler):
         tags = dict(found.attrs.get("tags", {}))
         subscriptions = dict(found.attrs["subscriptions"])
         for change in changes:
-            email = item_of(change, "email_subscriptions")
+            email = entry_of(change, "email_subscriptions")
             if change.field == "tags":
                 with aws_errors(f"tagging topic {arn}"):
                     sns.tag_resource(ResourceArn=arn, Tags=tag_list(change.new))

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from cdpoc.aws.base import STACK_TAG, AwsRun, aws_errors, caused_by
+from cdpoc.aws.errors import aws_errors, caused_by
+from cdpoc.aws.run import STACK_TAG, AwsRun
 from cdpoc.errors import AwsError
 
 # Every throttling code the services behind status and logs answer with (EC2 uses RequestLimitExceeded).

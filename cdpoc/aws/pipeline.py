@@ -15,23 +15,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from cdpoc.aws.base import (
-    STACK_TAG,
-    AwsRun,
-    Handler,
-    aws_errors,
-    call_or_none,
-    caused_by,
-    missing_tags,
-    observed,
-    ownership,
-    ownership_changes,
-    refuse_not_ours,
-    tag_list,
-    tag_map,
-    wanted_tags,
-)
+from cdpoc.aws.errors import aws_errors, call_or_none, caused_by
+from cdpoc.aws.handler import Handler, observed
 from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.ownership import missing_tags, ownership, ownership_changes, refuse_not_ours, wanted_tags
+from cdpoc.aws.run import STACK_TAG, AwsRun, tag_list, tag_map
 from cdpoc.aws.source import (
     CODECOMMIT,
     S3,

@@ -18,7 +18,7 @@ from cdpoc.aws import (
     source,
     storage,
 )
-from cdpoc.aws.base import Handler
+from cdpoc.aws.handler import Handler
 from cdpoc.graph import Graph, GraphError
 
 MODULES = (network, security, iam, storage, notify, loadbalancing, compute, site, source, deploy, pipeline, snapshots)

@@ -12,23 +12,10 @@ import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from cdpoc.aws.base import (
-    STACK_TAG,
-    AwsRun,
-    Handler,
-    aws_errors,
-    by_component,
-    call_or_none,
-    caused_by,
-    describe_one,
-    observed,
-    owner_attrs,
-    paginate,
-    repeat_safe,
-    tag_map,
-    unless_listed,
-    vpc_changes,
-)
+from cdpoc.aws.errors import aws_errors, call_or_none, caused_by, describe_one, repeat_safe, unless_listed
+from cdpoc.aws.handler import Handler, observed, vpc_changes
+from cdpoc.aws.ownership import by_component, owner_attrs
+from cdpoc.aws.run import STACK_TAG, AwsRun, paginate, tag_map
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import Ref, field_change, field_changes, spec_of

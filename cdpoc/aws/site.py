@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from cdpoc.aws.base import AwsRun, Handler, aws_errors, caused_by, chunks, observed, ownership
+from cdpoc.aws.errors import aws_errors, caused_by
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.ownership import ownership
+from cdpoc.aws.run import AwsRun, chunks
 from cdpoc.aws.storage import bucket_tags
 from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
-from cdpoc.spec import field_change, shown, spec_of
+from cdpoc.spec import entry_field, entry_of, field_change, shown, spec_of
 from cdpoc.stack.site import CONFIG_KEY, config_json, web_file_bytes
 from cdpoc.stack.specs.site import SiteContentSpec
 
@@ -25,15 +28,6 @@ def _config_md5(spec: SiteContentSpec, deps: Mapping[str, Observed | None]) -> s
     """config.json's MD5; None while the load balancer (and so its address) does not exist."""
     dns_name = spec.api.value(deps)
     return hashlib.md5(config_json(dns_name), usedforsecurity=False).hexdigest() if dns_name else None
-
-
-def _item(key: str) -> str:
-    return f"files[{key}]"
-
-
-def _key_of(change: Change) -> str:
-    """The object key of a change to one entry of `files`."""
-    return change.field.removeprefix("files[").removesuffix("]")
 
 
 class SiteContentHandler(Handler):
@@ -64,18 +58,22 @@ class SiteContentHandler(Handler):
         spec = spec_of(res, SiteContentSpec)
         have: Mapping[str, str] = found.attrs["etags"]
         changes = [
-            field_change(spec, _item(f.key), have.get(f.key), f.md5) for f in spec.files if have.get(f.key) != f.md5
+            field_change(spec, entry_field("files", f.key), have.get(f.key), f.md5)
+            for f in spec.files
+            if have.get(f.key) != f.md5
         ]
         config = _config_md5(spec, deps)
         if config is None:
             # Written once the load balancer exists: update() reads its address then.
-            text = f"{_item(CONFIG_KEY)}: {shown(have.get(CONFIG_KEY))} → {spec.api.shown(deps)}"
-            changes.append(field_change(spec, _item(CONFIG_KEY), have.get(CONFIG_KEY), spec.api, text))
+            text = f"{entry_field('files', CONFIG_KEY)}: {shown(have.get(CONFIG_KEY))} → {spec.api.shown(deps)}"
+            changes.append(field_change(spec, entry_field("files", CONFIG_KEY), have.get(CONFIG_KEY), spec.api, text))
         elif have.get(CONFIG_KEY) != config:
-            changes.append(field_change(spec, _item(CONFIG_KEY), have.get(CONFIG_KEY), config))
+            changes.append(field_change(spec, entry_field("files", CONFIG_KEY), have.get(CONFIG_KEY), config))
         # The web bucket holds the site only: an object the bundle no longer has would still be served.
         wanted = {f.key for f in spec.files} | {CONFIG_KEY}
-        changes.extend(field_change(spec, _item(key), have[key], None) for key in sorted(set(have) - wanted))
+        changes.extend(
+            field_change(spec, entry_field("files", key), have[key], None) for key in sorted(set(have) - wanted)
+        )
         return changes
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
@@ -97,9 +95,9 @@ class SiteContentHandler(Handler):
         etags = dict(found.attrs["etags"])
         doomed = []
         for change in changes:
-            if not change.field.startswith("files["):
+            key = entry_of(change, "files")
+            if key is None:
                 continue
-            key = _key_of(change)
             if change.new is None:
                 doomed.append(key)
                 continue

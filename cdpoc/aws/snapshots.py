@@ -11,19 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cdpoc.aws.base import (
-    COMPONENT_TAG,
-    STACK_TAG,
-    AwsRun,
-    Handler,
-    aws_errors,
-    ignore_missing,
-    observed,
-    owner_attrs,
-    paginate,
-    tag_list,
-    tag_map,
-)
+from cdpoc.aws.errors import aws_errors, ignore_missing
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.ownership import owner_attrs
+from cdpoc.aws.run import COMPONENT_TAG, STACK_TAG, AwsRun, paginate, tag_list, tag_map
 from cdpoc.errors import ConflictError
 from cdpoc.model import Observed
 

@@ -19,20 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import (
-    STACK_TAG,
-    AwsRun,
-    Handler,
-    aws_errors,
-    call_or_none,
-    caused_by,
-    missing_tags,
-    observed,
-    ownership,
-    ownership_changes,
-    refuse_not_ours,
-    wanted_tags,
-)
+from cdpoc.aws.errors import aws_errors, call_or_none, caused_by
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.ownership import missing_tags, ownership, ownership_changes, refuse_not_ours, wanted_tags
+from cdpoc.aws.run import STACK_TAG, AwsRun
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import field_changes, spec_of

@@ -24,27 +24,19 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cdpoc.aws.account import account_id
-from cdpoc.aws.base import (
-    STACK_TAG,
+from cdpoc.aws.errors import DependencyViolation, aws_errors, call_or_none, caused_by, ignore_missing
+from cdpoc.aws.handler import Handler, observed
+from cdpoc.aws.iam import normalize_policy, policy_change
+from cdpoc.aws.ownership import (
     UNTAGGED,
-    AwsRun,
-    DependencyViolation,
-    Handler,
-    aws_errors,
-    call_or_none,
-    caused_by,
-    chunks,
-    ignore_missing,
     missing_tags,
-    observed,
     ownership,
     ownership_changes,
-    tag_list,
-    tag_map,
     tagged_resources,
+    tags_change,
     wanted_tags,
 )
-from cdpoc.aws.iam import normalize_policy, policy_change, tags_change
+from cdpoc.aws.run import STACK_TAG, AwsRun, chunks, tag_list, tag_map
 from cdpoc.aws.snapshots import KEPT_TAG, KEPT_VALUE, describe_snapshot, is_kept, kept_snapshots
 from cdpoc.errors import AwsError, ConflictError
 from cdpoc.model import Change, Observed, Resource

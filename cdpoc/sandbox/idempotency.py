@@ -1,7 +1,7 @@
 """Idempotent creates in the sandbox, as AWS documents them and cdpoc relies on them.
 
 When a create's answer is lost (a connection reset), botocore sends the same request again, and cdpoc
-re-runs creates with a deterministic ClientToken (cdpoc.aws.base.AwsRun.create_with_token). AWS answers
+re-runs creates with a deterministic ClientToken (cdpoc.aws.run.AwsRun.create_with_token). AWS answers
 such a repeat with its first result; moto 5.2.5 does not. Measured against moto 5.2.5, calling each
 create twice with the same arguments:
 
