@@ -162,7 +162,7 @@ class ApplicationHandler(Handler):
                 raise
             found = self._observe(run, res.key, application)
             refuse_not_ours(run, res, "CodeDeploy application", found.attrs["tags"])
-            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+            return self.adopt(run, res, found, deps, "CodeDeploy application")
         return observed(
             res,
             self.kind,
@@ -444,7 +444,7 @@ class DeploymentGroupHandler(Handler):
                 raise
             found = self._observe(run, res.key, group)
             refuse_not_ours(run, res, "deployment group", found.attrs["tags"])
-            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+            return self.adopt(run, res, found, deps, "deployment group")
         arn = deployment_group_arn(run, application, res.name)
         return observed(
             res,

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cdpoc.aws.run import AwsRun
+from cdpoc.errors import ConflictError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import Ref, Spec
 
@@ -86,6 +87,20 @@ class Handler:
 
     def delete(self, run: AwsRun, found: Observed) -> None:
         raise NotImplementedError(self.kind)
+
+    def adopt(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed], what: str) -> Observed:
+        """The end of create → AlreadyExists → read → prove ours → adopt, shared by every kind: `found` is the
+        resource read back after AWS said it exists (a create that raced, a retry after a lost answer, a
+        re-run), and the caller has proved from its own tags that it is this stack's. A difference AWS
+        cannot change in place refuses it (ConflictError); the rest is applied like a plan's update."""
+        changes = self.changes(run, res, found, deps)
+        fixed = [c.text for c in changes if not c.in_place]
+        if fixed:
+            raise ConflictError(
+                f"{what} {res.name} exists with other fixed settings: {'; '.join(fixed)}",
+                "Run `cdpoc down` and `cdpoc up` to rebuild it.",
+            )
+        return self.update(run, res, found, deps, changes)
 
     def describe(self, found: Observed) -> str:
         """How the resource is shown to the user, e.g. 'vpc-0abc (10.0.0.0/16)'."""

@@ -569,8 +569,7 @@ class InstanceProfileHandler(Handler):
             with aws_errors(f"reading instance profile {res.name}"):
                 profile = _iam(run).get_instance_profile(InstanceProfileName=res.name)["InstanceProfile"]
             _refuse_unless_adoptable(run, res, "instance profile", self._tags(run, profile), profile["Path"], spec.path)
-            adopted = self._observe(run, res.key, profile)
-            return self.update(run, res, adopted, deps, self.changes(run, res, adopted, deps))
+            return self.adopt(run, res, self._observe(run, res.key, profile), deps, "instance profile")
         run.wait_with(
             "iam", "instance_profile_exists", f"instance profile {res.name} to exist", InstanceProfileName=res.name
         )

@@ -16,7 +16,7 @@ from cdpoc.aws.errors import aws_errors, caused_by, ignore_missing
 from cdpoc.aws.handler import Handler, observed, vpc_changes
 from cdpoc.aws.ownership import NOT_MANAGED, by_component, refuse_not_ours, with_owner
 from cdpoc.aws.run import AwsRun, paginate, tag_list, tag_map
-from cdpoc.errors import AwsError, ConflictError
+from cdpoc.errors import AwsError
 from cdpoc.model import Change, Observed, Resource
 from cdpoc.spec import Ref, Spec, entry_field, entry_of, field_change, field_changes, shown, spec_of
 from cdpoc.stack.specs.loadbalancing import ListenerAction, ListenerSpec, LoadBalancerSpec, TargetGroupSpec
@@ -217,15 +217,7 @@ class TargetGroupHandler(Handler):
                 raise
             group = self._by_name(run, res.name)
         refuse_unless_ours(run, res, "target group", group["TargetGroupArn"])
-        found = self._observe(run, res.key, group)
-        changes = self.changes(run, res, found, deps)
-        conflicts = [c.text for c in changes if not c.in_place]
-        if conflicts:
-            raise ConflictError(
-                f"target group {res.name} exists with other fixed settings: {'; '.join(conflicts)}",
-                "Run `cdpoc down` and `cdpoc up` to rebuild it.",
-            )
-        return self.update(run, res, found, deps, changes)
+        return self.adopt(run, res, self._observe(run, res.key, group), deps, "target group")
 
     def _by_name(self, run: AwsRun, name: str) -> dict[str, Any]:
         with aws_errors(f"looking up target group {name}"):
@@ -352,14 +344,7 @@ class LoadBalancerHandler(Handler):
                 lb = _elbv2(run).describe_load_balancers(Names=[res.name])["LoadBalancers"][0]
         refuse_unless_ours(run, res, "load balancer", lb["LoadBalancerArn"])
         found = self._observe(res.key, lb, self._attributes(run, lb["LoadBalancerArn"]))
-        changes = self.changes(run, res, found, deps)
-        conflicts = [c.text for c in changes if not c.in_place]
-        if conflicts:
-            raise ConflictError(
-                f"load balancer {res.name} exists with other fixed settings: {'; '.join(conflicts)}",
-                "Run `cdpoc down` and `cdpoc up` to rebuild it.",
-            )
-        return self.update(run, res, found, deps, changes)
+        return self.adopt(run, res, found, deps, "load balancer")
 
     def update(
         self,

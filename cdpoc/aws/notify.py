@@ -256,7 +256,7 @@ class LogGroupHandler(Handler):
                 ) from exc
             if found.attrs["stack"] != run.stack:
                 raise not_ours(res, "log group", found.attrs["tags"]) from exc
-            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+            return self.adopt(run, res, found, deps, "log group")
         group = self._group(run, res.name) or {}
         found = observed(
             res,
