@@ -266,7 +266,8 @@ def _cell(text: str, path: str, changed: frozenset[str], style: str = "") -> Tex
 def _table(*columns: str) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=False, show_edge=False)
     for column in columns:
-        table.add_column(column)
+        # fold, never cut: an address, an id or a URL is copied from here, and "http://…el…" is useless
+        table.add_column(column, overflow="fold")
     return table
 
 

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from rich.console import Console
 
 from cdpoc.statusrender import (
@@ -515,3 +516,28 @@ def test_a_rollback_shows_the_failure_it_undoes() -> None:
 def test_durations_read_like_a_person_would_say_them() -> None:
     assert [span(s) for s in (0, 59, 61, 3599, 7980, 90000)] == ["0s", "59s", "1m 01s", "59m 59s", "2h 13m", "1d 1h"]
     assert [took(s) for s in (0.5, 5.0, 9.95, 75.0)] == ["0.5s", "5s", "9.9s", "1m 15s"]
+
+
+def unfolded(screen: str, start: str) -> str:
+    """The word that begins with `start`, joined with its continuation folded onto the lines below (same column)."""
+    lines = screen.splitlines()
+    row = next(n for n, line in enumerate(lines) if start in line)
+    column = lines[row].index(start)
+    word = lines[row][column:].split()[0]
+    for line in lines[row + 1 :]:
+        rest = line[column:]
+        if line[:column].strip() or not rest or rest[0].isspace():  # a new row, or nothing folded
+            break
+        word += rest.split()[0]
+    return word
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_urls_are_never_cut_at_any_width(width: int) -> None:
+    """A URL is copied from the screen: at any width it is whole, folded onto the next line if need be."""
+    console = Console(record=True, width=width, force_terminal=False)
+    console.print(status_renderable(healthy()))
+    text = console.export_text()
+    assert "…" not in text
+    assert unfolded(text, "http://t1-alb") == "http://t1-alb-1.us-east-1.elb.amazonaws.com/"
+    assert unfolded(text, "http://web.") == "http://web.s3-website-us-east-1.amazonaws.com"
