@@ -88,7 +88,15 @@ class Handler:
     def delete(self, run: AwsRun, found: Observed) -> None:
         raise NotImplementedError(self.kind)
 
-    def adopt(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed], what: str) -> Observed:
+    def adopt(
+        self,
+        run: AwsRun,
+        res: Resource,
+        found: Observed,
+        deps: Mapping[str, Observed],
+        what: str,
+        hint: str = "Run `cdpoc down` and `cdpoc up` to rebuild it.",
+    ) -> Observed:
         """The end of create → AlreadyExists → read → prove ours → adopt, shared by every kind: `found` is the
         resource read back after AWS said it exists (a create that raced, a retry after a lost answer, a
         re-run), and the caller has proved from its own tags that it is this stack's. A difference AWS
@@ -96,10 +104,7 @@ class Handler:
         changes = self.changes(run, res, found, deps)
         fixed = [c.text for c in changes if not c.in_place]
         if fixed:
-            raise ConflictError(
-                f"{what} {res.name} exists with other fixed settings: {'; '.join(fixed)}",
-                "Run `cdpoc down` and `cdpoc up` to rebuild it.",
-            )
+            raise ConflictError(f"{what} {res.name} exists with other fixed settings: {'; '.join(fixed)}", hint)
         return self.update(run, res, found, deps, changes)
 
     def describe(self, found: Observed) -> str:

@@ -383,8 +383,7 @@ class RoleHandler(Handler):
         with aws_errors(f"reading IAM role {res.name}"):
             role = _iam(run).get_role(RoleName=res.name)["Role"]
         _refuse_unless_adoptable(run, res, "role", self._tags(run, role), role["Path"], spec_of(res, RoleSpec).path)
-        found = self._inspect(run, res.key, role)
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.adopt(run, res, self._inspect(run, res.key, role), deps, "IAM role")
 
     def update(
         self,

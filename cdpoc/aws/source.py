@@ -286,7 +286,7 @@ class SourceHandler(Handler):
             )
         found = self._observe_repository(run, res.key, repository, spec.branch)
         refuse_not_ours(run, res, "CodeCommit repository", found.attrs["tags"])
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.adopt(run, res, found, deps, "CodeCommit repository")
 
     def update(
         self,

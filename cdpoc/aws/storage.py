@@ -357,11 +357,7 @@ class BucketHandler(Handler):
         found = self.find(run, res)
         if found is None:
             raise AwsError(f"bucket {res.name} was reported as ours but cannot be found", "Re-run `cdpoc up`.")
-        changes = self.changes(run, res, found, deps)
-        not_in_place = [c.text for c in changes if not c.in_place]
-        if not_in_place:
-            raise ConflictError("; ".join(not_in_place), "Delete the bucket or choose another name.")
-        return self.update(run, res, found, deps, changes)
+        return self.adopt(run, res, found, deps, "bucket", "Delete the bucket or choose another name.")
 
     def update(
         self,
@@ -766,14 +762,8 @@ class ParameterHandler(Handler):
         found = self.find(run, res)
         if found is None:
             raise AwsError(f"parameter {res.name} was reported to exist but cannot be found", "Re-run `cdpoc up`.")
-        changes = self.changes(run, res, found, deps)
-        refused = [c.text for c in changes if not c.in_place]
-        if refused:
-            raise ConflictError(
-                "; ".join(refused),
-                f"Delete parameter {res.name} yourself if it is not needed, or choose another stack name.",
-            )
-        return self.update(run, res, found, deps, changes)
+        hint = f"Delete parameter {res.name} yourself if it is not needed, or choose another stack name."
+        return self.adopt(run, res, found, deps, "parameter", hint)
 
     def update(
         self,
