@@ -320,7 +320,7 @@ def test_a_plain_down_deletes_kept_data_too(stack: str, tmp_path: Path, make_con
     [snapshot] = stack_snapshots(stack)
 
     code, out = cdpoc(tmp_path, "down", input="n\n")
-    assert code == 2
+    assert code == 1  # answered no: cancelled
     assert "Data kept by an earlier `cdpoc down --keep-data` is deleted too." in out
     assert f"bucket.uploads: bucket {uploads(stack)}, 2 object(s), 30 bytes (kept by an earlier" in out
     assert snapshot["SnapshotId"] in out

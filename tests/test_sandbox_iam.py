@@ -465,11 +465,14 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
     ec2, ssm = client(base, "ec2"), client(base, "ssm")
     host = f"/{STACK}/mongodb/host"
     real_host = ssm.get_parameter(Name=host)["Parameter"]["Value"]
-    (mongodb,) = [
-        i
-        for r in ec2.describe_instances(Filters=[{"Name": "private-ip-address", "Values": [real_host]}])["Reservations"]
-        for i in r["Instances"]
+    # by its tags: another instance (one a test launched and terminated) may have held the same address
+    running_mongodb = [
+        {"Name": "tag:cdpoc:stack", "Values": [STACK]},
+        {"Name": "tag:cdpoc:component", "Values": ["instance.mongodb"]},
+        {"Name": "instance-state-name", "Values": ["running"]},
     ]
+    (mongodb,) = [i for r in ec2.describe_instances(Filters=running_mongodb)["Reservations"] for i in r["Instances"]]
+    assert mongodb["PrivateIpAddress"] == real_host
     user_data = ec2.describe_instance_attribute(InstanceId=mongodb["InstanceId"], Attribute="userData")["UserData"]
     script = base64.b64decode(user_data["Value"]).decode()
     assert f"/{STACK}/mongodb/admin-password" in script and f"/{STACK}/mongodb/app-password" in script
