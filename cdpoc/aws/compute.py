@@ -302,7 +302,7 @@ class InstanceHandler(Handler):
         # RunInstances' answer has no user data: it is what the launch gave.
         attrs = {**_instance_attrs(instance), "user_data": params.get("UserData", "")}
         found = observed(res, self.kind, instance["InstanceId"], **attrs)
-        result = self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        result = self.converge(run, res, found, deps)
         # The kept snapshot is no longer needed once the instance runs with the volume made from it.
         if restore and spec.data_volume and result.attrs["volumes"].get(spec.data_volume.device):
             delete_snapshot(run, restore[0])
@@ -596,7 +596,7 @@ class LaunchTemplateHandler(Handler):
                 run, res, "launch template", tag_map(template.get("Tags")), component=False, untagged=NOT_MANAGED
             )
         found = self._observe(run, res.key, template)
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,

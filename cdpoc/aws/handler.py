@@ -88,6 +88,10 @@ class Handler:
     def delete(self, run: AwsRun, found: Observed) -> None:
         raise NotImplementedError(self.kind)
 
+    def converge(self, run: AwsRun, res: Resource, found: Observed, deps: Mapping[str, Observed]) -> Observed:
+        """Bring `found` (just created, or read back) to the spec: its changes, applied as a plan's update."""
+        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+
     def adopt(
         self,
         run: AwsRun,

@@ -376,7 +376,7 @@ class RoleHandler(Handler):
             inline={},
             **_ownership(run, _iam_tags(run, res)),
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def _adopt(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         """The role exists (a race, or it is outside our path): take it over only if it is ours."""
@@ -581,7 +581,7 @@ class InstanceProfileHandler(Handler):
             roles=(),
             **_ownership(run, _iam_tags(run, res)),
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,

@@ -524,7 +524,7 @@ class ListenerHandler(Handler):
             listener = self._on_port(run, lb_arn, spec.port)
         refuse_unless_ours(run, res, "listener", listener["ListenerArn"])
         found = self._observe(res.key, listener)
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def _on_port(self, run: AwsRun, lb_arn: str, port: int) -> dict[str, Any]:
         listeners = _listing(run, "describe_listeners", "Listeners", LoadBalancerArn=lb_arn)

@@ -140,7 +140,7 @@ class VpcHandler(Handler):
         )
         # Its DNS attributes are not read: each is set as the spec says (2 calls, whatever AWS's defaults).
         found = observed(res, self.kind, vpc["VpcId"], cidr=vpc["CidrBlock"])
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,
@@ -294,7 +294,7 @@ class InternetGatewayHandler(Handler):
             lambda twin: self.delete(run, observed(res, self.kind, twin, vpcs=())),
         )
         found = observed(res, self.kind, gateway["InternetGatewayId"], vpcs=())
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,
@@ -495,7 +495,7 @@ class NatGatewayHandler(Handler):
             state="pending",
             allocations=(allocation_id,),
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,
@@ -694,7 +694,7 @@ class RouteTableHandler(Handler):
 
         table = run.create_with_token(res, (vpc_id,), create, dead_id)
         found = observed(res, self.kind, table["RouteTableId"], vpc=vpc_id, routes={}, associations={})
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,

@@ -119,7 +119,7 @@ class TopicHandler(Handler):
             **ownership(wanted_tags(run, res)),
             subscriptions=(),
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,
@@ -266,7 +266,7 @@ class LogGroupHandler(Handler):
             retention_days=None,
             **ownership(tags),
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def update(
         self,

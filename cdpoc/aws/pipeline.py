@@ -275,7 +275,7 @@ class PipelineHandler(Handler):
                 raise
             found = self._observe(run, res.key, reply)
             refuse_not_ours(run, res, "pipeline", found.attrs["tags"])
-            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+            return self.converge(run, res, found, deps)
         return observed(
             res,
             self.kind,
@@ -469,7 +469,7 @@ class RuleHandler(Handler):
         if existing is not None:
             found = self._observe(run, res.key, existing)
             refuse_not_ours(run, res, "EventBridge rule", found.attrs["tags"])
-            return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+            return self.converge(run, res, found, deps)
         wanted = self._settings(res, deps, lambda ref: ref.need(deps))
         arn = self._put_rule(run, res, wanted, tags=wanted_tags(run, res))
         self._put_targets(run, res, wanted["targets"])

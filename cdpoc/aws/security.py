@@ -333,7 +333,7 @@ class NetworkAclHandler(Handler):
         acl = run.create_with_token(res, (vpc_id,), create, dead_id)
         # A retried create returns the ACL the token made, possibly with entries already in it.
         fresh = observed(res, self.kind, acl["NetworkAclId"], **_acl_attrs(acl))
-        return self.update(run, res, fresh, deps, self.changes(run, res, fresh, deps))
+        return self.converge(run, res, fresh, deps)
 
     def update(
         self,
@@ -694,7 +694,7 @@ class SecurityGroupHandler(Handler):
             group_id = self._adopt(run, res, vpc_id)
         run.wait_with("ec2", "security_group_exists", f"security group {group_id} to exist", GroupIds=[group_id])
         fresh = self._read(run, res.key, group_id)
-        return self.update(run, res, fresh, deps, self.changes(run, res, fresh, deps))
+        return self.converge(run, res, fresh, deps)
 
     def _adopt(self, run: AwsRun, res: Resource, vpc_id: str) -> str:
         with aws_errors(f"looking up security group {res.name}"):

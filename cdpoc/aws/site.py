@@ -78,7 +78,7 @@ class SiteContentHandler(Handler):
 
     def create(self, run: AwsRun, res: Resource, deps: Mapping[str, Observed]) -> Observed:
         empty = observed(res, self.kind, res.name, etags={})
-        return self.update(run, res, empty, deps, self.changes(run, res, empty, deps))
+        return self.converge(run, res, empty, deps)
 
     def update(
         self,

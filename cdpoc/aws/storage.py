@@ -334,7 +334,7 @@ class BucketHandler(Handler):
             **ownership(wanted_tags(run, res)),
             **empty,
         )
-        return self.update(run, res, found, deps, self.changes(run, res, found, deps))
+        return self.converge(run, res, found, deps)
 
     def _taken(self, res: Resource) -> ConflictError:
         return ConflictError(
