@@ -103,10 +103,8 @@ def takes_global_options(command: F) -> F:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in GLOBAL_OPTIONS if kwargs.get(name) is not None}
+        given = {name: value for name in GLOBAL_OPTIONS if (value := kwargs.pop(name, None)) is not None}
         switches = {name: bool(kwargs.pop(name, False)) for name in OUTPUT_SWITCHES}
-        for name in GLOBAL_OPTIONS:
-            kwargs.pop(name, None)
         typer_ctx = kwargs.get("ctx") or next(a for a in args if isinstance(a, typer.Context))
         if given:
             typer_ctx.obj["options"] = dataclasses.replace(typer_ctx.obj["options"], **given)
