@@ -43,15 +43,17 @@ install_sandbox_additions()
 def _only_the_managed_policies_cdpoc_names() -> None:
     """moto builds all 1,582 AWS-managed policies for every IAM backend of every test (seconds each).
 
-    The tests keep only those cdpoc's code names, taken from moto's own data: a name cdpoc gets wrong
-    is still missing and still fails AttachRolePolicy with NoSuchEntity, as on AWS.
+    The tests keep only those cdpoc's code (or a test, e.g. one attaching what an earlier version attached)
+    names, taken from moto's own data: a name cdpoc gets wrong is still missing and still fails
+    AttachRolePolicy with NoSuchEntity, as on AWS.
     """
     import json
     import re
 
     import moto.iam.models
 
-    source = "\n".join(path.read_text() for path in (Path(__file__).parent.parent / "cdpoc").rglob("*.py"))
+    roots = (Path(__file__).parent.parent / "cdpoc", Path(__file__).parent)
+    source = "\n".join(path.read_text() for root in roots for path in root.rglob("*.py"))
     named = {match.rsplit("/", 1)[-1] for match in re.findall(r"policy/(?:service-role/)?[A-Za-z0-9_-]+", source)}
     everything = json.loads(moto.iam.models.aws_managed_policies_data)
     moto.iam.models.aws_managed_policies_data = json.dumps({k: v for k, v in everything.items() if k in named})

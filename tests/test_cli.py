@@ -75,6 +75,77 @@ def test_lifecycle_up_again_plan_down(endpoint: str) -> None:
     assert code == 0 and "Nothing of stack e2e exists" in out
 
 
+MANAGED_BEFORE = (
+    "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
+    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+)
+
+
+def test_up_converges_a_stack_an_earlier_version_made_with_one_shared_instance_role(endpoint: str) -> None:
+    """Earlier versions attached two AWS managed policies to one instance role, gave the MongoDB host the same
+    profile, and left the service roles' trust unconditioned. `plan` shows each difference, `up` makes it (the
+    MongoDB host keeps running: its profile is replaced in place), and the next plan is clean."""
+    stack = "legacy"
+    base = ("--endpoint-url", endpoint, "--name", stack)
+    assert cdpoc(*base, "up")[0] == 0
+    iam = boto3.client("iam", region_name="us-east-1", endpoint_url=endpoint)
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
+    for arn in MANAGED_BEFORE:
+        iam.attach_role_policy(RoleName=f"{stack}-instance", PolicyArn=arn)
+    trust = iam.get_role(RoleName=f"{stack}-codedeploy")["Role"]["AssumeRolePolicyDocument"]
+    unconditioned = {**trust, "Statement": [{k: v for k, v in trust["Statement"][0].items() if k != "Condition"}]}
+    iam.update_assume_role_policy(RoleName=f"{stack}-codedeploy", PolicyDocument=json.dumps(unconditioned))
+    shared = iam.get_instance_profile(InstanceProfileName=f"{stack}-instance")["InstanceProfile"]["Arn"]
+    mongodb = ec2.describe_instances(
+        Filters=[
+            {"Name": "tag:cdpoc:stack", "Values": [stack]},
+            {"Name": "tag:cdpoc:component", "Values": ["instance.mongodb"]},
+        ]
+    )["Reservations"][0]["Instances"][0]["InstanceId"]
+    [association] = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [mongodb]}]
+    )["IamInstanceProfileAssociations"]
+    ec2.replace_iam_instance_profile_association(
+        IamInstanceProfile={"Arn": shared}, AssociationId=association["AssociationId"]
+    )
+    iam.remove_role_from_instance_profile(InstanceProfileName=f"{stack}-mongodb", RoleName=f"{stack}-mongodb")
+    iam.delete_instance_profile(InstanceProfileName=f"{stack}-mongodb")
+    iam.delete_role_policy(RoleName=f"{stack}-mongodb", PolicyName=f"{stack}-mongodb-access")
+    iam.delete_role(RoleName=f"{stack}-mongodb")
+
+    result = CliRunner().invoke(app, [*base, "plan", "--json"])
+    assert result.exit_code == 0, result.output
+    steps = {step["key"]: step for step in json.loads(result.stdout)["steps"] if step["action"] != "exists"}
+    assert {key: step["action"] for key, step in steps.items()} == {
+        "role.instance": "update",
+        "role.codedeploy": "update",
+        "role.mongodb": "create",
+        "profile.mongodb": "create",
+        "instance.mongodb": "update",
+    }
+    assert [c["text"] for c in steps["role.instance"]["changes"]] == [
+        f"managed_policies[{arn}]: attached → (none)" for arn in sorted(MANAGED_BEFORE)
+    ]
+    assert [c["field"] for c in steps["role.codedeploy"]["changes"]] == ["assume_role_policy"]
+    [profile] = steps["instance.mongodb"]["changes"]
+    assert profile["text"] == f"profile: {shared} → (profile.mongodb to be created)"
+
+    code, out = cdpoc(*base, "plan")
+    assert code == 0, out
+    for arn in MANAGED_BEFORE:
+        assert f"managed_policies[{arn}]: attached → (none)" in out, out
+
+    code, out = cdpoc(*base, "up")
+    assert code == 0, out
+    assert iam.list_attached_role_policies(RoleName=f"{stack}-instance")["AttachedPolicies"] == []
+    now = ec2.describe_instances(InstanceIds=[mongodb])["Reservations"][0]["Instances"][0]
+    assert now["State"]["Name"] == "running"
+    assert now["IamInstanceProfile"]["Arn"].endswith(f"/{stack}-mongodb")
+    code, out = cdpoc(*base, "plan")
+    assert code == 0 and "No changes" in out, out
+    assert cdpoc(*base, "down", "--yes")[0] == 0
+
+
 def json_lines(*args: str) -> tuple[int, list[dict[str, Any]]]:
     """Run a command with --json; every line of its stdout must be one JSON object."""
     result = CliRunner().invoke(app, [*args, "--json"])
@@ -87,7 +158,7 @@ def test_json_everywhere_plan_is_a_document_and_up_and_down_are_json_lines(endpo
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["schema"] == 1 and document["stack"] == "jsonl" and document["has_work"] is True
-    assert {step["action"] for step in document["steps"]} == {"create"} and len(document["steps"]) == 50
+    assert {step["action"] for step in document["steps"]} == {"create"} and len(document["steps"]) == 52
 
     code, lines = json_lines(*base, "up")
     assert code == 0
@@ -95,7 +166,7 @@ def test_json_everywhere_plan_is_a_document_and_up_and_down_are_json_lines(endpo
     steps = [line for line in lines if line["type"] == "step"]
     assert {(s["key"], s["state"]) for s in steps} >= {("vpc", "running"), ("vpc", "done"), ("asg.app", "done")}
     summary = lines[-1]
-    assert summary["type"] == "summary" and summary["exit_code"] == 0 and summary["counts"]["create"] == 50
+    assert summary["type"] == "summary" and summary["exit_code"] == 0 and summary["counts"]["create"] == 52
     assert summary["outputs"]["Application (ALB)"].startswith("http://") and summary["cost_per_hour_usd"] > 0
 
     ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)
@@ -118,7 +189,7 @@ def test_json_everywhere_plan_is_a_document_and_up_and_down_are_json_lines(endpo
     assert cdpoc(*base, "down", "--json")[0] == 2  # a script cannot answer the question: --yes is required
     code, lines = json_lines(*base, "down", "--yes")
     assert code == 0 and lines[0]["command"] == "down"
-    assert lines[-1]["type"] == "summary" and lines[-1]["deleted"] == 50 and lines[-1]["leftovers"] == 0
+    assert lines[-1]["type"] == "summary" and lines[-1]["deleted"] == 52 and lines[-1]["leftovers"] == 0
 
 
 def test_a_failing_json_lines_command_ends_with_a_summary_naming_the_error(endpoint: str, tmp_path: Path) -> None:

@@ -161,10 +161,13 @@ def make_prerequisites(n: str) -> dict[str, Observed]:
             ],
         }
     )
-    iam.create_role(RoleName=f"{n}-instance", Path=f"/cdpoc/{n}/", AssumeRolePolicyDocument=trust)
-    profile = iam.create_instance_profile(InstanceProfileName=f"{n}-instance", Path=f"/cdpoc/{n}/")["InstanceProfile"]
-    iam.add_role_to_instance_profile(InstanceProfileName=f"{n}-instance", RoleName=f"{n}-instance")
-    add("profile.instance", f"{n}-instance", arn=profile["Arn"])
+    # the app hosts' profile ("instance") and the MongoDB host's own
+    for purpose in ("instance", "mongodb"):
+        name = f"{n}-{purpose}"
+        iam.create_role(RoleName=name, Path=f"/cdpoc/{n}/", AssumeRolePolicyDocument=trust)
+        profile = iam.create_instance_profile(InstanceProfileName=name, Path=f"/cdpoc/{n}/")["InstanceProfile"]
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        add(f"profile.{purpose}", name, arn=profile["Arn"])
 
     ssm = boto3.client("ssm", region_name=REGION)
     for key, value in PASSWORDS.items():
@@ -250,7 +253,7 @@ class TestDeployed:
         assert (mongodb["InstanceType"], mongodb["State"]["Name"]) == ("t3.small", "running")
         assert mongodb["SubnetId"] == deployed.existing["subnet.data.a"].id
         assert [g["GroupId"] for g in mongodb["SecurityGroups"]] == [deployed.existing["sg.data"].id]
-        assert mongodb["IamInstanceProfile"]["Arn"] == deployed.existing["profile.instance"].attrs["arn"]
+        assert mongodb["IamInstanceProfile"]["Arn"] == deployed.existing["profile.mongodb"].attrs["arn"]
         ami = boto3.client("ssm", region_name=REGION).get_parameter(Name=AMI_PARAMETER)["Parameter"]["Value"]
         assert mongodb["ImageId"] == ami
         assert found.attrs["private_ip"] == mongodb["PrivateIpAddress"]
@@ -426,6 +429,31 @@ def test_new_instance_profile_refused_for_a_while_is_retried(stack: Stack) -> No
     assert instance(results["instance.mongodb"].id)["State"]["Name"] == "running"
     assert len(attempts) == 2
     assert autoscaling().describe_auto_scaling_groups(AutoScalingGroupNames=[f"{n}-app"])["AutoScalingGroups"]
+
+
+def test_a_mongodb_host_with_the_shared_instance_profile_gets_its_own_in_place(stack: Stack) -> None:
+    """A stack made by an earlier cdpoc gave the MongoDB host the app hosts' profile: `up` shows the profile
+    change and replaces the instance's association in place (no new instance)."""
+    results = stack.up()
+    mongodb = results["instance.mongodb"].id
+    shared, own = (stack.existing[f"profile.{p}"].attrs["arn"] for p in ("instance", "mongodb"))
+    [association] = ec2().describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [mongodb]}]
+    )["IamInstanceProfileAssociations"]
+    ec2().replace_iam_instance_profile_association(
+        IamInstanceProfile={"Arn": shared}, AssociationId=association["AssociationId"]
+    )
+    replaced = stack.record("ec2", "ReplaceIamInstanceProfileAssociation")
+    launches = stack.record("ec2", "RunInstances")
+
+    plan = make_plan(stack.ctx.run, stack.graph, stack.handlers)
+    changes = {s.resource.key: [c.text for c in s.changes] for s in plan.steps if s.changes}
+    assert changes == {"instance.mongodb": [f"profile: {shared} → {own}"]}
+    apply_plan(stack.ctx.run, plan, stack.handlers)
+
+    assert instance(mongodb)["IamInstanceProfile"]["Arn"] == own
+    assert [c["IamInstanceProfile"] for c in replaced] == [{"Arn": own}] and launches == []
+    assert stack.plan_actions()["instance.mongodb"] is Action.NONE
 
 
 def test_a_token_answered_with_a_terminated_instance_launches_anew(stack: Stack) -> None:
@@ -816,6 +844,7 @@ def test_every_foreign_dependency_is_a_key_of_the_contract(make_context: Callabl
         "sg.bastion",
         "sg.data",
         "profile.instance",
+        "profile.mongodb",
         "param.mongodb.admin-password",
         "param.mongodb.app-password",
         "bucket.web",

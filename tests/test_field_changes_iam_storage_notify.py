@@ -100,10 +100,16 @@ def test_a_changed_trust_policy_and_description_are_shown_both_ways_and_put_back
     changes = changes_then_apply(ctx, graph)
 
     assert set(changes) == {"role.events"}
-    wanted = '{"Action":["sts:AssumeRole"],"Effect":"Allow","Principal":{"Service":["%s"]}}'
+    by_hand = '{"Action":["sts:AssumeRole"],"Effect":"Allow","Principal":{"Service":["ec2.amazonaws.com"]}}'
+    wanted = (
+        '{"Action":["sts:AssumeRole"],"Condition":{"ArnLike":{"aws:SourceArn":'
+        '["arn:aws:events:us-east-1:123456789012:rule/t1-source-changes"]},'
+        '"StringEquals":{"aws:SourceAccount":["123456789012"]}},"Effect":"Allow",'
+        '"Principal":{"Service":["events.amazonaws.com"]}}'
+    )
     assert texts(changes["role.events"]) == [
         "description: changed by hand → cdpoc stack t1: events",
-        f"assume_role_policy: statements [{wanted % 'ec2.amazonaws.com'}] → [{wanted % 'events.amazonaws.com'}]",
+        f"assume_role_policy: statements [{by_hand}] → [{wanted}]",
     ]
     role = iam_client().get_role(RoleName="t1-events")["Role"]
     assert role["Description"] == "cdpoc stack t1: events"
@@ -113,20 +119,16 @@ def test_a_changed_trust_policy_and_description_are_shown_both_ways_and_put_back
 def test_managed_attachments_are_diffed_both_ways(ctx: Context) -> None:
     graph = area_graph(ctx)
     up(ctx, graph)
-    iam_client().detach_role_policy(RoleName="t1-instance", PolicyArn=SSM_CORE)
-    iam_client().attach_role_policy(RoleName="t1-instance", PolicyArn=CODEDEPLOY_ROLE)
+    iam_client().detach_role_policy(RoleName="t1-codedeploy", PolicyArn=CODEDEPLOY_ROLE)
+    iam_client().attach_role_policy(RoleName="t1-instance", PolicyArn=SSM_CORE)
 
     changes = changes_then_apply(ctx, graph)
 
-    assert fields(changes["role.instance"]) == [
-        (f"managed_policies[{SSM_CORE}]", None, "attached"),
-        (f"managed_policies[{CODEDEPLOY_ROLE}]", "attached", None),
-    ]
-    attached = iam_client().list_attached_role_policies(RoleName="t1-instance")["AttachedPolicies"]
-    assert {p["PolicyArn"] for p in attached} == {
-        SSM_CORE,
-        "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
-    }
+    assert fields(changes["role.codedeploy"]) == [(f"managed_policies[{CODEDEPLOY_ROLE}]", None, "attached")]
+    assert fields(changes["role.instance"]) == [(f"managed_policies[{SSM_CORE}]", "attached", None)]
+    assert iam_client().list_attached_role_policies(RoleName="t1-instance")["AttachedPolicies"] == []
+    attached = iam_client().list_attached_role_policies(RoleName="t1-codedeploy")["AttachedPolicies"]
+    assert {p["PolicyArn"] for p in attached} == {CODEDEPLOY_ROLE}
 
 
 def test_an_inline_policy_the_declaration_drops_is_deleted_and_a_new_one_added(ctx: Context) -> None:

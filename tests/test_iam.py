@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,16 @@ from cdpoc.stack.specs.iam import RoleSpec
 from cdpoc.sweeper import find_everything, sweep
 
 PATH = "/cdpoc/t1/"
-ROLES = ("t1-instance", "t1-codedeploy", "t1-pipeline", "t1-events")
+ROLES = ("t1-instance", "t1-mongodb", "t1-codedeploy", "t1-pipeline", "t1-events")
+KEYS = {
+    "role.instance",
+    "role.mongodb",
+    "role.codedeploy",
+    "role.pipeline",
+    "role.events",
+    "profile.instance",
+    "profile.mongodb",
+}
 
 
 @pytest.fixture
@@ -85,13 +95,19 @@ def test_up_creates_the_roles_and_profile_under_the_stack_path_tagged_in_the_cre
     }
     assert services == {
         "t1-instance": "ec2.amazonaws.com",
+        "t1-mongodb": "ec2.amazonaws.com",
         "t1-codedeploy": "codedeploy.amazonaws.com",
         "t1-pipeline": "codepipeline.amazonaws.com",
         "t1-events": "events.amazonaws.com",
     }
-    [profile] = iam_client.list_instance_profiles(PathPrefix=PATH)["InstanceProfiles"]
-    assert profile["InstanceProfileName"] == "t1-instance"
-    assert [r["RoleName"] for r in profile["Roles"]] == ["t1-instance"]
+    profiles = {
+        p["InstanceProfileName"]: p for p in iam_client.list_instance_profiles(PathPrefix=PATH)["InstanceProfiles"]
+    }
+    assert {name: [r["RoleName"] for r in p["Roles"]] for name, p in profiles.items()} == {
+        "t1-instance": ["t1-instance"],
+        "t1-mongodb": ["t1-mongodb"],
+    }
+    profile = profiles["t1-instance"]
     assert results["role.instance"].id == "t1-instance"
     assert results["role.instance"].attrs["arn"] == roles["t1-instance"]["Arn"]
     assert results["profile.instance"].id == "t1-instance"
@@ -100,12 +116,12 @@ def test_up_creates_the_roles_and_profile_under_the_stack_path_tagged_in_the_cre
     def attached(role: str) -> set[str]:
         return {p["PolicyName"] for p in iam_client.list_attached_role_policies(RoleName=role)["AttachedPolicies"]}
 
-    assert attached("t1-instance") == {"CloudWatchAgentServerPolicy", "AmazonSSMManagedInstanceCore"}
     assert attached("t1-codedeploy") == {"AWSCodeDeployRole"}
-    assert attached("t1-pipeline") == attached("t1-events") == set()
+    assert attached("t1-instance") == attached("t1-mongodb") == attached("t1-pipeline") == attached("t1-events")
+    assert attached("t1-instance") == set()
 
-    components = {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
-    assert len(role_calls) == 4 and len(profile_calls) == 1
+    components = KEYS
+    assert len(role_calls) == 5 and len(profile_calls) == 2
     for call in [*role_calls, *profile_calls]:
         tags = {t["Key"]: t["Value"] for t in call["Tags"]}
         assert tags["cdpoc:stack"] == "t1" and tags["cdpoc:region"] == "us-east-1"
@@ -129,11 +145,22 @@ def test_policies_grant_what_is_needed_scoped_to_this_stack(ctx: Context) -> Non
     logs = statement(policy, "WriteLogs")
     assert f"arn:aws:logs:us-east-1:{account}:log-group:/cdpoc/t1:*" in logs["Resource"]
     params = statement(policy, "ReadOwnParameters")
-    assert params["Resource"] == [f"arn:aws:ssm:us-east-1:{account}:parameter/t1/*"]
-    tag = statement(policy, "TagItself")
-    assert tag["Action"] == ["ec2:CreateTags"]
-    assert tag["Resource"] == [f"arn:aws:ec2:us-east-1:{account}:instance/*"]
-    assert tag["Condition"] == {"StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"}}
+    assert params["Action"] == ["ssm:GetParameter"]
+    # the app hosts read the MongoDB host (AfterInstall) and the app's password, never the admin password
+    assert params["Resource"] == [
+        f"arn:aws:ssm:us-east-1:{account}:parameter/t1/mongodb/host",
+        f"arn:aws:ssm:us-east-1:{account}:parameter/t1/mongodb/app-password",
+    ]
+    assert "TagItself" not in {s.get("Sid") for s in policy["Statement"]}
+    session = statement(policy, "SessionManager")
+    assert session["Resource"] == ["*"] and set(session["Action"]) == set(iam.SESSION_MANAGER_ACTIONS)
+
+    mongodb = inline_policy("t1-mongodb")
+    assert {s["Sid"] for s in mongodb["Statement"]} == {"ReadOwnParameters", "SessionManager"}
+    assert statement(mongodb, "ReadOwnParameters")["Resource"] == [
+        f"arn:aws:ssm:us-east-1:{account}:parameter/t1/mongodb/admin-password",
+        f"arn:aws:ssm:us-east-1:{account}:parameter/t1/mongodb/app-password",
+    ]
 
     codedeploy = inline_policy("t1-codedeploy")
     assert {a for s in codedeploy["Statement"] for a in s["Action"]} == {
@@ -141,6 +168,7 @@ def test_policies_grant_what_is_needed_scoped_to_this_stack(ctx: Context) -> Non
         "ec2:CreateTags",
         "iam:PassRole",
     }
+    # only the app hosts' role is passed (to the instances CodeDeploy's Auto Scaling launches get)
     assert statement(codedeploy, "PassInstanceRole")["Resource"] == [
         f"arn:aws:iam::{account}:role/cdpoc/t1/t1-instance"
     ]
@@ -167,6 +195,30 @@ def test_policies_grant_what_is_needed_scoped_to_this_stack(ctx: Context) -> Non
     ]
 
 
+def test_service_roles_trust_only_this_account_and_this_stacks_resources(ctx: Context) -> None:
+    """Confused-deputy conditions: a service may assume the role only on this account's behalf, and where it
+    sends aws:SourceArn only for this stack's deployment group or rule; the instance roles trust EC2 alone."""
+    up(ctx, iam_graph(ctx))
+    account = account_id(ctx.run)
+    roles = {r["RoleName"]: r for r in client().list_roles(PathPrefix=PATH)["Roles"]}
+
+    def condition(role: str) -> dict[str, Any] | None:
+        [only] = roles[role]["AssumeRolePolicyDocument"]["Statement"]
+        return only.get("Condition")
+
+    same_account = {"StringEquals": {"aws:SourceAccount": account}}
+    assert condition("t1-codedeploy") == {
+        **same_account,
+        "ArnLike": {"aws:SourceArn": f"arn:aws:codedeploy:us-east-1:{account}:deploymentgroup:t1/t1-fleet"},
+    }
+    assert condition("t1-events") == {
+        **same_account,
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/t1-source-changes"},
+    }
+    assert condition("t1-pipeline") == same_account
+    assert condition("t1-instance") is None and condition("t1-mongodb") is None
+
+
 def test_second_up_makes_no_mutating_call_and_plan_is_clean(ctx: Context) -> None:
     graph = iam_graph(ctx)
     up(ctx, graph)
@@ -183,7 +235,7 @@ def test_drifted_policies_are_put_back(ctx: Context) -> None:
     graph = iam_graph(ctx)
     up(ctx, graph)
     iam_client = client()
-    iam_client.detach_role_policy(
+    iam_client.attach_role_policy(
         RoleName="t1-instance", PolicyArn="arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     )
     iam_client.put_role_policy(
@@ -208,7 +260,7 @@ def test_drifted_policies_are_put_back(ctx: Context) -> None:
     )
     everything = '{"Action":["codepipeline:*"],"Effect":"Allow","Resource":["*"]}'
     assert changed == {
-        "role.instance": ["managed_policies[arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore]: (none) → attached"],
+        "role.instance": ["managed_policies[arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore]: attached → (none)"],
         # A stale inline policy (a copy of the drifted one): the whole of it is shown going away.
         "role.pipeline": [f'inline_policies[extra]: {{"Statement":[{everything}],"Version":"2012-10-17"}} → (none)'],
         # A changed one: the statements only the old one has → those only the new one has.
@@ -220,6 +272,67 @@ def test_drifted_policies_are_put_back(ctx: Context) -> None:
 
     assert make_plan(ctx.run, graph, ctx.handlers).has_work is False
     assert statement(inline_policy("t1-events"), "StartPipeline")["Action"] == ["codepipeline:StartPipelineExecution"]
+    assert iam_client.list_attached_role_policies(RoleName="t1-instance")["AttachedPolicies"] == []
+
+
+MANAGED_BEFORE = (
+    "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
+    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+)
+
+
+def test_up_converges_the_one_instance_role_an_earlier_version_made(ctx: Context) -> None:
+    """Earlier versions gave every host one instance role with two AWS managed policies, an inline policy that
+    read every parameter of the stack and tagged the instance itself, and service roles without conditions.
+    `up` shows and makes the difference: the managed policies detached, the inline policy narrowed, the trust
+    policies conditioned, the MongoDB role and profile created; a second plan is clean."""
+    graph = iam_graph(ctx)
+    up(ctx, graph)
+    iam_client = client()
+    account = account_id(ctx.run)
+    for arn in MANAGED_BEFORE:
+        iam_client.attach_role_policy(RoleName="t1-instance", PolicyArn=arn)
+    old_inline = iam.document(
+        iam.allow(
+            "ReadOwnParameters",
+            ["ssm:GetParameter", "ssm:GetParameters"],
+            [f"arn:aws:ssm:us-east-1:{account}:parameter/t1/*"],
+        ),
+        iam.allow(
+            "TagItself",
+            ["ec2:CreateTags"],
+            [f"arn:aws:ec2:us-east-1:{account}:instance/*"],
+            StringEquals={"aws:ARN": "${ec2:SourceInstanceARN}"},
+        ),
+    )
+    iam_client.put_role_policy(
+        RoleName="t1-instance", PolicyName="t1-instance-access", PolicyDocument=json.dumps(old_inline)
+    )
+    iam_client.update_assume_role_policy(
+        RoleName="t1-codedeploy", PolicyDocument=json.dumps(iam.trust("codedeploy.amazonaws.com"))
+    )
+    iam_client.remove_role_from_instance_profile(InstanceProfileName="t1-mongodb", RoleName="t1-mongodb")
+    iam_client.delete_instance_profile(InstanceProfileName="t1-mongodb")
+    iam_client.delete_role_policy(RoleName="t1-mongodb", PolicyName="t1-mongodb-access")
+    iam_client.delete_role(RoleName="t1-mongodb")
+
+    plan = make_plan(ctx.run, graph, ctx.handlers)
+
+    assert {s.resource.key for s in plan.by_action(Action.CREATE)} == {"role.mongodb", "profile.mongodb"}
+    changed = {s.resource.key: s.changes for s in plan.by_action(Action.UPDATE)}
+    assert set(changed) == {"role.instance", "role.codedeploy"}
+    texts = [c.text for c in changed["role.instance"]]
+    for arn in MANAGED_BEFORE:
+        assert f"managed_policies[{arn}]: attached → (none)" in texts
+    [narrowed] = [c for c in changed["role.instance"] if c.field == "inline_policies[t1-instance-access]"]
+    assert '"Sid":"TagItself"' in narrowed.text and '"Sid":"SessionManager"' in narrowed.text
+    assert [c.field for c in changed["role.codedeploy"]] == ["assume_role_policy"]
+
+    apply_plan(ctx.run, plan, ctx.handlers)
+
+    assert iam_client.list_attached_role_policies(RoleName="t1-instance")["AttachedPolicies"] == []
+    assert "TagItself" not in {s.get("Sid") for s in inline_policy("t1-instance")["Statement"]}
+    assert make_plan(ctx.run, graph, ctx.handlers).has_work is False
 
 
 def test_a_same_named_role_of_someone_else_is_refused(ctx: Context) -> None:
@@ -265,7 +378,7 @@ def test_the_same_stack_name_in_another_region_never_takes_or_deletes_these_role
     graph = iam_graph(west)
 
     plan = make_plan(west.run, graph, west.handlers)
-    iam_keys = {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
+    iam_keys = KEYS
     conflicts = {s.resource.key: s.changes for s in plan.steps if s.resource.key in iam_keys}
     assert set(conflicts) == iam_keys
     for changes in conflicts.values():
@@ -282,7 +395,7 @@ def test_down_removes_profile_policies_and_roles_and_a_second_down_is_fine(ctx: 
     up(ctx, graph)
     deleted = sweep(ctx.run, graph, ctx.handlers, find_everything(ctx.run, graph, ctx.handlers))
 
-    assert set(deleted) == {"role.instance", "role.codedeploy", "role.pipeline", "role.events", "profile.instance"}
+    assert set(deleted) == KEYS
     assert client().list_roles(PathPrefix=PATH)["Roles"] == []
     assert client().list_instance_profiles(PathPrefix=PATH)["InstanceProfiles"] == []
     assert find_everything(ctx.run, graph, ctx.handlers) == {}
@@ -308,7 +421,51 @@ def test_every_declared_policy_is_least_privilege(make_context: Callable[..., Co
     declared = [*iam.declare(names), *storage.declare(names)]
 
     assert iam.least_privilege_problems(declared) == []
-    assert len(list(iam.policies_of(declared))) == 9  # 4 trust + 4 inline + the web bucket's policy
+    assert len(list(iam.policies_of(declared))) == 11  # 5 trust + 5 inline + the web bucket's policy
+
+
+def managed_document(arn: str) -> dict[str, Any]:
+    iam_client = client()
+    version = iam_client.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return dict(iam_client.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"])
+
+
+def test_every_statement_of_every_role_up_makes_is_least_privilege(ctx: Context) -> None:
+    """What IAM holds after `up`, every role of the stack, inline and attached: no "*" resource but for the
+    actions without resource level (iam.ACTIONS_WITHOUT_RESOURCE_LEVEL), and no AWS managed policy but the
+    ones iam.ALLOWED_MANAGED_POLICIES names and justifies."""
+    up(ctx, iam_graph(ctx))
+    iam_client = client()
+    problems, walked = [], 0
+    for role in iam_client.list_roles(PathPrefix=PATH)["Roles"]:
+        name = role["RoleName"]
+        for policy_name in iam_client.list_role_policies(RoleName=name)["PolicyNames"]:
+            document = iam_client.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
+            walked += len(document["Statement"])
+            problems += iam.policy_problems(document, f"{name} {policy_name}")
+        for attached in iam_client.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            arn = attached["PolicyArn"]
+            walked += len(iam.as_list(managed_document(arn)["Statement"]))
+            if arn not in iam.ALLOWED_MANAGED_POLICIES:
+                problems.append(f"{name} has {arn} attached")
+    assert problems == []
+    assert walked > 15  # every role's statements, AWSCodeDeployRole's too
+
+
+def test_the_walk_fails_on_a_managed_policy_or_a_star_resource_outside_the_written_list(ctx: Context) -> None:
+    up(ctx, iam_graph(ctx))
+    # the managed policies earlier versions attached: each of them alone is refused
+    for arn in MANAGED_BEFORE:
+        granted = [s for s in iam.as_list(managed_document(arn)["Statement"]) if "*" in iam.as_list(s["Resource"])]
+        assert iam.policy_problems({"Statement": granted}, arn), arn
+    names = StackNames(ctx.settings, ("us-east-1a", "us-east-1b"), "123456789012")
+    declared = iam.declare(names)
+    role = next(r for r in declared if r.key == "role.instance")
+    spec = spec_of(role, RoleSpec)
+    with_managed = dataclasses.replace(role, spec=dataclasses.replace(spec, managed_policies=MANAGED_BEFORE))
+    assert iam.managed_policy_problems([with_managed]) == [
+        f"role.instance has AWS managed policy {arn} attached" for arn in MANAGED_BEFORE
+    ]
 
 
 def test_the_least_privilege_check_catches_a_regression() -> None:
@@ -319,10 +476,17 @@ def test_the_least_privilege_check_catches_a_regression() -> None:
     )
 
     problems = iam.policy_problems(broad, "test")
+    # the written-down actions without resource level may name "*", and only they: one more action is refused
+    session = iam.allow("Session", ["ssm:UpdateInstanceInformation", "ssmmessages:OpenDataChannel"], ["*"])
+    assert iam.policy_problems(iam.document(session), "ok") == []
+    sneaked = iam.allow("Session", ["ssm:UpdateInstanceInformation", "ssm:GetParameter"], ["*"])
+    assert iam.policy_problems(iam.document(sneaked), "bad") == [
+        "bad statement Session applies ssm:GetParameter to every resource ('*')"
+    ]
 
     assert problems == [
         "test statement Everything has a wildcard action 's3:*'",
-        "test statement Everything applies to every resource ('*')",
+        "test statement Everything applies s3:* to every resource ('*')",
         "test statement Gets has a wildcard action 'ec2:Describe*'",
         "test statement Inverted uses NotAction (grants everything else)",
     ]

@@ -1,7 +1,8 @@
-"""The sandbox's EC2 where moto 5.2.5 differs from AWS: network ACL associations."""
+"""The sandbox's EC2 where moto 5.2.5 differs from AWS: network ACL and instance profile associations."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
@@ -54,3 +55,51 @@ def test_an_unknown_acl_is_refused_before_the_subnet_leaves_its_own() -> None:
             ec2.replace_network_acl_association(AssociationId=before[1], NetworkAclId="acl-0123456789abcdef0")
         assert code(refused) == "InvalidNetworkAclID.NotFound"
         assert acl_of(ec2, subnet) == before
+
+
+# --- instance profile associations
+
+
+def two_profiles() -> list[str]:
+    iam = boto3.client("iam", region_name=REGION)
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
+    arns = []
+    for name in ("first", "second"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+        arns.append(iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Arn"])
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return arns
+
+
+def test_an_instance_shows_the_profile_its_replaced_association_holds() -> None:
+    """DescribeInstances shows the profile ReplaceIamInstanceProfileAssociation gave the instance (moto 5.2.5's
+    own backend replaces the association and leaves the instance showing the one it was launched with)."""
+    from moto.ec2.models import ec2_backends
+
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        first, second = two_profiles()
+        launched = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, IamInstanceProfile={"Arn": first})
+        instance_id = launched["Instances"][0]["InstanceId"]
+        [association] = ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+
+        ec2.replace_iam_instance_profile_association(
+            IamInstanceProfile={"Arn": second}, AssociationId=association["AssociationId"]
+        )
+
+        shown = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+        assert shown["IamInstanceProfile"]["Arn"] == second
+        [now] = ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"]
+        assert now["IamInstanceProfile"]["Arn"] == second and now["AssociationId"] == association["AssociationId"]
+
+        # moto's backend alone: the association moves, the instance does not follow
+        backend = ec2_backends["123456789012"][REGION]
+        backend.replace_iam_instance_profile_association(association["AssociationId"], iam_instance_profile_arn=first)
+        assert backend.get_instance(instance_id).iam_instance_profile["Arn"] == second

@@ -101,9 +101,9 @@ def test_policy_variables_in_resources_and_conditions() -> None:
     assert not evaluate([literal_star], Request("s3:GetObject", "arn:aws:s3:::b/x")).allowed
 
 
-def test_cdpoc_tag_itself_condition_lets_an_instance_tag_only_itself() -> None:
-    """The instance policy's TagItself: StringEquals aws:ARN = ${ec2:SourceInstanceARN}."""
-    tag_itself = policy(
+def test_a_policy_variable_in_a_condition_is_the_calling_instances_arn() -> None:
+    """StringEquals aws:ARN = ${ec2:SourceInstanceARN}: an instance may act only on itself."""
+    itself = policy(
         allow(
             ["ec2:CreateTags"],
             ["arn:aws:ec2:us-east-1:1:instance/*"],
@@ -112,12 +112,12 @@ def test_cdpoc_tag_itself_condition_lets_an_instance_tag_only_itself() -> None:
     )
     me = "arn:aws:ec2:us-east-1:1:instance/i-1"
     other = "arn:aws:ec2:us-east-1:1:instance/i-2"
-    assert evaluate([tag_itself], Request("ec2:CreateTags", me, {"aws:ARN": me, "ec2:SourceInstanceARN": me})).allowed
+    assert evaluate([itself], Request("ec2:CreateTags", me, {"aws:ARN": me, "ec2:SourceInstanceARN": me})).allowed
     assert not evaluate(
-        [tag_itself], Request("ec2:CreateTags", other, {"aws:ARN": other, "ec2:SourceInstanceARN": me})
+        [itself], Request("ec2:CreateTags", other, {"aws:ARN": other, "ec2:SourceInstanceARN": me})
     ).allowed
     # not called from an instance: the key is absent and StringEquals is false
-    assert not evaluate([tag_itself], Request("ec2:CreateTags", me, {"aws:ARN": me})).allowed
+    assert not evaluate([itself], Request("ec2:CreateTags", me, {"aws:ARN": me})).allowed
 
 
 def test_cdpoc_pass_role_condition_and_absent_keys_per_operator() -> None:
@@ -176,6 +176,32 @@ def test_trust_policies_name_the_service_that_may_assume_the_role() -> None:
     assert not may_assume(json.dumps({"Statement": []}), "codepipeline.amazonaws.com")
     denied = {"Statement": [*trust["Statement"], {"Effect": "Deny", "Principal": "*", "Action": "sts:*"}]}
     assert not may_assume(denied, "codepipeline.amazonaws.com")
+
+
+def test_a_confused_deputy_condition_holds_only_for_the_source_the_service_sends() -> None:
+    """aws:SourceAccount / aws:SourceArn are what the service sends when it assumes the role on a resource's
+    behalf; a service that sends none (EC2 for an instance profile) does not satisfy a condition on them."""
+    group = "arn:aws:codedeploy:us-east-1:111122223333:deploymentgroup:app/app-fleet"
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "codedeploy.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": "111122223333"},
+                    "ArnLike": {"aws:SourceArn": group},
+                },
+            }
+        ],
+    }
+    mine = {"aws:SourceAccount": "111122223333", "aws:SourceArn": group}
+    assert may_assume(trust, "codedeploy.amazonaws.com", source=mine)
+    other_group = {**mine, "aws:SourceArn": group.replace("app-fleet", "other")}
+    assert not may_assume(trust, "codedeploy.amazonaws.com", source=other_group)
+    assert not may_assume(trust, "codedeploy.amazonaws.com", source={**mine, "aws:SourceAccount": "444455556666"})
+    assert not may_assume(trust, "codedeploy.amazonaws.com")  # nothing sent
 
 
 # --- end to end: every needed permission of cdpoc's roles --------------------------------------------
@@ -373,11 +399,18 @@ def test_up_restores_a_policy_that_lost_a_permission(sandbox: tuple[tuple[str, .
 # --- the instance role's own calls, and CodeDeploy completing its launch hook -----------------------------
 
 
-def denying_on(document: dict[str, Any], action: str, resource: str) -> dict[str, Any]:
-    """The policy plus an explicit Deny of one action on one resource. The instance role's ssm:GetParameter
-    also comes from AmazonSSMManagedInstanceCore (on every parameter), so only a Deny takes it away."""
-    deny = {"Sid": "TakenAway", "Effect": "Deny", "Action": action, "Resource": resource}
-    return {**document, "Statement": [*document["Statement"], deny]}
+def without_parameter(document: dict[str, Any], parameter: str) -> dict[str, Any]:
+    """The policy with one parameter's ARN taken out of ReadOwnParameters: no AWS managed policy grants
+    ssm:GetParameter beside it any more, so that is enough to refuse the read."""
+    statements = []
+    for statement in document["Statement"]:
+        if statement.get("Sid") == "ReadOwnParameters":
+            kept = [r for r in statement["Resource"] if not r.endswith(f":parameter/{STACK}/{parameter}")]
+            assert len(kept) < len(statement["Resource"]), f"{parameter} is not in ReadOwnParameters"
+            statement = {**statement, "Resource": kept} if kept else None
+        if statement is not None:
+            statements.append(statement)
+    return {**document, "Statement": statements}
 
 
 def latest_deployment(base: tuple[str, ...]) -> dict[str, Any]:
@@ -404,8 +437,7 @@ def test_an_instance_that_may_not_read_its_parameter_fails_the_hook_that_reads_i
     on the instance meanwhile, as for any failed ValidateService)."""
     base, bundle = sandbox
     _, original = inline(base, "instance")
-    arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/{parameter}"
-    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", arn))
+    put_inline(base, "instance", without_parameter(original, parameter))
     try:
         code, out = push(base, bundle)
         assert code == 1, out
@@ -433,8 +465,7 @@ def test_without_validate_service_the_deployment_succeeds_with_the_app_down(
     del appspec["hooks"]["ValidateService"]
     (unchecked / "appspec.yml").write_text(yaml.safe_dump(appspec))
     _, original = inline(base, "instance")
-    arn = f"arn:aws:ssm:us-east-1:*:parameter/{STACK}/mongodb/app-password"
-    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", arn))
+    put_inline(base, "instance", without_parameter(original, "mongodb/app-password"))
     try:
         code, out = push(base, unchecked)
         deployed = latest_deployment(base)
@@ -485,9 +516,11 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
         return health.database_ready(ACCOUNT_ID, "us-east-1", app_instance, SIMULATION.now())
 
     assert ready()  # the stack's own MongoDB read its passwords at boot
+    assert mongodb["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/cdpoc/{STACK}/{STACK}-mongodb")
 
-    _, original = inline(base, "instance")
-    put_inline(base, "instance", denying_on(original, "ssm:GetParameter", f"arn:aws:ssm:*:*:parameter/{STACK}/*"))
+    # the MongoDB host reads with its own profile's role: without its admin password's ARN, it may not
+    _, original = inline(base, "mongodb")
+    put_inline(base, "mongodb", without_parameter(original, "mongodb/admin-password"))
     replacement = ""
     try:
         replacement = ec2.run_instances(
@@ -507,15 +540,93 @@ def test_a_mongodb_instance_that_may_not_read_its_passwords_never_becomes_ready(
             assert not ready()
             time.sleep(SIMULATION.seconds("mongodb") / 4)
         assert SECRETS_VERDICT in new_instance.__dict__, "the replacement's user data never got to its SSM reads"
+        refused = new_instance.__dict__[SECRETS_VERDICT]
+        assert f"assumed-role/{STACK}-mongodb/{replacement}" in refused and "mongodb/admin-password" in refused
         assert not ready()  # with its passwords it would be ready by now
-        put_inline(base, "instance", original)
+        put_inline(base, "mongodb", original)
         assert not ready()  # it gave up for good
     finally:
-        put_inline(base, "instance", original)
+        put_inline(base, "mongodb", original)
         ssm.put_parameter(Name=host, Value=real_host, Type="String", Overwrite=True)
         if replacement:
             ec2.terminate_instances(InstanceIds=[replacement])
     assert ready()
+
+
+def test_an_app_instance_may_not_read_the_mongodb_admin_password_and_the_mongodb_host_may(
+    sandbox: tuple[tuple[str, ...], Path],
+) -> None:
+    """Each host's role reads only its own parameters: the app hosts' role (the launch template's profile) is
+    refused the admin password; the MongoDB host (its own profile) reads it, and neither reads another stack's."""
+    from cdpoc.sandbox import service_roles
+
+    base, _ = sandbox
+    ec2 = client(base, "ec2")
+    group = client(base, "autoscaling").describe_auto_scaling_groups(AutoScalingGroupNames=[f"{STACK}-app"])
+    app_instance = group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    running_mongodb = [
+        {"Name": "tag:cdpoc:component", "Values": ["instance.mongodb"]},
+        {"Name": "tag:cdpoc:stack", "Values": [STACK]},
+        {"Name": "instance-state-name", "Values": ["running"]},
+    ]
+    (mongodb,) = [
+        i["InstanceId"] for r in ec2.describe_instances(Filters=running_mongodb)["Reservations"] for i in r["Instances"]
+    ]
+
+    def refused(instance_id: str, parameter: str) -> str | None:
+        return service_roles.instance_parameter_denial(ACCOUNT_ID, "us-east-1", instance_id, f"/{STACK}/{parameter}")
+
+    admin = refused(app_instance, "mongodb/admin-password")
+    assert admin is not None and f"assumed-role/{STACK}-instance/{app_instance}" in admin
+    assert "because no identity-based policy allows the ssm:GetParameter action" in admin
+    assert refused(app_instance, "mongodb/host") is None and refused(app_instance, "mongodb/app-password") is None
+    assert refused(mongodb, "mongodb/admin-password") is None and refused(mongodb, "mongodb/app-password") is None
+    assert refused(mongodb, "mongodb/host") is not None  # the MongoDB host has no use for its own address
+    other_stack = service_roles.instance_parameter_denial(ACCOUNT_ID, "us-east-1", mongodb, "/other/mongodb/x")
+    assert other_stack is not None
+
+
+def test_a_codedeploy_role_that_trusts_another_deployment_group_fails_the_deployment(
+    sandbox: tuple[tuple[str, ...], Path],
+) -> None:
+    """The service role's trust holds CodeDeploy to this stack's deployment group (aws:SourceArn, which CodeDeploy
+    sends when it assumes the role): a role trusting another group is one CodeDeploy may not assume here."""
+    base, bundle = sandbox
+    name = f"{STACK}-codedeploy"
+    original = client(base, "iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    [statement] = original["Statement"]
+    other_group = statement["Condition"]["ArnLike"]["aws:SourceArn"].replace(f"/{STACK}-fleet", "/someone-elses")
+    elsewhere = {**statement, "Condition": {**statement["Condition"], "ArnLike": {"aws:SourceArn": other_group}}}
+    client(base, "iam").update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps({**original, "Statement": [elsewhere]})
+    )
+    try:
+        code, out = push(base, bundle)
+        assert code == 1, out
+        assert "CodeDeploy does not have the permissions required to assume the role" in out, out
+        settle(base)
+    finally:
+        client(base, "iam").update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(original))
+
+
+def test_an_events_role_that_trusts_another_account_starts_nothing(sandbox: tuple[tuple[str, ...], Path]) -> None:
+    """EventBridge assumes the target's role on the rule's behalf (aws:SourceAccount, aws:SourceArn): a trust
+    held to another account lets it start nothing."""
+    base, bundle = sandbox
+    name = f"{STACK}-events"
+    original = client(base, "iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    [statement] = original["Statement"]
+    assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(f":rule/{STACK}-source-changes")
+    foreign = {**statement, "Condition": {**statement["Condition"], "StringEquals": {"aws:SourceAccount": "1" * 12}}}
+    client(base, "iam").update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps({**original, "Statement": [foreign]})
+    )
+    try:
+        code, out = push(base, bundle, timeout="2")
+        assert code == 1, out
+        assert "waiting for a pipeline execution of revision" in out, out
+    finally:
+        client(base, "iam").update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(original))
 
 
 def test_without_complete_lifecycle_action_a_new_instance_waits_out_the_heartbeat_and_is_abandoned(

@@ -370,3 +370,32 @@ def add_scale_out() -> None:
 
 
 ADDITIONS.append(add_scale_out)
+
+
+# --- EC2: an instance's profile is the one its association holds -----------------------------------------
+
+
+def replace_iam_instance_profile_association(self: Any, original: Any) -> Any:
+    """After ReplaceIamInstanceProfileAssociation, AWS's DescribeInstances shows the new profile on the instance
+    (IamInstanceProfile: the profile's Arn and Id); moto 5.2.5 replaces the association but the instance keeps
+    showing the profile it was launched with, so a second `plan` would see the old one and replace it again."""
+    answer = original(self)
+    association_id = self._get_param("AssociationId")
+    for instance_id, association in self.ec2_backend.iam_instance_profile_associations.items():
+        if association.association_id == association_id:
+            profile = association.iam_instance_profile
+            self.ec2_backend.modify_instance_attribute(
+                instance_id, "iam_instance_profile", {"Arn": profile.arn, "Id": profile.id}
+            )
+    return answer
+
+
+def instance_profile_follows_its_association() -> None:
+    from moto.ec2.responses.iam_instance_profiles import IamInstanceProfiles
+
+    from cdpoc.sandbox.patching import replace_operations
+
+    replace_operations(IamInstanceProfiles, replace_iam_instance_profile_association)
+
+
+ADDITIONS.append(instance_profile_follows_its_association)

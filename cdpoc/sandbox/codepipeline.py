@@ -154,7 +154,9 @@ class Runner:
         if repository is None:
             self._fail(run, done, f"The repository {repository_name} does not exist.")
             return
-        denied = service_roles.source_denial(self.account, self.region, self._role_arn(), repository_name, _session(at))
+        denied = service_roles.source_denial(
+            self.account, self.region, self._role_arn(), repository_name, _session(at), self._arn()
+        )
         if denied is not None:
             self._fail(run, done, denied)
             return
@@ -206,7 +208,7 @@ class Runner:
             return
         read = "s3:GetObjectVersion" if execution.source_overrides.get(run.name) else "s3:GetObject"
         denied = service_roles.artifact_denial(
-            self.account, self._role_arn(), [(read, f"arn:aws:s3:::{bucket_name}/{key}")], _session(at)
+            self.account, self._role_arn(), [(read, f"arn:aws:s3:::{bucket_name}/{key}")], _session(at), self._arn()
         )
         if denied is not None:
             self._fail(run, done, denied)
@@ -237,7 +239,11 @@ class Runner:
             self._fail(run, done, f"The artifact bucket {bucket} does not exist.")
             return {}
         denied = service_roles.artifact_denial(
-            self.account, self._role_arn(), [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")], _session(run.start)
+            self.account,
+            self._role_arn(),
+            [("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}")],
+            _session(run.start),
+            self._arn(),
         )
         if denied is not None:
             self._fail(run, done, denied)
@@ -275,6 +281,7 @@ class Runner:
             group,
             self._deployment_config(application, group),
             _session(at),
+            self._arn(),
         )
         if denied is not None:
             self._fail(run, at + SIMULATION.step_seconds, denied)
@@ -289,6 +296,10 @@ class Runner:
 
     def _role_arn(self) -> str:
         return str(self.pipeline.pipeline.get("roleArn", ""))
+
+    def _arn(self) -> str:
+        """The pipeline's ARN: CodePipeline assumes its role on the pipeline's behalf (aws:SourceArn)."""
+        return service_roles.pipeline_arn(self.region, self.account, str(self.pipeline.pipeline.get("name", "")))
 
     def _deployment_config(self, application: str, group: str) -> str:
         found = codedeploy.group_of(codedeploy.backend_of(self.account, self.region), application, group)
@@ -411,7 +422,7 @@ def on_reference_changed(change: codecommit.ReferenceChange) -> None:
             # EventBridge starts the pipeline with the target's role; when it may not, the invocation fails
             # (AWS reports that only as the rule's FailedInvocations metric) and no execution starts
             if targeted is not None and service_roles.events_may_start(
-                change.account, target.get("RoleArn"), targeted._arn
+                change.account, target.get("RoleArn"), targeted._arn, rule.arn
             ):
                 trigger = {"triggerType": "CloudWatchEvent", "triggerDetail": rule.arn}
                 start_execution(change.account, change.region, targeted, trigger, change.instant)

@@ -18,7 +18,7 @@ operators case-sensitive (except the IgnoreCase ones). A key absent from the req
 except for the negated operators (StringNot*, ArnNot*), IfExists, Null and ForAllValues, as AWS documents.
 
 Trust policies are evaluated the same way with a principal: `may_assume` says whether a service principal
-may call sts:AssumeRole on a role.
+may call sts:AssumeRole on a role, with the aws:SourceAccount / aws:SourceArn the service sends.
 
 Not evaluated here: resource-based policies, SCPs/RCPs, session policies, cross-account access, Principal
 in identity-based policies (it has none), NotPrincipal, date and IP operators.
@@ -366,10 +366,19 @@ def not_authorized(caller: str, verdict: Verdict) -> str:
 # ---- trust policies
 
 
-def may_assume(trust_policy: Mapping[str, Any] | str, service: str, action: str = "sts:AssumeRole") -> bool:
-    """Whether the role's trust policy lets the service principal assume it (explicit deny wins)."""
+def may_assume(
+    trust_policy: Mapping[str, Any] | str,
+    service: str,
+    action: str = "sts:AssumeRole",
+    source: Mapping[str, ContextValue] | None = None,
+) -> bool:
+    """Whether the role's trust policy lets the service principal assume it (explicit deny wins).
+
+    `source`: the context keys the service sends with its AssumeRole on a customer's behalf (aws:SourceAccount,
+    aws:SourceArn), which trust policies hold against the confused deputy; a service that sends none (EC2 for an
+    instance profile) leaves them absent, so a condition on them is false there."""
     document = json.loads(trust_policy) if isinstance(trust_policy, str) else trust_policy
-    request = Request(action, "*", {"aws:PrincipalServiceName": service})
+    request = Request(action, "*", {"aws:PrincipalServiceName": service, **(source or {})})
     allowed = False
     for _, statement in Policy("trust", document).statements():
         if not _principal_matches(statement.get("Principal"), service):

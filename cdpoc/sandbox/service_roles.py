@@ -97,12 +97,29 @@ def session_arn(account: str, role: Role, session: str) -> str:
     return f"arn:aws:sts::{account}:assumed-role/{role.name}/{session}"
 
 
-def _assumed(account: str, role_arn: str, service: str) -> Role | None:
-    """The role, when it exists and its trust policy lets `service` assume it."""
+def _assumed(account: str, role_arn: str, service: str, source_arn: str | None = None) -> Role | None:
+    """The role, when it exists and its trust policy lets `service` assume it.
+
+    source_arn: the resource on whose behalf the service assumes the role; the service then sends it as
+    aws:SourceArn and its account as aws:SourceAccount (CodeDeploy: the deployment group, EventBridge: the rule,
+    CodePipeline: the pipeline). None: the service sends neither (EC2 delivering an instance profile's
+    credentials)."""
     role = _role(account, role_arn)
-    if role is None or not may_assume(role.assume_role_policy_document, service):
+    if role is None:
+        return None
+    source = {"aws:SourceAccount": account, "aws:SourceArn": source_arn} if source_arn else None
+    if not may_assume(role.assume_role_policy_document, service, source=source):
         return None
     return role
+
+
+def pipeline_arn(region: str, account: str, pipeline: str) -> str:
+    return _arn("codepipeline", region, account, pipeline)
+
+
+def deployment_group_arn(region: str, account: str, group: Any) -> str:
+    application = group.application.application_name
+    return _arn("codedeploy", region, account, f"deploymentgroup:{application}/{group.deployment_group_name}")
 
 
 def _first_denial(account: str, role: Role, requests: Sequence[Request]) -> Verdict | None:
@@ -116,9 +133,9 @@ def _arn(service: str, region: str, account: str, resource: str) -> str:
     return f"arn:aws:{service}:{region}:{account}:{resource}"
 
 
-def source_denial(account: str, region: str, role_arn: str, repository: str, session: str) -> str | None:
+def source_denial(account: str, region: str, role_arn: str, repository: str, session: str, pipeline: str) -> str | None:
     """Why the CodeCommit source action fails for lack of permissions, in CodePipeline's words, or None."""
-    role = _assumed(account, role_arn, PIPELINE_SERVICE)
+    role = _assumed(account, role_arn, PIPELINE_SERVICE, pipeline)
     if role is None:
         return _not_assumed(role_arn)
     repository_arn = _arn("codecommit", region, account, repository)
@@ -132,9 +149,11 @@ def source_denial(account: str, region: str, role_arn: str, repository: str, ses
     )
 
 
-def artifact_denial(account: str, role_arn: str, requests: Sequence[tuple[str, str]], session: str) -> str | None:
+def artifact_denial(
+    account: str, role_arn: str, requests: Sequence[tuple[str, str]], session: str, pipeline: str
+) -> str | None:
     """Why the pipeline role may not read a source object or write the artifact store, or None."""
-    role = _assumed(account, role_arn, PIPELINE_SERVICE)
+    role = _assumed(account, role_arn, PIPELINE_SERVICE, pipeline)
     if role is None:
         return _not_assumed(role_arn)
     return _insufficient(account, role, [Request(action, resource) for action, resource in requests], session)
@@ -155,10 +174,17 @@ def _insufficient(account: str, role: Role, requests: Sequence[Request], session
 
 
 def deploy_action_denial(
-    account: str, region: str, role_arn: str, application: str, group: str, config: str, session: str
+    account: str,
+    region: str,
+    role_arn: str,
+    application: str,
+    group: str,
+    config: str,
+    session: str,
+    pipeline: str,
 ) -> str | None:
     """Why the CodeDeploy deploy action fails for lack of permissions, or None: the calls it makes, in order."""
-    role = _assumed(account, role_arn, PIPELINE_SERVICE)
+    role = _assumed(account, role_arn, PIPELINE_SERVICE, pipeline)
     if role is None:
         return _not_assumed(role_arn)
     application_arn = _arn("codedeploy", region, account, f"application:{application}")
@@ -178,14 +204,14 @@ def deploy_action_denial(
 # ---- EventBridge
 
 
-def events_may_start(account: str, role_arn: str | None, pipeline_arn: str) -> bool:
+def events_may_start(account: str, role_arn: str | None, target_arn: str, rule_arn: str) -> bool:
     """Whether EventBridge, with the target's role, may start the pipeline (else the invocation fails)."""
     if not role_arn:
         return False  # a CodePipeline target needs a role: EventBridge has no other credentials for it
-    role = _assumed(account, role_arn, EVENTS_SERVICE)
+    role = _assumed(account, role_arn, EVENTS_SERVICE, rule_arn)
     if role is None:
         return False
-    return _first_denial(account, role, [Request("codepipeline:StartPipelineExecution", pipeline_arn)]) is None
+    return _first_denial(account, role, [Request("codepipeline:StartPipelineExecution", target_arn)]) is None
 
 
 # ---- CodeDeploy (the service)
@@ -197,7 +223,7 @@ def deployment_denial(account: str, region: str, group: Any) -> tuple[str, str] 
     role = _role(account, role_arn)
     if role is None:
         return "IAM_ROLE_MISSING", f"The IAM role {role_arn} does not exist."
-    if not may_assume(role.assume_role_policy_document, CODEDEPLOY_SERVICE):
+    if _assumed(account, role_arn, CODEDEPLOY_SERVICE, deployment_group_arn(region, account, group)) is None:
         return (
             "IAM_ROLE_PERMISSIONS",
             f"CodeDeploy does not have the permissions required to assume the role {role_arn}.",
@@ -316,7 +342,7 @@ def instance_parameter_denial(account: str, region: str, instance_id: str, name:
         return 'Unable to locate credentials. You can configure credentials by running "aws configure".'
     instance_arn = _arn("ec2", region, account, f"instance/{instance_id}")
     resource = _arn("ssm", region, account, f"parameter/{name.lstrip('/')}")
-    # credentials delivered to an instance carry the instance's ARN (the instance policy's TagItself uses it)
+    # credentials delivered to an instance carry the instance's ARN (policies may hold it in a condition)
     request = Request("ssm:GetParameter", resource, {"ec2:SourceInstanceARN": instance_arn})
     verdict = _first_denial(account, role, [request])
     if verdict is None:
@@ -333,7 +359,9 @@ def instance_parameter_denial(account: str, region: str, instance_id: str, name:
 def lifecycle_completion_denied(account: str, region: str, group: Any, asg_arn: str) -> bool:
     """Whether the deployment group's service role may not call autoscaling:CompleteLifecycleAction on the
     Auto Scaling group (a role that is gone or that CodeDeploy may not assume may not either)."""
-    role = _assumed(account, str(group.service_role_arn or ""), CODEDEPLOY_SERVICE)
+    role = _assumed(
+        account, str(group.service_role_arn or ""), CODEDEPLOY_SERVICE, deployment_group_arn(region, account, group)
+    )
     if role is None:
         return True
     return _first_denial(account, role, [Request("autoscaling:CompleteLifecycleAction", asg_arn)]) is not None

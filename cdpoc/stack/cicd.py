@@ -133,7 +133,7 @@ def pipeline(names: StackNames) -> Resource:
 def rule(names: StackNames) -> Resource:
     return declare_resource(
         RULE,
-        f"{names.name}-source-changes",
+        names.source_rule,
         EventRuleSpec(
             source=Ref(SOURCE),
             pattern=BranchPushPattern(repository=Ref(SOURCE, "arn"), branch=names.settings.pipeline.branch),

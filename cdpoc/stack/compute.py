@@ -15,6 +15,7 @@ from cdpoc.errors import ConfigError
 from cdpoc.model import Resource
 from cdpoc.spec import Ref
 from cdpoc.spec import declare as spec_resource
+from cdpoc.stack.iam import APP_PROFILE, MONGODB_PROFILE
 from cdpoc.stack.names import StackNames
 from cdpoc.stack.parts import (
     BASTION,
@@ -104,7 +105,8 @@ def mongodb(names: StackNames) -> Resource:
         compute.mongodb_instance_type,
         "subnet.data.a",
         "sg.data",
-        profile=Ref("profile.instance", "arn"),
+        # Its own profile: an app host's role may not read the MongoDB admin password.
+        profile=Ref(MONGODB_PROFILE, "arn"),
         user_data=MongoDbScript(
             stack=names.name,
             admin_password_parameter=Ref("param.mongodb.admin-password"),
@@ -132,7 +134,7 @@ def app_fleet(names: StackNames) -> list[Resource]:
         LaunchTemplateSpec(
             instance_type=compute.instance_type,
             ami_parameter=compute.ami_parameter,
-            profile=Ref("profile.instance", "arn"),
+            profile=Ref(APP_PROFILE, "arn"),
             security_groups=(Ref("sg.app"),),
             key_name=names.settings.operator.key_name or "",
             # Instances and their volumes carry the group's component; the group's own tags (propagated

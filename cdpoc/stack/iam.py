@@ -1,10 +1,15 @@
-"""IAM: the instance role and profile, and the CodeDeploy, CodePipeline and EventBridge service roles.
+"""IAM: a role and profile per kind of host (the app hosts, the MongoDB host), and the CodeDeploy, CodePipeline
+and EventBridge service roles.
 
 Every policy is rendered here, as a dict, from the stack's deterministic names, and declared as its
 canonical JSON text (cdpoc.stack.specs.iam.policy_text), so that `plan` can compare it (parsed) with
-what IAM holds. Least privilege: named actions only, every resource an ARN
-of this stack (or of the CodeDeploy agent's bucket); `policy_problems` checks that and a test keeps
-it so.
+what IAM holds. Least privilege: named actions only, every resource an ARN of this stack (or of the
+CodeDeploy agent's bucket), except the few actions AWS authorizes on no resource at all
+(ACTIONS_WITHOUT_RESOURCE_LEVEL, each with its reference); no AWS managed policy but the ones
+ALLOWED_MANAGED_POLICIES names (and says why). `policy_problems` checks that and a test keeps it so.
+
+The bastion has no instance profile: nothing on it calls AWS (it is an SSH jump host), so it has no credentials
+to lose.
 """
 
 from __future__ import annotations
@@ -21,27 +26,72 @@ from cdpoc.stack.specs.storage import BucketSpec
 
 VERSION = "2012-10-17"
 
-# What the CloudWatch agent and SSM Session Manager need on the instances (AWS-managed, kept current by AWS).
-INSTANCE_MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
-    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-)
+# The app hosts' role and profile keep the key and name of the one instance role earlier versions gave every
+# host ("<stack>-instance"), so that `up` on such a stack converges that role (its managed policies detached,
+# its inline policy narrowed) instead of leaving it behind beside a new one.
+APP_ROLE, APP_PROFILE, APP_PURPOSE = "role.instance", "profile.instance", "instance"
+MONGODB_ROLE, MONGODB_PROFILE, MONGODB_PURPOSE = "role.mongodb", "profile.mongodb", "mongodb"
+
+# AWS managed policies a role of the stack may have attached, and why. AWSCodeDeployRole stays: it is the
+# service role policy AWS documents for EC2/Auto Scaling deployment groups and keeps current as CodeDeploy
+# needs more (lifecycle hooks, ELB and ASG calls it makes on its own schedule); the describe calls it grants
+# have no resource level anyway, and its writes (Auto Scaling hooks, ELB registration, tags) are what
+# CodeDeploy needs on the group it manages. The instance roles have none: AmazonSSMManagedInstanceCore granted
+# ssm:GetParameter(s) on every parameter of the account, CloudWatchAgentServerPolicy log writes on every group.
+ALLOWED_MANAGED_POLICIES: Mapping[str, str] = {
+    "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRole": "CodeDeploy's documented service role policy",
+}
 CODEDEPLOY_MANAGED_POLICIES = ("arn:aws:iam::aws:policy/service-role/AWSCodeDeployRole",)
+
+# Actions AWS authorizes on no resource (the Service Authorization Reference lists no resource type for them),
+# so a statement granting them can only name "*". Nothing else may.
+ACTIONS_WITHOUT_RESOURCE_LEVEL: Mapping[str, str] = {
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awssystemsmanager.html and the
+    # minimal instance profile of https://docs.aws.amazon.com/systems-manager/latest/userguide/
+    # getting-started-create-iam-instance-profile.html (the SSM Agent's heartbeat)
+    "ssm:UpdateInstanceInformation": "SSM Agent registration and heartbeat",
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonmessagegatewayservice.html
+    "ssmmessages:CreateControlChannel": "Session Manager channel",
+    "ssmmessages:CreateDataChannel": "Session Manager channel",
+    "ssmmessages:OpenControlChannel": "Session Manager channel",
+    "ssmmessages:OpenDataChannel": "Session Manager channel",
+    # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonmessagedeliveryservice.html
+    "ec2messages:AcknowledgeMessage": "Run Command message delivery",
+    "ec2messages:DeleteMessage": "Run Command message delivery",
+    "ec2messages:FailMessage": "Run Command message delivery",
+    "ec2messages:GetEndpoint": "Run Command message delivery",
+    "ec2messages:GetMessages": "Run Command message delivery",
+    "ec2messages:SendReply": "Run Command message delivery",
+}
+SESSION_MANAGER_ACTIONS = tuple(
+    a for a in ACTIONS_WITHOUT_RESOURCE_LEVEL if a.startswith(("ssm:", "ssmmessages:", "ec2messages:"))
+)
 
 # Prefixes of the uploads bucket the application writes (its fileTypes documents name them).
 UPLOAD_PREFIXES = ("books/", "files/images/")
 
-# (policy label, statement Sid) pairs allowed a bare "*" Resource because the action has no
-# resource-level permissions. None: every action granted here can be scoped to an ARN.
-BARE_RESOURCE_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
+# The stack's SSM parameters each kind of host reads: the app's AfterInstall hook reads the MongoDB host
+# (bundle/scripts/after_install.sh) and the app its password (bundle/app/s3upload/services.py); the MongoDB
+# user data reads both passwords (cdpoc/templates/mongodb.sh). The admin password is the MongoDB host's alone.
+APP_PARAMETERS = ("mongodb/host", "mongodb/app-password")
+MONGODB_PARAMETERS = ("mongodb/admin-password", "mongodb/app-password")
 
 
-def trust(service: str) -> dict[str, Any]:
-    """A trust policy letting one AWS service assume the role."""
-    return {
-        "Version": VERSION,
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-    }
+def trust(service: str, **condition: Any) -> dict[str, Any]:
+    """A trust policy letting one AWS service assume the role (on the given condition)."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if condition:
+        statement["Condition"] = condition
+    return {"Version": VERSION, "Statement": [statement]}
+
+
+def service_trust(names: StackNames, service: str, source_arn: str | None = None) -> dict[str, Any]:
+    """A service role's trust with the confused-deputy conditions: only on this account's behalf, and (where
+    the service sends aws:SourceArn when it assumes the role) only for this stack's resource."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": names.account}}
+    if source_arn:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
+    return trust(service, **condition)
 
 
 def allow(sid: str, actions: Iterable[str], resources: Iterable[str], **condition: Any) -> dict[str, Any]:
@@ -67,7 +117,23 @@ def role_arn(names: StackNames, role: str) -> str:
     return names.arn("iam", f"role{names.iam_path}{role_name(names, role)}", region=False)
 
 
-def instance_policy(names: StackNames) -> dict[str, Any]:
+def parameter_arns(names: StackNames, paths: Iterable[str]) -> list[str]:
+    return [names.arn("ssm", f"parameter{names.parameter(path)}") for path in paths]
+
+
+def session_manager() -> dict[str, Any]:
+    """What the SSM Agent needs for Session Manager and Run Command, instead of AmazonSSMManagedInstanceCore
+    (which also grants ssm:GetParameter(s) on every parameter of the account)."""
+    return allow("SessionManager", SESSION_MANAGER_ACTIONS, ["*"])
+
+
+def read_parameters(names: StackNames, paths: Iterable[str]) -> dict[str, Any]:
+    # SecureStrings use the AWS-managed aws/ssm key, whose key policy lets SSM decrypt for any principal of
+    # the account allowed to read the parameter: no kms statement is needed.
+    return allow("ReadOwnParameters", ["ssm:GetParameter"], parameter_arns(names, paths))
+
+
+def app_policy(names: StackNames) -> dict[str, Any]:
     artifacts, uploads = names.bucket("artifacts"), names.bucket("uploads")
     agent_bucket = f"aws-codedeploy-{names.region}"
     log_group = names.arn("logs", f"log-group:{names.log_group}")
@@ -83,28 +149,22 @@ def instance_policy(names: StackNames) -> dict[str, Any]:
             ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
             [bucket_arn(uploads, f"{prefix}*") for prefix in UPLOAD_PREFIXES],
         ),
+        # The CloudWatch agent ships log files only (its configuration in cdpoc/templates/app-instance.sh has no
+        # metrics section and no dimensions to look up): no cloudwatch:PutMetricData, no ec2:DescribeTags.
         # CreateLogStream is authorized on the group, PutLogEvents on its streams (the ":*" form).
         allow(
             "WriteLogs",
             ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
             [log_group, f"{log_group}:*"],
         ),
-        # SecureStrings use the AWS-managed aws/ssm key, whose key policy lets SSM decrypt for any
-        # principal of the account allowed to read the parameter: no kms statement is needed.
-        allow(
-            "ReadOwnParameters",
-            ["ssm:GetParameter", "ssm:GetParameters"],
-            [names.arn("ssm", f"parameter{names.ssm_prefix}*")],
-        ),
-        # The instance may tag only itself: aws:ARN (the resource acted on) must be the calling instance's
-        # ARN. IAM refuses a policy variable as a whole Resource, so it goes into the condition.
-        allow(
-            "TagItself",
-            ["ec2:CreateTags"],
-            [names.arn("ec2", "instance/*")],
-            StringEquals={"aws:ARN": "${ec2:SourceInstanceARN}"},
-        ),
+        read_parameters(names, APP_PARAMETERS),
+        session_manager(),
     )
+
+
+def mongodb_policy(names: StackNames) -> dict[str, Any]:
+    """The MongoDB host reads its two passwords at boot; nothing else on it calls AWS but the SSM Agent."""
+    return document(read_parameters(names, MONGODB_PARAMETERS), session_manager())
 
 
 def codedeploy_policy(names: StackNames) -> dict[str, Any]:
@@ -132,7 +192,7 @@ def codedeploy_policy(names: StackNames) -> dict[str, Any]:
         allow(
             "PassInstanceRole",
             ["iam:PassRole"],
-            [role_arn(names, "instance")],
+            [role_arn(names, APP_PURPOSE)],
             StringEquals={"iam:PassedToService": "ec2.amazonaws.com"},
         ),
     )
@@ -195,7 +255,12 @@ def events_policy(names: StackNames) -> dict[str, Any]:
 
 
 def role(
-    names: StackNames, key: str, purpose: str, service: str, inline: dict[str, Any], managed: tuple[str, ...] = ()
+    names: StackNames,
+    key: str,
+    purpose: str,
+    trusted: dict[str, Any],
+    inline: dict[str, Any],
+    managed: tuple[str, ...] = (),
 ) -> Resource:
     return declare_spec(
         key,
@@ -203,33 +268,46 @@ def role(
         RoleSpec(
             path=names.iam_path,
             description=f"cdpoc stack {names.name}: {purpose}",
-            assume_role_policy=policy_text(trust(service)),
+            assume_role_policy=policy_text(trusted),
             inline_policies={f"{role_name(names, purpose)}-access": policy_text(inline)},
             managed_policies=managed,
         ),
     )
 
 
+def profile(names: StackNames, key: str, purpose: str, role_key: str) -> Resource:
+    return declare_spec(key, role_name(names, purpose), InstanceProfileSpec(path=names.iam_path, role=Ref(role_key)))
+
+
 def declare(names: StackNames) -> list[Resource]:
+    # EC2 documents no aws:SourceAccount / aws:SourceArn when it gets an instance profile's credentials: the
+    # instance roles' trust names the service only (who may pass them is iam:PassRole's business).
+    ec2 = trust("ec2.amazonaws.com")
+    # CodeDeploy and EventBridge send the deployment group's and the rule's ARN as aws:SourceArn; for
+    # CodePipeline cdpoc found no documented aws:SourceArn, so its role is held to the account only.
+    group = names.arn("codedeploy", f"deploymentgroup:{names.codedeploy_application}/{names.deployment_group}")
+    rule = names.arn("events", f"rule/{names.source_rule}")
     return [
-        role(
-            names, "role.instance", "instance", "ec2.amazonaws.com", instance_policy(names), INSTANCE_MANAGED_POLICIES
-        ),
+        role(names, APP_ROLE, APP_PURPOSE, ec2, app_policy(names)),
+        role(names, MONGODB_ROLE, MONGODB_PURPOSE, ec2, mongodb_policy(names)),
         role(
             names,
             "role.codedeploy",
             "codedeploy",
-            "codedeploy.amazonaws.com",
+            service_trust(names, "codedeploy.amazonaws.com", group),
             codedeploy_policy(names),
             CODEDEPLOY_MANAGED_POLICIES,
         ),
-        role(names, "role.pipeline", "pipeline", "codepipeline.amazonaws.com", pipeline_policy(names)),
-        role(names, "role.events", "events", "events.amazonaws.com", events_policy(names)),
-        declare_spec(
-            "profile.instance",
-            role_name(names, "instance"),
-            InstanceProfileSpec(path=names.iam_path, role=Ref("role.instance")),
+        role(
+            names,
+            "role.pipeline",
+            "pipeline",
+            service_trust(names, "codepipeline.amazonaws.com"),
+            pipeline_policy(names),
         ),
+        role(names, "role.events", "events", service_trust(names, "events.amazonaws.com", rule), events_policy(names)),
+        profile(names, APP_PROFILE, APP_PURPOSE, APP_ROLE),
+        profile(names, MONGODB_PROFILE, MONGODB_PURPOSE, MONGODB_ROLE),
     ]
 
 
@@ -240,7 +318,8 @@ def as_list(value: Any) -> list[Any]:
 
 
 def policy_problems(policy: Mapping[str, Any], label: str) -> list[str]:
-    """Why a policy document is broader than least privilege: "*" in an action, a bare "*" resource, Not*."""
+    """Why a policy document is broader than least privilege: "*" in an action, Not*, a bare "*" resource for
+    an action that has resource-level permissions (one not in ACTIONS_WITHOUT_RESOURCE_LEVEL)."""
     problems = []
     for index, statement in enumerate(as_list(policy.get("Statement"))):
         where = f"{label} statement {statement.get('Sid', index)}"
@@ -248,11 +327,21 @@ def policy_problems(policy: Mapping[str, Any], label: str) -> list[str]:
             if negated in statement:
                 problems.append(f"{where} uses {negated} (grants everything else)")
         problems.extend(f"{where} has a wildcard action {a!r}" for a in as_list(statement.get("Action")) if "*" in a)
-        if (label, str(statement.get("Sid", ""))) not in BARE_RESOURCE_EXCEPTIONS:
-            problems.extend(
-                f"{where} applies to every resource ('*')" for r in as_list(statement.get("Resource")) if r == "*"
-            )
+        if "*" in as_list(statement.get("Resource")):
+            scoped = [a for a in as_list(statement.get("Action")) if a not in ACTIONS_WITHOUT_RESOURCE_LEVEL]
+            problems.extend(f"{where} applies {a} to every resource ('*')" for a in scoped)
     return problems
+
+
+def managed_policy_problems(resources: Iterable[Resource]) -> list[str]:
+    """Every attached AWS managed policy ALLOWED_MANAGED_POLICIES does not name."""
+    return [
+        f"{res.key} has AWS managed policy {arn} attached"
+        for res in resources
+        if isinstance(res.spec, RoleSpec)
+        for arn in res.spec.managed_policies
+        if arn not in ALLOWED_MANAGED_POLICIES
+    ]
 
 
 def policies_of(resources: Iterable[Resource]) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -268,5 +357,8 @@ def policies_of(resources: Iterable[Resource]) -> Iterator[tuple[str, Mapping[st
 
 
 def least_privilege_problems(resources: Iterable[Resource]) -> list[str]:
-    """policy_problems over every policy of the given declarations; empty when all are least privilege."""
-    return [problem for label, policy in policies_of(resources) for problem in policy_problems(policy, label)]
+    """policy_problems over every policy of the given declarations, and their managed policies not allowed;
+    empty when all are least privilege."""
+    resources = list(resources)
+    inline = [problem for label, policy in policies_of(resources) for problem in policy_problems(policy, label)]
+    return [*inline, *managed_policy_problems(resources)]

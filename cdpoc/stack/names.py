@@ -47,6 +47,11 @@ class ConfiguredNames:
         return f"{self.name}-fleet"
 
     @property
+    def source_rule(self) -> str:
+        """The EventBridge rule that starts the pipeline on a push."""
+        return f"{self.name}-source-changes"
+
+    @property
     def repository(self) -> str:
         """Configured name, or "<name>-s3upload": one per stack, so no two stacks of an account share one."""
         return self.settings.pipeline.repository or f"{self.name}-s3upload"
