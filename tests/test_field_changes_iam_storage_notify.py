@@ -102,9 +102,9 @@ def test_a_changed_trust_policy_and_description_are_shown_both_ways_and_put_back
     assert set(changes) == {"role.events"}
     by_hand = '{"Action":["sts:AssumeRole"],"Effect":"Allow","Principal":{"Service":["ec2.amazonaws.com"]}}'
     wanted = (
-        '{"Action":["sts:AssumeRole"],"Condition":{"ArnLike":{"aws:SourceArn":'
+        '{"Action":["sts:AssumeRole"],"Condition":{"ArnLikeIfExists":{"aws:SourceArn":'
         '["arn:aws:events:us-east-1:123456789012:rule/t1-source-changes"]},'
-        '"StringEquals":{"aws:SourceAccount":["123456789012"]}},"Effect":"Allow",'
+        '"StringEqualsIfExists":{"aws:SourceAccount":["123456789012"]}},"Effect":"Allow",'
         '"Principal":{"Service":["events.amazonaws.com"]}}'
     )
     assert texts(changes["role.events"]) == [

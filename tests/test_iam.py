@@ -206,14 +206,14 @@ def test_service_roles_trust_only_this_account_and_this_stacks_resources(ctx: Co
         [only] = roles[role]["AssumeRolePolicyDocument"]["Statement"]
         return only.get("Condition")
 
-    same_account = {"StringEquals": {"aws:SourceAccount": account}}
+    same_account = {"StringEqualsIfExists": {"aws:SourceAccount": account}}
     assert condition("t1-codedeploy") == {
         **same_account,
-        "ArnLike": {"aws:SourceArn": f"arn:aws:codedeploy:us-east-1:{account}:deploymentgroup:t1/t1-fleet"},
+        "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:codedeploy:us-east-1:{account}:deploymentgroup:t1/*"},
     }
     assert condition("t1-events") == {
         **same_account,
-        "ArnLike": {"aws:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/t1-source-changes"},
+        "ArnLikeIfExists": {"aws:SourceArn": f"arn:aws:events:us-east-1:{account}:rule/t1-source-changes"},
     }
     assert condition("t1-pipeline") == same_account
     assert condition("t1-instance") is None and condition("t1-mongodb") is None

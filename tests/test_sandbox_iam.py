@@ -589,14 +589,18 @@ def test_an_app_instance_may_not_read_the_mongodb_admin_password_and_the_mongodb
 def test_a_codedeploy_role_that_trusts_another_deployment_group_fails_the_deployment(
     sandbox: tuple[tuple[str, ...], Path],
 ) -> None:
-    """The service role's trust holds CodeDeploy to this stack's deployment group (aws:SourceArn, which CodeDeploy
-    sends when it assumes the role): a role trusting another group is one CodeDeploy may not assume here."""
+    """The service role's trust holds CodeDeploy to this stack's application's deployment groups (aws:SourceArn,
+    which CodeDeploy sends when it assumes the role): a role trusting another application's is one CodeDeploy may
+    not assume here."""
     base, bundle = sandbox
     name = f"{STACK}-codedeploy"
     original = client(base, "iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
     [statement] = original["Statement"]
-    other_group = statement["Condition"]["ArnLike"]["aws:SourceArn"].replace(f"/{STACK}-fleet", "/someone-elses")
-    elsewhere = {**statement, "Condition": {**statement["Condition"], "ArnLike": {"aws:SourceArn": other_group}}}
+    other_app = statement["Condition"]["ArnLikeIfExists"]["aws:SourceArn"].replace(f":{STACK}/", ":someone-elses/")
+    elsewhere = {
+        **statement,
+        "Condition": {**statement["Condition"], "ArnLikeIfExists": {"aws:SourceArn": other_app}},
+    }
     client(base, "iam").update_assume_role_policy(
         RoleName=name, PolicyDocument=json.dumps({**original, "Statement": [elsewhere]})
     )
@@ -616,8 +620,9 @@ def test_an_events_role_that_trusts_another_account_starts_nothing(sandbox: tupl
     name = f"{STACK}-events"
     original = client(base, "iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
     [statement] = original["Statement"]
-    assert statement["Condition"]["ArnLike"]["aws:SourceArn"].endswith(f":rule/{STACK}-source-changes")
-    foreign = {**statement, "Condition": {**statement["Condition"], "StringEquals": {"aws:SourceAccount": "1" * 12}}}
+    assert statement["Condition"]["ArnLikeIfExists"]["aws:SourceArn"].endswith(f":rule/{STACK}-source-changes")
+    other_account = {"aws:SourceAccount": "1" * 12}
+    foreign = {**statement, "Condition": {**statement["Condition"], "StringEqualsIfExists": other_account}}
     client(base, "iam").update_assume_role_policy(
         RoleName=name, PolicyDocument=json.dumps({**original, "Statement": [foreign]})
     )

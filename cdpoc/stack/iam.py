@@ -87,10 +87,15 @@ def trust(service: str, **condition: Any) -> dict[str, Any]:
 
 def service_trust(names: StackNames, service: str, source_arn: str | None = None) -> dict[str, Any]:
     """A service role's trust with the confused-deputy conditions: only on this account's behalf, and (where
-    the service sends aws:SourceArn when it assumes the role) only for this stack's resource."""
-    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": names.account}}
+    the service sends aws:SourceArn when it assumes the role) only for this stack's resource.
+
+    IfExists: a key the service sends for another account or resource is refused, and a key it does not send
+    at all does not lock it out. Whether each service sends them, and the SourceArn's exact form, could not be
+    checked against AWS from here; without IfExists a wrong guess would fail every deployment of the first
+    real `up`, with it the worst case is the protection of a trust without conditions."""
+    condition: dict[str, Any] = {"StringEqualsIfExists": {"aws:SourceAccount": names.account}}
     if source_arn:
-        condition["ArnLike"] = {"aws:SourceArn": source_arn}
+        condition["ArnLikeIfExists"] = {"aws:SourceArn": source_arn}
     return trust(service, **condition)
 
 
@@ -285,7 +290,8 @@ def declare(names: StackNames) -> list[Resource]:
     ec2 = trust("ec2.amazonaws.com")
     # CodeDeploy and EventBridge send the deployment group's and the rule's ARN as aws:SourceArn; for
     # CodePipeline cdpoc found no documented aws:SourceArn, so its role is held to the account only.
-    group = names.arn("codedeploy", f"deploymentgroup:{names.codedeploy_application}/{names.deployment_group}")
+    # Any of the application's deployment groups: the form AWS's CodeDeploy examples use.
+    group = names.arn("codedeploy", f"deploymentgroup:{names.codedeploy_application}/*")
     rule = names.arn("events", f"rule/{names.source_rule}")
     return [
         role(names, APP_ROLE, APP_PURPOSE, ec2, app_policy(names)),
