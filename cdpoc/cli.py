@@ -12,13 +12,12 @@ import inspect
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import click
 import typer
 
 from cdpoc import __version__, interrupts
-from cdpoc.context import Context, Options
 from cdpoc.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -29,7 +28,11 @@ from cdpoc.errors import (
     ConfigError,
     Declined,
 )
-from cdpoc.ui import Ui
+from cdpoc.options import Options
+
+if TYPE_CHECKING:  # the run's modules load when a command runs, not for --help or --version
+    from cdpoc.context import Context
+    from cdpoc.ui import Ui
 
 app = typer.Typer(
     help="Stand up a classic AWS CI/CD environment with one command, and tear it down to nothing.\n\n"
@@ -174,12 +177,16 @@ def main_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
+    from cdpoc.ui import Ui
+
     ui = Ui()
     ui.configure(verbose=verbose, quiet=quiet, no_color=no_color)
     ctx.obj = {"options": Options(config, name, region, profile, endpoint_url), "ui": ui}
 
 
 def _context(typer_ctx: typer.Context) -> Context:
+    from cdpoc.context import Context
+
     return Context.build(typer_ctx.obj["options"], typer_ctx.obj["ui"])
 
 

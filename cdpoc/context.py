@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 from cdpoc.aws import registry
@@ -20,22 +19,10 @@ from cdpoc.config import Settings, describe_region, load_settings
 from cdpoc.graph import Graph
 from cdpoc.lock import StackLock
 from cdpoc.model import Observed
+from cdpoc.options import Options
 from cdpoc.stack import build
 from cdpoc.stack.names import ConfiguredNames
 from cdpoc.ui import Ui
-
-
-@dataclass(frozen=True)
-class Options:
-    """What the global flags say; None means "not given"."""
-
-    config: Path | None = None
-    name: str | None = None
-    region: str | None = None
-    profile: str | None = None
-    endpoint_url: str | None = None
-    # (region, where it came from) when nothing else names one; only the demo sets it. None = refuse.
-    fallback_region: tuple[str, str] | None = None
 
 
 @dataclass
