@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -455,3 +457,42 @@ def test_up_applies_exactly_the_changes_the_plan_shows(cloud: FakeCloud) -> None
     apply_plan(FakeRun(), plan, handlers)
     assert cloud.applied == {"left": step.changes}
     assert cloud.items["left"] == {"size": 2, "zone": "a"}
+
+
+def test_discovery_looks_up_the_kinds_at_once() -> None:
+    """A no-op plan is mostly reads: each kind's lookup runs beside the others'. Two kinds whose lookups can
+    only finish together (a barrier) would deadlock one after another."""
+    meeting = threading.Barrier(2, timeout=WAIT)
+
+    class Meeting(FakeHandler):
+        def find(self, run: Any, res: Resource) -> Observed | None:
+            meeting.wait()
+            return None
+
+    cloud = FakeCloud()
+    first, second = Meeting(cloud), Meeting(cloud)
+    second.kind = "other"
+    graph = Graph.of([declare("a", "a", Thing(1, "a")), Resource("b", "other", "b")])
+    plan = make_plan(FakeRun(), graph, {"thing": first, "other": second})
+    assert [s.action for s in plan.steps] == [Action.CREATE, Action.CREATE]
+
+
+def test_a_memoised_listing_is_computed_once_however_many_threads_ask() -> None:
+    from cdpoc.aws.run import AwsRun
+
+    run = AwsRun(clients=None, stack="s")  # type: ignore[arg-type]
+    computed = []
+    start = threading.Barrier(8, timeout=WAIT)
+
+    def listing() -> str:
+        computed.append(1)
+        time.sleep(0.05)  # long enough for the other askers to arrive while it runs
+        return "subnets"
+
+    def ask() -> str:
+        start.wait()
+        return run.memo("scan:subnet", listing)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: ask(), range(8)))
+    assert answers == ["subnets"] * 8 and len(computed) == 1

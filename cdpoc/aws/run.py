@@ -60,6 +60,7 @@ class AwsRun:
     sleep: Callable[[float], None] | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock)
+    _memo_key_locks: dict[str, threading.RLock] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         return self.clients.client(service)
@@ -119,14 +120,22 @@ class AwsRun:
         )
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
-        """Cache one discovery call per run (e.g. all of the stack's subnets), shared by all handlers."""
+        """Cache one discovery call per run (e.g. all of the stack's subnets), shared by all handlers.
+
+        Computed once even when several threads ask at the same time (the planner discovers in parallel):
+        the others wait for that key's answer instead of making the same calls again."""
         with self._memo_lock:
             if key in self._memo:
                 return self._memo[key]
-        value = compute()
-        with self._memo_lock:
-            self._memo.setdefault(key, value)
-            return self._memo[key]
+            key_lock = self._memo_key_locks.setdefault(key, threading.RLock())
+        with key_lock:
+            with self._memo_lock:
+                if key in self._memo:
+                    return self._memo[key]
+            value = compute()
+            with self._memo_lock:
+                self._memo[key] = value
+                return value
 
     def memoized(self, key: str) -> Any | None:
         """What memo(key, ...) computed in this run, without computing it; None if nothing did."""
@@ -136,6 +145,7 @@ class AwsRun:
     def forget(self) -> None:
         with self._memo_lock:
             self._memo.clear()
+            self._memo_key_locks.clear()
 
     def pause(self, seconds: float) -> None:
         """Sleep, but wake and stop at once when the run is cancelled."""
