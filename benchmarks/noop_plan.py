@@ -39,13 +39,13 @@ def main() -> int:
         quiet.configure(quiet=True)
         up(Context.build(options, quiet))
         durations, calls = [], []
+        delay = args.latency_ms / 1000
+
+        def slow(**_: Any) -> None:
+            time.sleep(delay)
+
         for _ in range(args.runs):
             ctx = Context.build(options, quiet)
-            delay = args.latency_ms / 1000
-
-            def slow(**_: Any) -> None:
-                time.sleep(delay)
-
             factory: ClientFactory = ctx.clients
             factory.session.events.register("before-send", slow)
             graph = ctx.graph()
