@@ -85,13 +85,16 @@ class Sandbox:
                 """Requests are not logged: the sandbox shares the terminal with cdpoc's own output."""
 
         self._check_port()
-        from cdpoc.sandbox.cicd import with_control_path
+        from cdpoc.sandbox.cicd import CONTROL_PREFIX, with_control_path
+        from cdpoc.sandbox.guard import with_guard
         from cdpoc.sandbox.health import with_load_balancers
 
         # /_cdpoc/* controls the CI/CD simulation (e.g. fail the next deployment); requests for a load
         # balancer's DNS name (the sandbox as HTTP proxy) get what the load balancer would answer; the rest
-        # is moto's
-        app = with_load_balancers(with_control_path(DomainDispatcherApplication(create_backend_app)))
+        # is moto's; web pages in the developer's browser reach none of it (cdpoc.sandbox.guard)
+        app = with_guard(
+            with_load_balancers(with_control_path(DomainDispatcherApplication(create_backend_app))), CONTROL_PREFIX
+        )
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="cdpoc-sandbox", daemon=True)
