@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import stat
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from cdpoc.aws.source import (
     source_object_digest,
     upload_source,
 )
+from cdpoc.bundlefiles import secret_problems, walk
 from cdpoc.errors import CdpocError, ConfigError
 
 EXECUTABLE = "EXECUTABLE"
@@ -52,11 +52,6 @@ NORMAL = "NORMAL"
 MAX_FILE_BYTES = 6 * 1000 * 1000
 MAX_FILES_PER_COMMIT = 100
 MAX_BYTES_PER_COMMIT = 4 * 1000 * 1000
-
-# Never part of a revision: caches and VCS metadata a working copy may hold.
-IGNORED_DIRECTORIES = frozenset({".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
-IGNORED_SUFFIXES = (".pyc", ".pyo")
-IGNORED_NAMES = frozenset({".DS_Store"})
 
 # 1980-01-01 00:00:00, the earliest time a zip entry can carry: the same bundle always zips to the same bytes.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
@@ -87,35 +82,30 @@ def _mode(path: Path) -> str:
     return EXECUTABLE if path.stat().st_mode & stat.S_IXUSR else NORMAL
 
 
-def _ignored(name: str) -> bool:
-    return name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
-
-
-def _walk(bundle_dir: Path) -> Iterator[Path]:
-    for folder, directories, names in os.walk(bundle_dir):
-        directories[:] = sorted(d for d in directories if d not in IGNORED_DIRECTORIES)
-        for name in sorted(names):
-            if not _ignored(name):
-                yield Path(folder) / name
-
-
-def bundle_problems(bundle_dir: Path) -> list[str]:
-    """Everything that stops the bundle from being pushed or deployed: appspec mistakes, sizes, links."""
+def bundle_problems(bundle_dir: Path, allowed_secrets: frozenset[str] = frozenset()) -> list[str]:
+    """Everything that stops the bundle from being pushed or deployed: appspec mistakes, sizes, links, and files
+    that look like secrets (cdpoc.bundlefiles) other than the allowed ones."""
     if not bundle_dir.is_dir():
         return [f"{bundle_dir}: not a directory"]
     problems = list(validate_bundle(bundle_dir))
-    for path in _walk(bundle_dir):
+    readable = []
+    for path in walk(bundle_dir):
         relative = path.relative_to(bundle_dir).as_posix()
         if path.is_symlink():
             problems.append(f"{relative}: a symbolic link (push the file it points to instead)")
         elif path.stat().st_size > MAX_FILE_BYTES:
             problems.append(f"{relative}: {path.stat().st_size} bytes, over CodeCommit's {MAX_FILE_BYTES} per file")
+        else:
+            readable.append((relative, path.read_bytes()))
+    problems.extend(secret_problems(readable, allowed_secrets))
+    unknown = sorted(allowed_secrets - {relative for relative, _ in readable})
+    problems.extend(f"--allow-secret {relative}: no such file in the bundle" for relative in unknown)
     return problems
 
 
 def read_bundle(bundle_dir: Path) -> list[BundleFile]:
     files = []
-    for path in _walk(bundle_dir):
+    for path in walk(bundle_dir):
         content = path.read_bytes()
         files.append(BundleFile(path.relative_to(bundle_dir).as_posix(), content, _mode(path)))
     return files
@@ -140,9 +130,9 @@ def choose_bundle(given: Path | None, cwd: Path | None = None) -> tuple[Path, st
     return shipped_bundle(), "the sample app that ships with cdpoc (no ./bundle here; --bundle picks another)"
 
 
-def check_bundle(bundle_dir: Path) -> list[BundleFile]:
+def check_bundle(bundle_dir: Path, allowed_secrets: frozenset[str] = frozenset()) -> list[BundleFile]:
     """The bundle's files, or BundleInvalid (exit 2) listing every problem found."""
-    problems = bundle_problems(bundle_dir)
+    problems = bundle_problems(bundle_dir, allowed_secrets)
     if problems:
         raise BundleInvalid(
             f"the bundle in {bundle_dir} has {len(problems)} problem(s):\n  " + "\n  ".join(problems),

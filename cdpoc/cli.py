@@ -305,14 +305,25 @@ def push_app(
     timeout: Annotated[
         float, typer.Option("--timeout", min=1.0, help="Seconds --wait waits before giving up (exit 1).")
     ] = 1800.0,
+    allow_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-secret",
+            metavar="PATH",
+            help="Ship this bundle file although it looks like a secret (repeatable; path relative to the bundle).",
+        ),
+    ] = None,
     json_output: JsonLinesOption = False,
 ) -> None:
-    """Commit what changed in the bundle to the pipeline's source (exit 2 if the bundle is invalid)."""
+    """Commit what changed in the bundle to the pipeline's source (exit 2 if the bundle is invalid).
+
+    Files excluded by the bundle's .cdpocignore or .gitignore files are not sent; a file that looks like a
+    secret is refused unless --allow-secret names it."""
     from cdpoc import rollout
 
     if json_output:
         ctx.obj["ui"].start_stream("push-app")
-    rollout.push_app(_context(ctx), bundle, message, wait, timeout)
+    rollout.push_app(_context(ctx), bundle, message, wait, timeout, frozenset(allow_secret or ()))
 
 
 @app.command()

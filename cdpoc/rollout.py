@@ -365,14 +365,21 @@ def _after_success(ctx: Context, state: Rollout) -> None:
 
 
 @holding_lock("push-app")
-def push_app(ctx: Context, bundle_dir: Path | None, message: str | None, wait: bool, timeout: float) -> PushResult:
+def push_app(
+    ctx: Context,
+    bundle_dir: Path | None,
+    message: str | None,
+    wait: bool,
+    timeout: float,
+    allowed_secrets: frozenset[str] = frozenset(),
+) -> PushResult:
     """Validate, push what changed, and with `wait` follow it to the instances (DeploymentFailed if it fails).
 
     bundle_dir None: ./bundle, or the sample app that ships with cdpoc (cdpoc.bundle.choose_bundle)."""
     bundle_dir, chosen_by = choose_bundle(bundle_dir)
     ctx.ui.say(f"Bundle: {bundle_dir} ({chosen_by})")
     newer_than = newest_execution_id(ctx.run, ctx.names.pipeline) if wait else None
-    result = push_bundle(ctx, bundle_dir, message)
+    result = push_bundle(ctx, bundle_dir, message, allowed_secrets)
     if result.changed and wait:
         follow_push(ctx, result, timeout, newer_than)
     elif result.changed:
@@ -381,9 +388,11 @@ def push_app(ctx: Context, bundle_dir: Path | None, message: str | None, wait: b
 
 
 @holding_lock("push-app")
-def push_bundle(ctx: Context, bundle_dir: Path, message: str | None) -> PushResult:
+def push_bundle(
+    ctx: Context, bundle_dir: Path, message: str | None, allowed_secrets: frozenset[str] = frozenset()
+) -> PushResult:
     """Validate the bundle (before any AWS call), then push only what differs from the source."""
-    files = check_bundle(bundle_dir)
+    files = check_bundle(bundle_dir, allowed_secrets)
     result = push(ctx.run, ctx.names.pipeline, files, message)
     _pushed(ctx.ui, result)
     return result
