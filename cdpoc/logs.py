@@ -32,6 +32,7 @@ from rich.text import Text
 from cdpoc.aws import logs_read
 from cdpoc.aws.observe import Throttled
 from cdpoc.errors import EXIT_OK, ConfigError
+from cdpoc.printable import printable
 
 if TYPE_CHECKING:
     from cdpoc.context import Context
@@ -118,7 +119,8 @@ def log_line(event: dict[str, Any]) -> LogLine:
 
 def format_line(line: LogLine) -> str:
     stamp = line.time.strftime("%Y-%m-%d %H:%M:%S") + f".{line.timestamp % 1000:03d}Z"
-    return f"{stamp} {line.instance} {line.source:10} {line.message}"
+    # Written raw to stdout (Ui.out): one event per line, whatever its message holds (cdpoc.printable).
+    return printable(f"{stamp} {line.instance} {line.source:10} {line.message}", one_line=True)
 
 
 def line_dict(line: LogLine) -> dict[str, Any]:

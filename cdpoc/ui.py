@@ -13,20 +13,44 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderableType, RenderHook, RenderResult
 from rich.live import Live
+from rich.segment import Segment
 from rich.text import Text
 
 from cdpoc import __version__
 from cdpoc.errors import CdpocError
 from cdpoc.executor import Event, State
+from cdpoc.printable import printable
 from cdpoc.render import JSON_SCHEMA, ProgressRow, progress_line, progress_table
+
+
+class _Printable:
+    """A renderable whose text reaches the terminal with its control characters escaped (cdpoc.printable);
+    rich's own control segments (cursor moves of live views) pass untouched."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            yield segment if segment.control else Segment(printable(segment.text), segment.style)
+
+
+class _EscapeControlCharacters(RenderHook):
+    """On every console the Ui owns: whatever is printed or shown live, AWS strings included (tags, messages,
+    log lines, S3 keys), cannot steer the operator's terminal."""
+
+    def process_renderables(self, renderables: list[ConsoleRenderable]) -> list[ConsoleRenderable]:
+        return [_Printable(renderable) for renderable in renderables]
 
 
 class Ui:
     def __init__(self, console: Console | None = None, err: Console | None = None, json_mode: bool = False) -> None:
         self.console = console or Console(highlight=False)
         self.err = err or Console(stderr=True, highlight=False)
+        for owned in (self.console, self.err):
+            owned.push_render_hook(_EscapeControlCharacters())
         self.json_mode = json_mode
         # --quiet: only errors, warnings and machine output; --verbose: every AWS call on stderr.
         self.quiet = False
@@ -137,8 +161,9 @@ class Ui:
             yield LiveView(None)
             return
         auto = refresh_per_second > 0
+        # Live draws through its own render hook, after the one escaping control characters: wrapped here.
         with Live(
-            renderable,
+            _Printable(renderable) if renderable is not None else None,
             console=self.console,
             auto_refresh=auto,
             refresh_per_second=refresh_per_second if auto else 4,
@@ -168,7 +193,7 @@ class LiveView:
 
     def update(self, renderable: RenderableType) -> None:
         if self._live is not None:
-            self._live.update(renderable, refresh=True)
+            self._live.update(_Printable(renderable), refresh=True)
 
 
 class Progress:

@@ -211,3 +211,16 @@ def test_follow_backs_off_when_throttled(ctx: Context, monkeypatch: pytest.Monke
     output(ctx, LogRequest.parse(follow=True), sleep=sleep)
     assert polls == [2.0, 4.0, 8.0, 2.0]
     assert "next read in 8s" in ctx.ui.err.export_text()
+
+
+def test_a_forged_log_line_cannot_steer_the_terminal_or_fake_another_line(ctx: Context) -> None:
+    """An upload's file name is logged by the app; whoever chose it must not rewrite the operator's screen."""
+    forged = "upload of a.pdf\x1b]0;pwned\x07\x1b[2J\r\n2026-01-01 00:00:00.000Z i-0fake app        all good\u202e"
+    put(ctx, f"{A}/app", (30, forged))
+    lines = output(ctx, LogRequest.parse(since="1m"))[-1:]
+    assert "\n" not in lines[0] and "\x1b" not in lines[0] and "\r" not in lines[0]
+    assert lines[0].endswith(
+        "upload of a.pdf\\x1b]0;pwned\\x07\\x1b[2J\\r\\n2026-01-01 00:00:00.000Z i-0fake app        all good\\u202e"
+    )
+    ctx.ui.json_mode = True  # JSON keeps the message exactly (json.dumps escapes every control character)
+    assert json.loads(output(ctx, LogRequest.parse(since="1m"))[-1])["message"] == forged
