@@ -205,3 +205,17 @@ def test_the_pipeline_starts_for_its_branch_only(clock: FakeClock) -> None:
     assert newest["trigger"]["triggerType"] == "CloudWatchEvent"
     clock.advance(1.0)  # the source action runs: it fetches the fast-forwarded tip
     assert world.executions()[0]["sourceRevisions"][0]["revisionId"] == side
+
+
+def test_one_commit_carries_at_most_7_mb_of_content(cc: Any) -> None:
+    """Each file under CodeCommit's 6 MB, together over the 7 MB a commit may change: refused, which is why
+    cdpoc splits a large push into commits of ~4 MB."""
+    five_mb = b"x" * (5 * 1024 * 1024)
+    with pytest.raises(ClientError) as refused:
+        cc.create_commit(
+            repositoryName=REPO,
+            branchName="main",
+            putFiles=[{"filePath": "a.bin", "fileContent": five_mb}, {"filePath": "b.bin", "fileContent": five_mb}],
+        )
+    assert code(refused) == "FileContentSizeLimitExceededException"
+    assert cc.list_branches(repositoryName=REPO)["branches"] == []

@@ -17,6 +17,9 @@ GIT_MODES = {"NORMAL": "100644", "EXECUTABLE": "100755", "SYMLINK": "120000"}
 TREE_MODE = "40000"
 MAX_FILE_ENTRIES = 100  # CodeCommit quota: files added, updated, deleted or re-moded in one commit
 MAX_FILE_BYTES = 6 * 1024 * 1024
+# FileContentSizeLimitExceededException (botocore's model): "The maximum file size is 6 MB, and the combined
+# file content change size is 7 MB."
+MAX_COMMIT_CONTENT_BYTES = 7 * 1024 * 1024
 COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 # git-check-ref-format, the parts CodeCommit enforces for branch names
 BAD_BRANCH = re.compile(r"(^[./-])|(\.\.)|([\s~^:?*\[\\])|(@\{)|(\.lock$)|(/$)|(\.$)|(//)")
@@ -381,6 +384,12 @@ class GitRepository:
                 "MaximumFileEntriesExceededException",
                 f"The number of specified files to change as part of this commit exceeds the maximum of "
                 f"{MAX_FILE_ENTRIES}.",
+            )
+        if sum(len(put.content or b"") for put in puts) > MAX_COMMIT_CONTENT_BYTES:
+            raise CodeCommitError(
+                "FileContentSizeLimitExceededException",
+                "The commit cannot be created because the combined file content change size exceeds the "
+                "maximum of 7 MB. Consider making these changes using a Git client.",
             )
         parent = self._parent_for(branch, parent_id)
         old_files: dict[str, Entry] = dict(parent.files) if parent else {}
