@@ -198,3 +198,22 @@ def test_a_branch_moved_by_someone_else_is_not_fast_forwarded(
         pushed(ctx, world, "v2")
     assert branch_tip(ctx.run, world.repository, "main") == theirs[0]
     assert len(runs(world)) == 2  # v1, and their commit: nothing of this push
+
+
+def test_a_first_push_killed_before_its_branch_became_the_default_is_tidied_by_the_next(
+    world: World, make_context: Callable[..., Context]
+) -> None:
+    """An empty repository's first large push: the side branch (the first branch, so the default) got every
+    commit and `main` was created at the last one, then the run died. The release happened; the next large
+    push makes `main` the default (a default branch cannot be deleted) and removes the side branch."""
+    dying = make_context()
+    KillAfter(dying.clients, operation="codecommit:CreateBranch")
+    with pytest.raises(Killed):
+        pushed(dying, world, "v1")
+    metadata = client("codecommit").get_repository(repositoryName=world.repository)["repositoryMetadata"]
+    assert metadata["defaultBranch"] == "cdpoc/push-root" and len(runs(world)) == 1
+
+    pushed(make_context(), world, "v2")
+    metadata = client("codecommit").get_repository(repositoryName=world.repository)["repositoryMetadata"]
+    assert metadata["defaultBranch"] == "main" and branches(world) == ["main"]
+    assert len(runs(world)) == 2
