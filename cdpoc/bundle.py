@@ -2,9 +2,11 @@
 
 CodeCommit source: the bundle's files get git blob ids computed locally (sha1 of "blob <size>\\0" +
 content), compared with the blob ids of the branch tip's files (GetFolder, no content downloaded);
-what differs, and what was deleted locally, goes into CreateCommit calls of at most 100 files and
-a few MB each, chained on the tip (an empty repository's first commit has no parent). Nothing differs:
-no commit at all. Files executable in the working copy are committed EXECUTABLE, the others NORMAL.
+what differs, and what was deleted locally, goes into one CreateCommit on the tip (an empty repository's
+first commit has no parent). A push larger than one commit (100 files or ~4 MB) is chained on a side
+branch `cdpoc/push-<tip>` and the pipeline's branch fast-forwarded to it once, so one push is one pipeline
+run. Nothing differs: no commit at all. Files executable in the working copy are committed EXECUTABLE,
+the others NORMAL.
 
 S3 source: one zip built deterministically (sorted entries, fixed timestamps and modes), so an unchanged
 bundle gives the same bytes; its SHA-256 is kept as object metadata and compared before uploading.
@@ -24,31 +26,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cdpoc.appspec import validate_bundle
+from cdpoc.aws.errors import caused_by
 from cdpoc.aws.pipeline import start_execution
 from cdpoc.aws.run import AwsRun
 from cdpoc.aws.source import (
     CODECOMMIT,
+    PUSH_BRANCH_PREFIX,
     S3,
     CommitChanges,
     RemoteFile,
+    RepositoryInfo,
     SourceAction,
     branch_tip,
+    built_by_cdpoc,
+    create_branch,
     create_commit,
+    delete_branch,
+    fast_forward,
     files_at,
     get_pipeline,
     git_blob_id,
+    list_branches,
+    repository_info,
     source_action,
     source_object_digest,
+    update_default_branch,
     upload_source,
 )
 from cdpoc.bundlefiles import secret_problems, walk
-from cdpoc.errors import CdpocError, ConfigError
+from cdpoc.errors import AwsError, CdpocError, ConfigError, ConflictError
 
 EXECUTABLE = "EXECUTABLE"
 NORMAL = "NORMAL"
 
-# CodeCommit limits: a file of at most 6 MB through the API, at most 100 file changes per commit; the
-# request (base64 content) must stay well under the API's payload limit, so commits carry ~4 MB.
+# CodeCommit limits on CreateCommit: a file of at most 6 MB through the API (CodeCommit User Guide, "Quotas":
+# "File size"); at most 7 MB of file content changed in one commit (botocore's model,
+# FileContentSizeLimitExceededException); a bounded number of file entries per commit
+# (MaximumFileEntriesExceededException; AWS names no number, 100 is what cdpoc and the sandbox hold to). The
+# request carries the content base64-encoded, so commits carry ~4 MB. A push over these is several commits,
+# released at once from a side branch (_push_on_side_branch).
 MAX_FILE_BYTES = 6 * 1000 * 1000
 MAX_FILES_PER_COMMIT = 100
 MAX_BYTES_PER_COMMIT = 4 * 1000 * 1000
@@ -269,21 +285,110 @@ def push_codecommit(run: AwsRun, action: SourceAction, files: Sequence[BundleFil
     changes = diff(files, remote)
     if changes.empty:
         return PushResult(CODECOMMIT, target, summary=f"nothing changed since {tip[:12] if tip else 'the start'}")
-    commits: list[str] = []
-    parent = tip
-    chunks = batches(changes)
     message = message or f"cdpoc push-app: {changes.summary()}"
-    for index, chunk in enumerate(chunks, start=1):
-        # Each part of a large push is a commit of its own; the pipeline runs the last one.
-        text = message if len(chunks) == 1 else f"{message} (part {index} of {len(chunks)})"
-        commit = create_commit(run, repository, branch, parent, text, chunk)
-        if commit is None:  # CodeCommit saw no change in this part after all
-            continue
-        commits.append(commit)
-        parent = commit
-    if not commits:
+    chunks = batches(changes)
+    if len(chunks) > 1:
+        return _push_on_side_branch(run, action, files, tip, changes, message)
+    # One commit, one referenceUpdated on the branch: one pipeline run.
+    commit = create_commit(run, repository, branch, tip, message, chunks[0])
+    if commit is None:  # CodeCommit saw no change after all
         return PushResult(CODECOMMIT, target, summary="CodeCommit found nothing to change")
-    return PushResult(CODECOMMIT, target, revision=commits[-1], commits=tuple(commits), summary=changes.summary())
+    return PushResult(CODECOMMIT, target, revision=commit, commits=(commit,), summary=changes.summary())
+
+
+def side_branch_name(tip: str | None) -> str:
+    """The branch a push larger than one commit is built on: named after the tip it starts from, so a push
+    interrupted there is continued by the next one from the same tip (which diffs against it anyway)."""
+    return f"{PUSH_BRANCH_PREFIX}{tip[:12] if tip else 'root'}"
+
+
+def _push_on_side_branch(
+    run: AwsRun, action: SourceAction, files: Sequence[BundleFile], tip: str | None, changes: BundleDiff, message: str
+) -> PushResult:
+    """A push that needs more than one CreateCommit: every commit on a side branch made from the tip, then the
+    pipeline's branch fast-forwarded to it once, then the side branch deleted. Each commit on the pipeline's
+    branch would start a pipeline run (its EventBridge rule: referenceUpdated on the branch) and could deploy
+    a partial tree; one fast-forward is one release. Safe to interrupt anywhere: the next push continues the
+    side branch of the same tip, and removes those of other tips."""
+    repository, branch = action.repository, action.branch
+    target = f"{repository} branch {branch}"
+    info = repository_info(run, repository)
+    if info.stack != run.stack:
+        raise ConflictError(
+            f"repository {repository} is not tagged as stack {run.stack}'s (cdpoc:stack="
+            f"{info.stack or 'none'}): a push of more than one commit is built on a branch of its own, and "
+            "cdpoc creates or deletes branches only in the stack's own repository",
+            "Check the repository's cdpoc:stack tag (`cdpoc up` creates the repository with it), or push fewer "
+            f"than {MAX_FILES_PER_COMMIT} changed files at a time.",
+        )
+    side = side_branch_name(tip)
+    parent = _start_side_branch(run, repository, branch, tip, side, info)
+    if parent != tip:  # continuing an interrupted push: what is still missing from its side branch
+        changes = diff(files, files_at(run, repository, parent) if parent else {})
+    chunks = batches(changes)
+    commits: list[str] = []
+    for index, chunk in enumerate(chunks, start=1):
+        text = message if len(chunks) == 1 else f"{message} (part {index} of {len(chunks)})"
+        commit = create_commit(run, repository, side, parent, text, chunk)
+        if commit is not None:
+            commits.append(commit)
+            parent = commit
+    if parent is None or parent == tip:  # CodeCommit saw no change in any part after all
+        delete_branch(run, repository, side)
+        return PushResult(CODECOMMIT, target, summary="CodeCommit found nothing to change")
+    _release(run, repository, branch, tip, parent)
+    delete_branch(run, repository, side)
+    return PushResult(CODECOMMIT, target, revision=parent, commits=tuple(commits), summary=changes.summary())
+
+
+def _start_side_branch(
+    run: AwsRun, repository: str, branch: str, tip: str | None, side: str, info: RepositoryInfo
+) -> str | None:
+    """Remove side branches other pushes left (from other tips), and return the commit to build on: the side
+    branch's tip when an interrupted push from this tip left it (cdpoc's commits only), else the tip itself
+    (the branch made there; an empty repository's first commit makes it)."""
+    branches = list_branches(run, repository)
+    if info.default_branch.startswith(PUSH_BRANCH_PREFIX) and branch in branches:
+        # a first push interrupted before the pipeline's branch became the default: a default branch
+        # cannot be deleted
+        update_default_branch(run, repository, branch)
+    for leftover in branches:
+        if leftover.startswith(PUSH_BRANCH_PREFIX) and leftover != side:
+            delete_branch(run, repository, leftover)
+    if side in branches:
+        side_tip = branch_tip(run, repository, side)
+        if side_tip is not None and built_by_cdpoc(run, repository, side_tip, tip):
+            return side_tip
+        if tip is None:
+            raise ConflictError(
+                f"branch {side} of {repository} holds commits that are not cdpoc's, and it cannot be replaced "
+                "while the repository has no other branch",
+                f"Look at {side} in the CodeCommit console; delete it or make it the default branch's start.",
+            )
+        delete_branch(run, repository, side)
+    if tip is not None:
+        create_branch(run, repository, side, tip)
+    return tip
+
+
+def _release(run: AwsRun, repository: str, branch: str, tip: str | None, commit: str) -> None:
+    """Point the pipeline's branch at the side branch's last commit, in one step (one pipeline run)."""
+    if tip is not None:
+        fast_forward(run, repository, commit, branch)
+        return
+    # An empty repository: the pipeline's branch does not exist yet; it is created at the last commit
+    # (referenceCreated) and made the default branch, which the side branch became with the first commit.
+    try:
+        create_branch(run, repository, branch, commit)
+    except AwsError as exc:
+        if caused_by(exc, "BranchNameExistsException"):
+            raise ConflictError(
+                f"branch {branch} of {repository} was created by someone else while push-app was committing: "
+                "nothing was released",
+                "Run `cdpoc push-app` again: it compares with the new tip and commits only what still differs.",
+            ) from exc
+        raise
+    update_default_branch(run, repository, branch)
 
 
 def push_s3(run: AwsRun, action: SourceAction, pipeline: str, files: Sequence[BundleFile]) -> PushResult:

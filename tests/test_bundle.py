@@ -33,6 +33,7 @@ from cdpoc.bundle import (
     zip_bundle,
 )
 from cdpoc.context import Context
+from cdpoc.errors import ConflictError
 
 REPO_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 APPSPEC = {
@@ -247,23 +248,57 @@ def test_a_changed_file_is_the_only_thing_committed_on_the_tip(
     assert result.commits == ("c2",)
 
 
-def test_large_pushes_chain_their_commits(
+def test_a_large_first_push_is_built_on_a_side_branch_and_released_once(
+    ctx: Context, codecommit: Stubber, small_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty repository, a push of two commits: both on cdpoc/push-root (the first makes it, and it becomes
+    the default branch), then the pipeline's branch is created at the last one (one referenceCreated: one
+    run), made the default, and the side branch deleted."""
+    monkeypatch.setattr(bundle_module, "MAX_FILES_PER_COMMIT", 2)
+    files = read_bundle(small_bundle)
+    arn = "arn:aws:codecommit:us-east-1:123456789012:s3upload"
+    codecommit.add_client_error("get_branch", "BranchDoesNotExistException", http_status_code=400)
+    codecommit.add_response(
+        "get_repository",
+        {"repositoryMetadata": {"repositoryName": "s3upload", "Arn": arn}},
+        {"repositoryName": "s3upload"},
+    )
+    codecommit.add_response("list_tags_for_resource", {"tags": {"cdpoc:stack": "t1"}}, {"resourceArn": arn})
+    codecommit.add_response("list_branches", {"branches": []}, {"repositoryName": "s3upload"})
+    parents: list[str | None] = []
+    branches: list[str] = []
+    for commit in ("c1", "c2"):
+        codecommit.add_response("create_commit", {"commitId": commit, "treeId": "t"})
+    codecommit.add_response("create_branch", {}, {"repositoryName": "s3upload", "branchName": "main", "commitId": "c2"})
+    codecommit.add_response("update_default_branch", {}, {"repositoryName": "s3upload", "defaultBranchName": "main"})
+    codecommit.add_response(
+        "delete_branch",
+        {"deletedBranch": {"branchName": "cdpoc/push-root", "commitId": "c2"}},
+        {"repositoryName": "s3upload", "branchName": "cdpoc/push-root"},
+    )
+    client = ctx.run.client("codecommit")
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        parents.append(params.get("parentCommitId"))
+        branches.append(params["branchName"])
+
+    client.meta.events.register("provide-client-params.codecommit.CreateCommit", record)
+    result = push_codecommit(ctx.run, ACTION, files, "big")
+    assert result.commits == ("c1", "c2") and result.revision == "c2"
+    assert parents == [None, "c1"]
+    assert branches == ["cdpoc/push-root"] * 2
+
+
+def test_a_large_push_into_a_repository_not_tagged_as_the_stacks_is_refused(
     ctx: Context, codecommit: Stubber, small_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(bundle_module, "MAX_FILES_PER_COMMIT", 2)
-    files = read_bundle(small_bundle)
+    arn = "arn:aws:codecommit:us-east-1:123456789012:s3upload"
     codecommit.add_client_error("get_branch", "BranchDoesNotExistException", http_status_code=400)
-    parents: list[str | None] = []
-    for commit in ("c1", "c2"):
-        codecommit.add_response("create_commit", {"commitId": commit, "treeId": "t"})
-    client = ctx.run.client("codecommit")
-    client.meta.events.register(
-        "provide-client-params.codecommit.CreateCommit",
-        lambda params, **_: parents.append(params.get("parentCommitId")),
-    )
-    result = push_codecommit(ctx.run, ACTION, files, "big")
-    assert result.commits == ("c1", "c2")
-    assert parents == [None, "c1"]
+    codecommit.add_response("get_repository", {"repositoryMetadata": {"repositoryName": "s3upload", "Arn": arn}})
+    codecommit.add_response("list_tags_for_resource", {"tags": {"cdpoc:stack": "other"}})
+    with pytest.raises(ConflictError, match=r"not tagged as stack t1's \(cdpoc:stack=other\)"):
+        push_codecommit(ctx.run, ACTION, read_bundle(small_bundle), "big")
 
 
 def test_nothing_new_for_codecommit_is_not_an_error(ctx: Context, codecommit: Stubber, small_bundle: Path) -> None:

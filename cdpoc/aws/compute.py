@@ -25,7 +25,7 @@ from typing import Any
 
 from cdpoc.aws.errors import DependencyViolation, aws_errors, call_or_none, caused_by, ignore_missing, unless_listed
 from cdpoc.aws.handler import Handler, observed
-from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.iam import RUN_INSTANCES_PROPAGATION, retry_iam_propagation
 from cdpoc.aws.ownership import NOT_MANAGED, by_component, owner_attrs, refuse_not_ours, with_owner
 from cdpoc.aws.run import COMPONENT_TAG, STACK_TAG, AwsRun, paginate, tag_map
 from cdpoc.aws.snapshots import delete_snapshot, describe_snapshot, kept_snapshots, wait_for_snapshot
@@ -339,8 +339,9 @@ class InstanceHandler(Handler):
             with aws_errors(f"launching instance {res.name}"):
                 return dict(_ec2(run).run_instances(**params, ClientToken=token)["Instances"][0])
 
-        # A fresh instance profile is refused for a while ("Invalid IAM Instance Profile name").
-        return retry_iam_propagation(run, f"launching instance {res.name}", call)
+        # A fresh instance profile is refused for a while ("Invalid IAM Instance Profile name"), and so is one whose
+        # new role is not visible yet ("... has no associated IAM Roles"): RUN_INSTANCES_PROPAGATION.
+        return retry_iam_propagation(run, f"launching instance {res.name}", call, RUN_INSTANCES_PROPAGATION)
 
     def update(
         self,

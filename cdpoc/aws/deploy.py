@@ -20,7 +20,7 @@ from cdpoc.aws.account import account_id
 from cdpoc.aws.compute import stack_auto_scaling_groups
 from cdpoc.aws.errors import aws_errors, call_or_none, caused_by
 from cdpoc.aws.handler import Handler, observed
-from cdpoc.aws.iam import retry_iam_propagation
+from cdpoc.aws.iam import CREATE_DEPLOYMENT_GROUP_PROPAGATION, retry_iam_propagation
 from cdpoc.aws.ownership import missing_tags, ownership, ownership_changes, refuse_not_ours, wanted_tags
 from cdpoc.aws.run import STACK_TAG, AwsRun, chunks, tag_list, tag_map
 from cdpoc.errors import AwsError
@@ -434,8 +434,11 @@ class DeploymentGroupHandler(Handler):
                 )
 
         try:
-            # A fresh service role is refused for a while (InvalidRoleException "cannot be assumed").
-            retry_iam_propagation(run, f"creating deployment group {res.name}", call)
+            # A fresh service role is refused for a while (InvalidRoleException "cannot be assumed"; the trigger's
+            # topic: InvalidTriggerConfigException "... Topic ARN ..."): CREATE_DEPLOYMENT_GROUP_PROPAGATION.
+            retry_iam_propagation(
+                run, f"creating deployment group {res.name}", call, CREATE_DEPLOYMENT_GROUP_PROPAGATION
+            )
         except AwsError as exc:
             if not caused_by(exc, "DeploymentGroupAlreadyExistsException"):
                 raise

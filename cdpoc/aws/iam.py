@@ -51,6 +51,21 @@ PROPAGATION_ERRORS: tuple[tuple[str, str], ...] = (
     ("InvalidStructureException", "not authorized"),  # CreatePipeline
     ("InvalidStructureException", "unable to assume"),  # CreatePipeline
 )
+# RunInstances, as terraform-provider-aws retries it (internal/service/ec2/ec2_instance.go, resourceInstanceCreate,
+# for iamPropagationTimeout): InvalidParameterValue "Invalid IAM Instance Profile" (the profile is not visible
+# yet) and " has no associated IAM Roles" (its role is not, though AddRoleToInstanceProfile returned). Any
+# other InvalidParameterValue (an instance type, a subnet) is a real mistake.
+RUN_INSTANCES_PROPAGATION: tuple[tuple[str, str], ...] = (
+    ("InvalidParameterValue", "invalid iam instance profile"),
+    ("InvalidParameterValue", "has no associated iam roles"),
+)
+# CreateDeploymentGroup, as terraform-provider-aws retries it (internal/service/deploy/deployment_group.go,
+# resourceDeploymentGroupCreate, 5 minutes): InvalidRoleException by its code, and InvalidTriggerConfigException
+# whose message names the "Topic ARN" (CodeDeploy cannot publish to the trigger's SNS topic with the new role yet).
+CREATE_DEPLOYMENT_GROUP_PROPAGATION: tuple[tuple[str, str], ...] = (
+    ("InvalidRoleException", ""),
+    ("InvalidTriggerConfigException", "topic arn"),
+)
 
 
 # --- policy documents -------------------------------------------------------------------------
@@ -126,18 +141,22 @@ def _client_error(exc: BaseException | None) -> botocore.exceptions.ClientError 
     return None
 
 
-def is_propagation_error(exc: BaseException) -> bool:
-    """True for exactly the errors AWS gives while a new role or instance profile is not usable yet."""
+def is_propagation_error(exc: BaseException, errors: Sequence[tuple[str, str]] = PROPAGATION_ERRORS) -> bool:
+    """True for exactly the errors AWS gives while a new role or instance profile is not usable yet: `errors`,
+    (code, lower-case message fragment) pairs, the call's own where it has them."""
     error = _client_error(exc)
     if error is None:
         return False
     code = error_code(error)
     message = str(error.response.get("Error", {}).get("Message", "")).lower()
-    return any(code == wanted and text in message for wanted, text in PROPAGATION_ERRORS)
+    return any(code == wanted and text in message for wanted, text in errors)
 
 
-def retry_iam_propagation(run: AwsRun, what: str, call: Callable[[], T]) -> T:
-    """Run `call`, retrying IAM propagation errors (by code and message) with jitter for run.waits.iam_propagation.
+def retry_iam_propagation(
+    run: AwsRun, what: str, call: Callable[[], T], errors: Sequence[tuple[str, str]] = PROPAGATION_ERRORS
+) -> T:
+    """Run `call`, retrying IAM propagation errors (`errors`: by code and message) with jitter for
+    run.waits.iam_propagation.
 
     Any other error is raised at once. Pauses go through run.pause, so Ctrl-C stops the wait.
     """
@@ -149,7 +168,7 @@ def retry_iam_propagation(run: AwsRun, what: str, call: Callable[[], T]) -> T:
         try:
             return call()
         except Exception as exc:
-            if not is_propagation_error(exc):
+            if not is_propagation_error(exc, errors):
                 raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -494,11 +494,19 @@ class RuleHandler(Handler):
                 Rule=res.name,
                 Targets=[{"Id": i, "Arn": arn, **({"RoleArn": role} if role else {})} for i, arn, role in targets],
             )
-        if reply.get("FailedEntryCount"):
+        # PutTargets answers 200 and lists refused targets in FailedEntries (FailedEntryCount): a refused
+        # target is no success. terraform-provider-aws does the same and retries none of them
+        # (internal/service/events/target.go, putTargetsError): EventBridge assumes the target's role only
+        # when it invokes the target, so a new role's propagation shows as FailedInvocations, not here.
+        failed = reply.get("FailedEntries") or []
+        if reply.get("FailedEntryCount") or failed:
             failures = "; ".join(
-                f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in reply.get("FailedEntries", [])
+                f"target {e.get('TargetId')}: {e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in failed
             )
-            raise AwsError(f"EventBridge refused the pipeline as the target of rule {res.name}: {failures}")
+            raise AwsError(
+                f"EventBridge refused the pipeline as the target of rule {res.name}: {failures or 'no reason given'}",
+                "Run `cdpoc up` again; the rule exists and up will point it at the pipeline.",
+            )
 
     def update(
         self,

@@ -6,8 +6,9 @@ S3 source, and the pipeline's source action records that choice: later runs read
 so they neither ask CodeCommit again nor change anything.
 
 Also the reads and writes `push-app` needs: the branch tip, the files of a commit (blob ids and modes,
-so unchanged files are never downloaded), CreateCommit, and the S3 source object; and, for `down`,
-how much history the branch holds.
+so unchanged files are never downloaded), CreateCommit, the side branches a push of more than one commit is
+built on and released from at once (CreateBranch, MergeBranchesByFastForward, DeleteBranch), and the S3
+source object; and, for `down`, how much history the branch holds.
 """
 
 from __future__ import annotations
@@ -136,6 +137,18 @@ def source_action(pipeline: Mapping[str, Any] | None) -> SourceAction | None:
 # --- the handler ----------------------------------------------------------------------------------------
 
 
+def repository_tags(run: AwsRun, arn: str) -> dict[str, str]:
+    """A repository's tags, every page."""
+    tags: dict[str, str] = {}
+    with aws_errors(f"reading the tags of {arn}"):
+        reply = _codecommit(run).list_tags_for_resource(resourceArn=arn)
+        tags.update(reply.get("tags", {}))
+        while reply.get("nextToken"):
+            reply = _codecommit(run).list_tags_for_resource(resourceArn=arn, nextToken=reply["nextToken"])
+            tags.update(reply.get("tags", {}))
+    return tags
+
+
 def _s3_source(res: Resource, bucket: str, owner: str, fallback_reason: str = "") -> Observed:
     """The S3 source: the spec's key in `bucket` (the artifact bucket), as the pipeline of stack `owner`
     records it."""
@@ -172,14 +185,7 @@ class SourceHandler(Handler):
         return None if reply is None else dict(reply["repositoryMetadata"])
 
     def _tags(self, run: AwsRun, arn: str) -> dict[str, str]:
-        tags: dict[str, str] = {}
-        with aws_errors(f"reading the tags of {arn}"):
-            reply = _codecommit(run).list_tags_for_resource(resourceArn=arn)
-            tags.update(reply.get("tags", {}))
-            while reply.get("nextToken"):
-                reply = _codecommit(run).list_tags_for_resource(resourceArn=arn, nextToken=reply["nextToken"])
-                tags.update(reply.get("tags", {}))
-        return tags
+        return repository_tags(run, arn)
 
     def _observe_repository(self, run: AwsRun, key: str, repository: Mapping[str, Any], branch: str) -> Observed:
         arn = repository.get("Arn") or repository_arn(run, repository["repositoryName"])
@@ -492,6 +498,108 @@ def _landed_commit(
         and all(path in files and files[path].mode == mode for path, mode in changes.modes)
     )
     return tip if holds_changes else None
+
+
+# --- push-app: a push larger than one commit, released at once ---------------------------------------
+
+# The branches a push of more than one commit is built on, named after the commit they start from; cdpoc
+# creates and deletes branches only under this prefix, and only in a repository tagged as the stack's.
+PUSH_BRANCH_PREFIX = "cdpoc/push-"
+# MergeBranchesByFastForward's answers when the pipeline's branch is no longer where the side branch started:
+# the branches diverged (someone pushed), or the branch moved while the merge ran.
+FAST_FORWARD_REFUSED = ("ManualMergeRequiredException", "ConcurrentReferenceUpdateException")
+
+
+@dataclass(frozen=True)
+class RepositoryInfo:
+    arn: str
+    default_branch: str
+    stack: str  # the cdpoc:stack tag read from the repository ("" when it has none)
+
+
+def repository_info(run: AwsRun, repository: str) -> RepositoryInfo:
+    """The repository's ARN, default branch and owning stack (by its own tags)."""
+    with aws_errors(f"reading repository {repository}"):
+        metadata = _codecommit(run).get_repository(repositoryName=repository)["repositoryMetadata"]
+    arn = str(metadata.get("Arn") or repository_arn(run, repository))
+    tags = repository_tags(run, arn)
+    return RepositoryInfo(arn, str(metadata.get("defaultBranch", "")), tags.get(STACK_TAG, ""))
+
+
+def list_branches(run: AwsRun, repository: str) -> list[str]:
+    names: list[str] = []
+    with aws_errors(f"listing the branches of {repository}"):
+        for page in _codecommit(run).get_paginator("list_branches").paginate(repositoryName=repository):
+            names.extend(page.get("branches", []))
+    return names
+
+
+def create_branch(run: AwsRun, repository: str, branch: str, commit: str) -> None:
+    """CreateBranch at `commit`; a branch already there at that very commit is this call's own (answer lost)."""
+    try:
+        with aws_errors(f"creating branch {branch} of {repository}"):
+            _codecommit(run).create_branch(repositoryName=repository, branchName=branch, commitId=commit)
+    except AwsError as exc:
+        if not caused_by(exc, "BranchNameExistsException") or branch_tip(run, repository, branch) != commit:
+            raise
+
+
+def delete_branch(run: AwsRun, repository: str, branch: str) -> None:
+    """DeleteBranch; a branch that is not there counts as deleted (CodeCommit answers without deletedBranch)."""
+    call_or_none(
+        f"deleting branch {branch} of {repository}",
+        _codecommit(run).delete_branch,
+        ("BranchDoesNotExistException",),
+        repositoryName=repository,
+        branchName=branch,
+    )
+
+
+def update_default_branch(run: AwsRun, repository: str, branch: str) -> None:
+    with aws_errors(f"making {branch} the default branch of {repository}"):
+        _codecommit(run).update_default_branch(repositoryName=repository, defaultBranchName=branch)
+
+
+def fast_forward(run: AwsRun, repository: str, commit: str, branch: str) -> None:
+    """Move `branch` to `commit`, which must descend from the branch's tip (MergeBranchesByFastForward): one
+    referenceUpdated event, so one pipeline run. ConflictError when the branch moved (someone pushed)."""
+    try:
+        with aws_errors(f"fast-forwarding branch {branch} of {repository} to {commit[:12]}"):
+            _codecommit(run).merge_branches_by_fast_forward(
+                repositoryName=repository,
+                sourceCommitSpecifier=commit,
+                destinationCommitSpecifier=branch,
+                targetBranch=branch,
+            )
+    except AwsError as exc:
+        if not caused_by(exc, *FAST_FORWARD_REFUSED):
+            raise
+        # botocore repeats a merge whose answer was lost: the branch then is at `commit` already
+        if branch_tip(run, repository, branch) == commit:
+            return
+        raise ConflictError(
+            f"branch {branch} of {repository} moved while push-app was committing (someone else pushed), so "
+            f"it cannot be fast-forwarded to {commit[:12]}: nothing was released",
+            "Run `cdpoc push-app` again: it compares with the new tip and commits only what still differs.",
+        ) from exc
+
+
+def built_by_cdpoc(run: AwsRun, repository: str, tip: str, base: str | None, limit: int = HISTORY_LIMIT) -> bool:
+    """True when the commits from `tip` back to `base` (None: back to a first commit) are cdpoc's, one parent
+    each: a side branch an interrupted push left, safe to continue and release."""
+    commit_id = tip
+    for _ in range(limit + 1):
+        if commit_id == base:
+            return True
+        with aws_errors(f"reading commit {commit_id} of {repository}"):
+            commit = _codecommit(run).get_commit(repositoryName=repository, commitId=commit_id)["commit"]
+        parents = commit.get("parents", [])
+        if commit.get("author", {}).get("name") != COMMIT_AUTHOR or len(parents) > 1:
+            return False
+        if not parents:
+            return base is None
+        commit_id = parents[0]
+    return False
 
 
 # --- push-app: the S3 source --------------------------------------------------------------------------

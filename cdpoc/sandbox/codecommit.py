@@ -1,11 +1,13 @@
 """CodeCommit operations moto 5.2.5 lacks, on moto's CodeCommitResponse, backed by cdpoc/sandbox/gitstore.
 
-Added: CreateCommit, CreateBranch, GetBranch, ListBranches, GetCommit, GetFile, GetFolder, GetDifferences,
-ListRepositories, ListTagsForResource, TagResource, UntagResource, UpdateRepositoryDescription. Replaced:
-CreateRepository (moto drops the `tags` parameter). Request and response shapes follow botocore's codecommit
-service model; errors use CodeCommit's codes. Each repository's git objects live on moto's repository object,
-so deleting the repository or resetting moto forgets them. A branch that moves is announced to
-REFERENCE_LISTENERS, as CodeCommit announces it to EventBridge ("CodeCommit Repository State Change").
+Added: CreateCommit, CreateBranch, DeleteBranch, GetBranch, ListBranches, UpdateDefaultBranch,
+MergeBranchesByFastForward, GetCommit, GetFile, GetFolder, GetDifferences, ListRepositories,
+ListTagsForResource, TagResource, UntagResource, UpdateRepositoryDescription. Replaced: CreateRepository (moto
+drops the `tags` parameter). Request and response shapes follow botocore's codecommit service model; errors
+use CodeCommit's codes. Each repository's git objects live on moto's repository object, so deleting the
+repository or resetting moto forgets them. A branch that is created, moves or is deleted is announced to
+REFERENCE_LISTENERS, as CodeCommit announces it to EventBridge ("CodeCommit Repository State Change":
+referenceCreated, referenceUpdated, referenceDeleted).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ _TAGS = "_cdpoc_tags"
 
 @dataclass(frozen=True)
 class ReferenceChange:
-    """A branch created or moved: what CodeCommit sends to EventBridge."""
+    """A branch created, moved or deleted: what CodeCommit sends to EventBridge."""
 
     account: str
     region: str
@@ -51,9 +53,18 @@ class ReferenceChange:
     repository_id: str
     repository_arn: str
     branch: str
-    commit_id: str
+    commit_id: str | None  # None: the branch was deleted (referenceDeleted)
     old_commit_id: str | None  # None: the branch was created (referenceCreated)
     instant: float
+    # A move made by a merge carries the merge's commits and option in the event's detail
+    # (sourceCommitId, destinationCommitId, baseCommitId, mergeOption).
+    merge: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def event(self) -> str:
+        if self.commit_id is None:
+            return "referenceDeleted"
+        return "referenceCreated" if self.old_commit_id is None else "referenceUpdated"
 
 
 REFERENCE_LISTENERS: list[Callable[[ReferenceChange], None]] = []
@@ -168,7 +179,11 @@ def _mode(mode: str | None) -> str | None:
 
 
 def _announce(
-    response: CodeCommitResponse, repository: CodeCommit, change: tuple[str, str, str | None], instant: float
+    response: CodeCommitResponse,
+    repository: CodeCommit,
+    change: tuple[str, str | None, str | None],
+    instant: float,
+    merge: tuple[tuple[str, str], ...] = (),
 ) -> None:
     branch, commit_id, old_commit_id = change
     metadata = repository.repository_metadata
@@ -184,6 +199,7 @@ def _announce(
         commit_id=commit_id,
         old_commit_id=old_commit_id,
         instant=instant,
+        merge=merge,
     )
     for listener in REFERENCE_LISTENERS:
         listener(event)
@@ -245,6 +261,61 @@ def create_branch(self: CodeCommitResponse) -> str:
         raise _refused(error) from None
     _announce(self, repository, (body["branchName"], body["commitId"], None), instant)
     return ""
+
+
+def delete_branch(self: CodeCommitResponse) -> str:
+    """The branch goes (never the default one); a branch that is not there is no error: the model lists no
+    BranchDoesNotExistException for DeleteBranch, and the answer then has no `deletedBranch`."""
+    body = _body(self)
+    repository = _repository(self, body)
+    branch = body.get("branchName")
+    instant = SIMULATION.now()
+    try:
+        old_tip = git_of(repository).delete_branch(branch, instant)
+    except CodeCommitError as error:
+        raise _refused(error) from None
+    if old_tip is None:
+        return json.dumps({})
+    _announce(self, repository, (str(branch), None, old_tip), instant)
+    return json.dumps({"deletedBranch": {"branchName": branch, "commitId": old_tip}})
+
+
+def update_default_branch(self: CodeCommitResponse) -> str:
+    body = _body(self)
+    repository = _repository(self, body)
+    branch = body.get("defaultBranchName")
+    try:
+        git_of(repository).update_default_branch(branch)
+    except CodeCommitError as error:
+        raise _refused(error) from None
+    repository.repository_metadata["defaultBranch"] = str(branch)
+    repository.repository_metadata["lastModifiedDate"] = iso_8601_datetime_with_milliseconds()
+    return ""
+
+
+def merge_branches_by_fast_forward(self: CodeCommitResponse) -> str:
+    """The target branch (targetBranch, else the destination when it names a branch) moves to the source
+    commit when that descends from the destination commit; ManualMergeRequiredException when it does not
+    (the branches diverged). A target already holding the source stays where it is (git's "Already up to
+    date"). A move is announced as referenceUpdated with the merge's commits, FAST_FORWARD_MERGE."""
+    body = _body(self)
+    repository = _repository(self, body)
+    instant = SIMULATION.now()
+    try:
+        merged = git_of(repository).fast_forward(
+            body.get("sourceCommitSpecifier"), body.get("destinationCommitSpecifier"), body.get("targetBranch"), instant
+        )
+    except CodeCommitError as error:
+        raise _refused(error) from None
+    if merged.moved:
+        merge = (
+            ("sourceCommitId", merged.source_id),
+            ("destinationCommitId", merged.destination_id),
+            ("baseCommitId", merged.destination_id),  # a fast-forward's merge base is the destination itself
+            ("mergeOption", "FAST_FORWARD_MERGE"),
+        )
+        _announce(self, repository, (merged.branch, merged.commit.commit_id, merged.old_tip), instant, merge)
+    return json.dumps({"commitId": merged.commit.commit_id, "treeId": merged.commit.tree_id})
 
 
 def get_branch(self: CodeCommitResponse) -> str:
@@ -443,8 +514,11 @@ def install() -> None:
         CodeCommitResponse,
         create_commit,
         create_branch,
+        delete_branch,
         get_branch,
         list_branches,
+        update_default_branch,
+        merge_branches_by_fast_forward,
         get_commit,
         get_file,
         get_folder,

@@ -406,7 +406,8 @@ def on_reference_changed(change: codecommit.ReferenceChange) -> None:
     """A branch moved: start what AWS would start (polling source actions; matching EventBridge rules)."""
     SIMULATION.advance(change.account, change.region)
     pipelines = backend_of(change.account, change.region).pipelines
-    for pipeline in list(pipelines.values()):
+    # a polling source action notices a branch that moved or appeared; a deleted branch gives it nothing to fetch
+    for pipeline in list(pipelines.values()) if change.commit_id is not None else []:
         for action in _polling_sources(pipeline, change):
             trigger = {"triggerType": "PollForSourceChanges", "triggerDetail": action["name"]}
             start_execution(change.account, change.region, pipeline, trigger, change.instant)
@@ -449,19 +450,23 @@ def _pipeline_by_arn(pipelines: dict[str, CodePipeline], arn: str) -> CodePipeli
 
 
 def codecommit_event(change: codecommit.ReferenceChange) -> dict[str, Any]:
-    """The event CodeCommit puts on the default bus when a branch is created or moves."""
+    """The event CodeCommit puts on the default bus when a branch is created, moves or is deleted (the
+    CodeCommit User Guide's "Monitoring CodeCommit events": a deletion carries oldCommitId and no commitId,
+    a move by a merge also the merge's commits and option)."""
     detail: dict[str, Any] = {
         "callerUserArn": f"arn:aws:iam::{change.account}:root",
-        "commitId": change.commit_id,
-        "event": "referenceCreated" if change.old_commit_id is None else "referenceUpdated",
+        "event": change.event,
         "referenceFullName": f"refs/heads/{change.branch}",
         "referenceName": change.branch,
         "referenceType": "branch",
         "repositoryId": change.repository_id,
         "repositoryName": change.repository_name,
     }
+    if change.commit_id is not None:
+        detail["commitId"] = change.commit_id
     if change.old_commit_id is not None:
         detail["oldCommitId"] = change.old_commit_id
+    detail.update(change.merge)
     return {
         "version": "0",
         "id": str(uuid.uuid4()),

@@ -17,6 +17,9 @@ GIT_MODES = {"NORMAL": "100644", "EXECUTABLE": "100755", "SYMLINK": "120000"}
 TREE_MODE = "40000"
 MAX_FILE_ENTRIES = 100  # CodeCommit quota: files added, updated, deleted or re-moded in one commit
 MAX_FILE_BYTES = 6 * 1024 * 1024
+# FileContentSizeLimitExceededException (botocore's model): "The maximum file size is 6 MB, and the combined
+# file content change size is 7 MB."
+MAX_COMMIT_CONTENT_BYTES = 7 * 1024 * 1024
 COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
 # git-check-ref-format, the parts CodeCommit enforces for branch names
 BAD_BRANCH = re.compile(r"(^[./-])|(\.\.)|([\s~^:?*\[\\])|(@\{)|(\.lock$)|(/$)|(\.$)|(//)")
@@ -161,15 +164,31 @@ def commit_object_id(tree_id: str, parents: tuple[str, ...], author: Person, com
     return git_object_id("commit", body.encode())
 
 
+@dataclass(frozen=True)
+class FastForward:
+    """What MergeBranchesByFastForward did: the commit the target branch points at now, and where it was
+    before (equal when the target already held the source: nothing moved)."""
+
+    branch: str
+    commit: Commit
+    old_tip: str
+    source_id: str
+    destination_id: str
+
+    @property
+    def moved(self) -> bool:
+        return self.commit.commit_id != self.old_tip
+
+
 @dataclass
 class GitRepository:
-    """One repository's objects and branches. `reflog` keeps when each branch moved, so a pipeline source
-    action can resolve the branch tip as of the instant it ran."""
+    """One repository's objects and branches. `reflog` keeps when each branch moved (None: deleted), so a
+    pipeline source action can resolve the branch tip as of the instant it ran."""
 
     blobs: dict[str, bytes] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
-    reflog: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
+    reflog: dict[str, list[tuple[float, str | None]]] = field(default_factory=dict)
     default_branch: str | None = None
 
     # ---- reads
@@ -201,13 +220,27 @@ class GitRepository:
         return self.commits[commit_id]
 
     def tip_at(self, branch: str, instant: float) -> str | None:
-        """The branch's commit as of `instant` (None if the branch did not exist yet)."""
+        """The branch's commit as of `instant` (None if the branch did not exist then)."""
         tip = None
         for moved_at, commit_id in self.reflog.get(branch, []):
             if moved_at > instant:
                 break
             tip = commit_id
         return tip
+
+    def is_ancestor(self, ancestor_id: str, descendant_id: str) -> bool:
+        """True when `ancestor_id` is `descendant_id` or reachable from it through parents (git merge-base
+        --is-ancestor)."""
+        waiting, seen = [descendant_id], set()
+        while waiting:
+            commit_id = waiting.pop()
+            if commit_id == ancestor_id:
+                return True
+            if commit_id in seen:
+                continue
+            seen.add(commit_id)
+            waiting.extend(self.commits[commit_id].parents)
+        return False
 
     def file(self, commit: Commit, path: str) -> tuple[str, Entry, bytes]:
         normalized = normalize_path(path)
@@ -271,6 +304,64 @@ class GitRepository:
             raise CodeCommitError("CommitDoesNotExistException", f"The commit {commit_id} does not exist.")
         self._move(branch, commit_id, instant)
 
+    def delete_branch(self, branch: str | None, instant: float) -> str | None:
+        """Remove the branch; its old tip, or None when there was no such branch (DeleteBranch then answers
+        without `deletedBranch`: its model has no BranchDoesNotExistException)."""
+        check_branch_name(branch)
+        assert branch is not None
+        if branch == self.default_branch:
+            raise CodeCommitError(
+                "DefaultBranchCannotBeDeletedException",
+                f"The branch {branch} is the default branch for the repository and cannot be deleted. To delete "
+                "this branch, you must first set another branch as the default branch.",
+            )
+        old_tip = self.branches.pop(branch, None)
+        if old_tip is not None:
+            self.reflog.setdefault(branch, []).append((instant, None))
+        return old_tip
+
+    def update_default_branch(self, branch: str | None) -> None:
+        check_branch_name(branch)
+        if branch not in self.branches:
+            raise CodeCommitError("BranchDoesNotExistException", f"Branch {branch} does not exist.")
+        self.default_branch = branch
+
+    def fast_forward(
+        self, source: str | None, destination: str | None, target: str | None, instant: float
+    ) -> FastForward:
+        """MergeBranchesByFastForward: move `target` (default: the destination, when it names a branch) to
+        the source commit, which must descend from the destination commit (else ManualMergeRequired)."""
+        if not source or not destination:
+            raise CodeCommitError("CommitRequiredException", "A commit must be specified.")
+        source_commit, destination_commit = self.resolve(source), self.resolve(destination)
+        branch = target if target is not None else (destination if destination in self.branches else None)
+        if branch is None:
+            raise CodeCommitError("InvalidTargetBranchException", "The specified target branch is not valid.")
+        check_branch_name(branch)
+        if branch not in self.branches:
+            raise CodeCommitError("BranchDoesNotExistException", f"Branch {branch} does not exist.")
+        old_tip = self.branches[branch]
+        if old_tip != destination_commit.commit_id:
+            raise CodeCommitError(
+                "ConcurrentReferenceUpdateException",
+                "The merge cannot be completed because the target branch has been modified. Another user might "
+                "have modified the target branch while the merge was in progress. Wait a few minutes, and then "
+                "try again.",
+            )
+        ids = (source_commit.commit_id, destination_commit.commit_id)
+        if self.is_ancestor(destination_commit.commit_id, source_commit.commit_id):
+            if source_commit.commit_id != old_tip:
+                self._move(branch, source_commit.commit_id, instant)
+            return FastForward(branch, source_commit, old_tip, *ids)
+        if self.is_ancestor(source_commit.commit_id, destination_commit.commit_id):
+            # git's "Already up to date": the target holds the source already; nothing moves
+            return FastForward(branch, destination_commit, old_tip, *ids)
+        raise CodeCommitError(
+            "ManualMergeRequiredException",
+            f"Cannot fast-forward {branch}: commit {destination_commit.commit_id} is not an ancestor of "
+            f"{source_commit.commit_id}. The branches have diverged; merge them manually.",
+        )
+
     def create_commit(
         self,
         branch: str,
@@ -293,6 +384,12 @@ class GitRepository:
                 "MaximumFileEntriesExceededException",
                 f"The number of specified files to change as part of this commit exceeds the maximum of "
                 f"{MAX_FILE_ENTRIES}.",
+            )
+        if sum(len(put.content or b"") for put in puts) > MAX_COMMIT_CONTENT_BYTES:
+            raise CodeCommitError(
+                "FileContentSizeLimitExceededException",
+                "The commit cannot be created because the combined file content change size exceeds the "
+                "maximum of 7 MB. Consider making these changes using a Git client.",
             )
         parent = self._parent_for(branch, parent_id)
         old_files: dict[str, Entry] = dict(parent.files) if parent else {}
