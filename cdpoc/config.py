@@ -148,9 +148,15 @@ class NetworkSettings(_Frozen):
         return tuple(getattr(self, f"{tier}_subnets"))
 
 
+# SSH open to the whole internet is what bots scan for within minutes; a prefix this short or shorter takes an
+# explicit operator.allow_ssh_from_anywhere.
+WIDEST_SSH_PREFIX = 1
+
+
 class OperatorSettings(_Frozen):
     email: str = ""
     ssh_cidr: str = ""
+    allow_ssh_from_anywhere: bool = False
     key_name: str = ""
 
     @field_validator("email")
@@ -166,6 +172,16 @@ class OperatorSettings(_Frozen):
         if value:
             _network(value)
         return value
+
+    @model_validator(mode="after")
+    def _not_the_whole_internet(self) -> OperatorSettings:
+        if self.ssh_cidr and _network(self.ssh_cidr).prefixlen < WIDEST_SSH_PREFIX and not self.allow_ssh_from_anywhere:
+            raise ValueError(
+                f"ssh_cidr {self.ssh_cidr} lets the whole internet try SSH on the bastion; give your own address "
+                "(e.g. 203.0.113.7/32: `curl https://checkip.amazonaws.com`), or set "
+                "operator.allow_ssh_from_anywhere: true if that is really meant"
+            )
+        return self
 
 
 class ComputeSettings(_Frozen):

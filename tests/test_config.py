@@ -166,6 +166,18 @@ def test_bad_ssh_cidr(tmp_path: Path) -> None:
     assert "operator.ssh_cidr" in problem(tmp_path, {"operator": {"ssh_cidr": "my laptop"}})
 
 
+def test_ssh_from_the_whole_internet_takes_an_explicit_setting(tmp_path: Path) -> None:
+    message = problem(tmp_path, {"operator": {"ssh_cidr": "0.0.0.0/0"}})
+    assert "whole internet" in message and "allow_ssh_from_anywhere: true" in message
+    allowed = {"operator": {"ssh_cidr": "0.0.0.0/0", "allow_ssh_from_anywhere": True}}
+    settings, _, _ = load_settings(write(tmp_path, allowed), {}, ambient_region=from_environment)
+    assert settings.operator.ssh_cidr == "0.0.0.0/0"
+    narrow, _, _ = load_settings(
+        write(tmp_path, {"operator": {"ssh_cidr": "203.0.113.7/32"}}), {}, ambient_region=from_environment
+    )
+    assert not narrow.operator.allow_ssh_from_anywhere
+
+
 @pytest.mark.parametrize(
     "name",
     ["", "Shop", "shop-", "-shop", "sh--op", "9shop", "s" * (MAX_NAME_LENGTH + 1), "a_b", "sg", "sg-web", "internal"],
