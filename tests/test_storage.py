@@ -135,6 +135,11 @@ def test_up_creates_the_three_buckets_as_configured(ctx: Context) -> None:
     assert results["bucket.web"].attrs["website_url"] == web_url
 
     assert client.get_public_access_block(Bucket=uploads)["PublicAccessBlockConfiguration"] == private
+    for private_bucket in (artifacts, uploads):
+        [tls_only] = json.loads(client.get_bucket_policy(Bucket=private_bucket)["Policy"])["Statement"]
+        assert tls_only["Effect"] == "Deny" and tls_only["Action"] == "s3:*"
+        assert tls_only["Resource"] == [f"arn:aws:s3:::{private_bucket}", f"arn:aws:s3:::{private_bucket}/*"]
+        assert tls_only["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     [cors] = client.get_bucket_cors(Bucket=uploads)["CORSRules"]
     assert cors["AllowedOrigins"] == [web_url]
     assert set(cors["AllowedMethods"]) == {"GET", "HEAD", "PUT", "POST"}
@@ -251,7 +256,8 @@ def test_account_level_block_public_access_is_named_when_the_public_policy_is_re
         ctx.handlers["bucket"].create(ctx.run, graph["bucket.web"], {})
 
     assert "Block Public Access is on for the whole account" in raised.value.message
-    assert "put-public-access-block" in raised.value.hint
+    assert "will not ask you to weaken it" in raised.value.hint
+    assert "put-public-access-block" not in raised.value.hint and "Turn off" not in raised.value.hint
     # Bucket settings are eventually consistent, so a few attempts are made first; then it stops.
     assert len(refused) == storage_handlers.PUBLIC_POLICY_ATTEMPTS
 

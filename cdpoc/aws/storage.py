@@ -471,10 +471,10 @@ class BucketHandler(Handler):
             f"S3 refused the public-read policy of website bucket {name} (AccessDenied). The bucket's own Block "
             f"Public Access allows it, so S3 Block Public Access is on for the whole account {account} "
             "(BlockPublicPolicy / RestrictPublicBuckets), or your credentials lack s3:PutBucketPolicy.",
-            "Turn off 'Block public access to buckets and objects granted through new public bucket or access point "
-            "policies' and '... through any public bucket or access point policies' in the account's S3 Block Public "
-            f"Access settings (aws s3control put-public-access-block --account-id {account} ...), keep the ACL "
-            "settings on, then re-run `cdpoc up`.",
+            "An account-wide Block Public Access is a guardrail your account's administrators set for every bucket: "
+            "cdpoc will not ask you to weaken it. Run the stack in an account meant for public test sites (your "
+            "organisation's sandbox account), or ask the administrators whether this one may host one; the API "
+            "behind the load balancer does not depend on the website.",
         )
 
     def keep(self, run: AwsRun, found: Observed) -> None:

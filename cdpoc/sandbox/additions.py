@@ -399,3 +399,41 @@ def instance_profile_follows_its_association() -> None:
 
 
 ADDITIONS.append(instance_profile_follows_its_association)
+
+
+# --- S3: bucket policies with conditions ----------------------------------------------------------------
+
+
+# What a request to the sandbox's endpoint stands for: an AWS SDK call, which reaches S3 over HTTPS (the
+# sandbox itself speaks plain HTTP only because it is a local stand-in).
+S3_REQUEST_CONTEXT = {"aws:SecureTransport": "true"}
+
+
+def bucket_permission(self: Any, action: str, resource: str) -> Any:
+    """A bucket policy's verdict on an action, as AWS evaluates it: a statement applies only when its Condition
+    holds (moto 5.2.5 ignores Condition, so a TLS-only Deny refused every request). Only statements for any
+    principal (`*`) are considered: moto asks without saying who calls."""
+    from moto.iam.access_control import PermissionResult
+
+    from cdpoc.sandbox.iam_evaluation import Policy, Request, statement_applies
+
+    if self.policy is None:
+        return PermissionResult.NEUTRAL
+    request = Request(action, resource, S3_REQUEST_CONTEXT)
+    verdict = PermissionResult.NEUTRAL
+    for _, statement in Policy.parse("bucket policy", self.policy.decode()).statements():
+        if statement.get("Principal") not in ("*", {"AWS": "*"}) or not statement_applies(statement, request):
+            continue
+        if statement.get("Effect") == "Deny":
+            return PermissionResult.DENIED
+        verdict = PermissionResult.PERMITTED
+    return verdict
+
+
+def evaluate_bucket_policy_conditions() -> None:
+    from moto.s3.models import FakeBucket
+
+    FakeBucket.get_permission = bucket_permission  # type: ignore[method-assign]
+
+
+ADDITIONS.append(evaluate_bucket_policy_conditions)

@@ -51,6 +51,21 @@ def public_read_policy(bucket: str) -> dict[str, Any]:
     return document(statement)
 
 
+def tls_only_policy(bucket: str) -> dict[str, Any]:
+    """Every request over plain HTTP is refused, whoever makes it: AWS's documented way to enforce encryption
+    in transit (https://docs.aws.amazon.com/AmazonS3/latest/userguide/security-best-practices.html, "Enforce
+    encryption of data in transit"). Not for the website bucket: S3 website endpoints speak HTTP only."""
+    statement: dict[str, Any] = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn(bucket), bucket_arn(bucket, "*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return document(statement)
+
+
 def password(names: StackNames, key: str, path: str, description: str) -> Resource:
     """A generated MongoDB password, kept with --keep-data like the database it was set up with."""
     return declare_spec(
@@ -67,12 +82,17 @@ def password(names: StackNames, key: str, path: str, description: str) -> Resour
 
 
 def declare(names: StackNames) -> list[Resource]:
-    web = names.bucket("web")
+    web, artifacts, uploads = names.bucket("web"), names.bucket("artifacts"), names.bucket("uploads")
     return [
         declare_spec(
             "bucket.artifacts",
-            names.bucket("artifacts"),
-            BucketSpec(encryption=ENCRYPTION, public_access_block=PRIVATE, versioning=True),
+            artifacts,
+            BucketSpec(
+                encryption=ENCRYPTION,
+                public_access_block=PRIVATE,
+                versioning=True,
+                policy=policy_text(tls_only_policy(artifacts)),
+            ),
         ),
         declare_spec(
             SITE_BUCKET.key,
@@ -86,8 +106,14 @@ def declare(names: StackNames) -> list[Resource]:
         ),
         declare_spec(
             "bucket.uploads",
-            names.bucket("uploads"),
-            BucketSpec(encryption=ENCRYPTION, public_access_block=PRIVATE, cors=(UPLOADS_CORS,), keep_data=True),
+            uploads,
+            BucketSpec(
+                encryption=ENCRYPTION,
+                public_access_block=PRIVATE,
+                cors=(UPLOADS_CORS,),
+                keep_data=True,
+                policy=policy_text(tls_only_policy(uploads)),
+            ),
         ),
         password(names, "param.mongodb.admin-password", "mongodb/admin-password", "MongoDB administrator password"),
         password(
