@@ -81,19 +81,21 @@ def password(names: StackNames, key: str, path: str, description: str) -> Resour
     )
 
 
+def private_bucket(key: str, name: str, **settings: Any) -> Resource:
+    """A bucket no one reaches anonymously or over plain HTTP: every private bucket of the stack is one."""
+    spec = BucketSpec(
+        encryption=ENCRYPTION,
+        public_access_block=PRIVATE,
+        policy=policy_text(tls_only_policy(name)),
+        **settings,
+    )
+    return declare_spec(key, name, spec)
+
+
 def declare(names: StackNames) -> list[Resource]:
-    web, artifacts, uploads = names.bucket("web"), names.bucket("artifacts"), names.bucket("uploads")
+    web = names.bucket("web")
     return [
-        declare_spec(
-            "bucket.artifacts",
-            artifacts,
-            BucketSpec(
-                encryption=ENCRYPTION,
-                public_access_block=PRIVATE,
-                versioning=True,
-                policy=policy_text(tls_only_policy(artifacts)),
-            ),
-        ),
+        private_bucket("bucket.artifacts", names.bucket("artifacts"), versioning=True),
         declare_spec(
             SITE_BUCKET.key,
             web,
@@ -104,17 +106,7 @@ def declare(names: StackNames) -> list[Resource]:
                 policy=policy_text(public_read_policy(web)),
             ),
         ),
-        declare_spec(
-            "bucket.uploads",
-            uploads,
-            BucketSpec(
-                encryption=ENCRYPTION,
-                public_access_block=PRIVATE,
-                cors=(UPLOADS_CORS,),
-                keep_data=True,
-                policy=policy_text(tls_only_policy(uploads)),
-            ),
-        ),
+        private_bucket("bucket.uploads", names.bucket("uploads"), cors=(UPLOADS_CORS,), keep_data=True),
         password(names, "param.mongodb.admin-password", "mongodb/admin-password", "MongoDB administrator password"),
         password(
             names, "param.mongodb.app-password", "mongodb/app-password", "MongoDB password of the application user"
