@@ -421,7 +421,8 @@ def test_every_declared_policy_is_least_privilege(make_context: Callable[..., Co
     declared = [*iam.declare(names), *storage.declare(names)]
 
     assert iam.least_privilege_problems(declared) == []
-    assert len(list(iam.policies_of(declared))) == 11  # 5 trust + 5 inline + the web bucket's policy
+    # 5 trust + 5 inline + the web bucket's policy + the TLS-only policies of the artifacts and uploads buckets
+    assert len(list(iam.policies_of(declared))) == 13
 
 
 def managed_document(arn: str) -> dict[str, Any]:
@@ -490,6 +491,9 @@ def test_the_least_privilege_check_catches_a_regression() -> None:
         "test statement Gets has a wildcard action 'ec2:Describe*'",
         "test statement Inverted uses NotAction (grants everything else)",
     ]
+    # a Deny grants nothing, however broad: the TLS-only bucket statement is no problem, the same as Allow is
+    deny_plain_http = {**iam.allow("TlsOnly", ["s3:*"], ["*"]), "Effect": "Deny"}
+    assert iam.policy_problems(iam.document(deny_plain_http), "deny") == []
 
 
 def test_policies_compare_equal_however_written() -> None:

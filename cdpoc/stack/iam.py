@@ -325,9 +325,12 @@ def as_list(value: Any) -> list[Any]:
 
 def policy_problems(policy: Mapping[str, Any], label: str) -> list[str]:
     """Why a policy document is broader than least privilege: "*" in an action, Not*, a bare "*" resource for
-    an action that has resource-level permissions (one not in ACTIONS_WITHOUT_RESOURCE_LEVEL)."""
+    an action that has resource-level permissions (one not in ACTIONS_WITHOUT_RESOURCE_LEVEL). Deny statements
+    grant nothing: a broad one (the buckets' TLS-only `s3:*` on every request) only takes more away."""
     problems = []
     for index, statement in enumerate(as_list(policy.get("Statement"))):
+        if statement.get("Effect") == "Deny":
+            continue
         where = f"{label} statement {statement.get('Sid', index)}"
         for negated in ("NotAction", "NotResource"):
             if negated in statement:
